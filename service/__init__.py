@@ -1,0 +1,1 @@
+"""Paperwire: trending research papers in your inbox, ranked for each subscriber."""

@@ -1,0 +1,114 @@
+"""Domain models: the nouns of Paperwire. Data only, no I/O."""
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SubscriptionStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    SUPPRESSED = "suppressed"
+
+
+class Frequency(StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class DeliveryStatus(StrEnum):
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+class Interests(BaseModel):
+    """What a subscriber wants to read about: phrases plus an optional sentence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    keywords: tuple[str, ...] = ()
+    text: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.keywords and not self.text.strip()
+
+
+class Paper(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, max_length=64)
+    title: str = Field(min_length=1)
+    abstract: str = ""
+    authors: tuple[str, ...] = ()
+    authors_count: int | None = Field(None, ge=0)
+    published_date: date | None = None
+    source: str = "import"
+    url: str | None = None
+    upvotes: int | None = Field(None, ge=0)
+    comments: int | None = Field(None, ge=0)
+    github_stars: int | None = Field(None, ge=0)
+    first_seen_at: datetime | None = None
+
+
+class Subscriber(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    email: str
+    status: SubscriptionStatus
+    interests: Interests
+    time_zone: str = "UTC"
+    delivery_hour: int = Field(8, ge=0, le=23)
+    frequency: Frequency = Frequency.DAILY
+    weekday: int = Field(0, ge=0, le=6, description="Monday=0; used by weekly subscribers.")
+    trending_weight: float = Field(0.3, ge=0.0, le=1.0)
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+
+
+class ScoredPaper(BaseModel):
+    """A paper ranked for one subscriber, with the reason it was picked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    paper: Paper
+    score: float
+    relevance: float
+    trending: float
+    why: str
+    matched_terms: tuple[str, ...] = ()
+
+
+class Digest(BaseModel):
+    """One issue for one subscriber: the pair (subscriber, issue_date) identifies it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subscriber: Subscriber
+    issue_date: date
+    papers: tuple[ScoredPaper, ...]
+
+
+class Delivery(BaseModel):
+    """A row of the delivery ledger."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subscriber_id: int
+    issue_date: date
+    status: DeliveryStatus
+    message_id: str | None = None
+    paper_ids: tuple[str, ...] = ()
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None

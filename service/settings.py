@@ -1,0 +1,83 @@
+"""Settings: the only reader of the environment."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "change-me"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAPERWIRE_", env_file=".env", extra="ignore")
+
+    environment: str = Field(
+        "development",
+        description="development or production; production refuses the placeholder secret key.",
+    )
+    database_url: str = Field(
+        "sqlite:///var/paperwire.db",
+        description="SQLAlchemy URL of the store: SQLite file (default) or postgresql+psycopg://.",
+    )
+    mail_url: str = Field(
+        "file://var/outbox",
+        description="Where mail goes: file://DIR (outbox folder), smtp://[user:pass@]host:port "
+        "(add ?starttls=1 for STARTTLS) or smtps://… (implicit TLS).",
+    )
+    mail_timeout_seconds: float = Field(30.0, description="SMTP connect and command timeout.")
+    mail_from_name: str = Field("Paperwire", description="Display name on outgoing mail.")
+    mail_from_address: str = Field(
+        "digest@paperwire.localhost", description="Sender address of outgoing mail."
+    )
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Public URL of the web app, used for manage/unsubscribe/archive links.",
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(PLACEHOLDER_SECRET),
+        description="Key that signs links in emails; must be changed in production.",
+    )
+    digest_size: int = Field(10, ge=1, le=50, description="Most papers in one digest.")
+    default_delivery_hour: int = Field(
+        8, ge=0, le=23, description="Local hour at which new subscribers get their digest."
+    )
+    default_time_zone: str = Field("UTC", description="Time zone given to new subscribers.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis for the Celery broker and rate limits."
+    )
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Self:
+        placeholder = self.secret_key.get_secret_value() == PLACEHOLDER_SECRET
+        if placeholder and self.environment != "development":
+            raise ValueError("PAPERWIRE_SECRET_KEY must be set outside development")
+        return self
+
+    @property
+    def mail_domain(self) -> str:
+        """Domain used for Message-IDs and List-Id."""
+        return self.mail_from_address.rpartition("@")[2]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Celery workers over the service functions."""
