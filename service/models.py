@@ -3,7 +3,13 @@
 from datetime import date, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_KEYWORDS = 30
+MAX_KEYWORD_LENGTH = 100
+MAX_INTERESTS_TEXT_LENGTH = 1000
 
 
 class SubscriptionStatus(StrEnum):
@@ -32,8 +38,30 @@ class Interests(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    keywords: tuple[str, ...] = ()
-    text: str = ""
+    keywords: tuple[str, ...] = Field((), max_length=MAX_KEYWORDS)
+    text: str = Field("", max_length=MAX_INTERESTS_TEXT_LENGTH)
+
+    @field_validator("keywords", mode="before")
+    @classmethod
+    def _clean_keywords(cls, value: object) -> object:
+        """Strip, collapse white space and drop empty or repeated phrases, keeping order."""
+        if not isinstance(value, list | tuple):
+            return value
+        cleaned: dict[str, str] = {}
+        for raw in value:
+            if not isinstance(raw, str):
+                return value  # let pydantic report the wrong type
+            phrase = " ".join(raw.split())
+            if len(phrase) > MAX_KEYWORD_LENGTH:
+                raise ValueError(f"interest longer than {MAX_KEYWORD_LENGTH} characters")
+            if phrase:
+                cleaned.setdefault(phrase.casefold(), phrase)
+        return tuple(cleaned.values())
+
+    @field_validator("text")
+    @classmethod
+    def _clean_text(cls, value: str) -> str:
+        return " ".join(value.split())
 
     @property
     def is_empty(self) -> bool:
@@ -57,18 +85,33 @@ class Paper(BaseModel):
     first_seen_at: datetime | None = None
 
 
-class Subscriber(BaseModel):
+def check_time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+    return name
+
+
+class SubscriptionPreferences(BaseModel):
+    """What a subscriber chooses: interests, schedule and the trending/relevance mix."""
+
     model_config = ConfigDict(frozen=True)
 
-    id: int
-    email: str
-    status: SubscriptionStatus
-    interests: Interests
+    interests: Interests = Interests()
     time_zone: str = "UTC"
     delivery_hour: int = Field(8, ge=0, le=23)
     frequency: Frequency = Frequency.DAILY
     weekday: int = Field(0, ge=0, le=6, description="Monday=0; used by weekly subscribers.")
     trending_weight: float = Field(0.3, ge=0.0, le=1.0)
+
+    _known_time_zone = field_validator("time_zone")(check_time_zone)
+
+
+class Subscriber(SubscriptionPreferences):
+    id: int
+    email: str
+    status: SubscriptionStatus
     created_at: datetime
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None

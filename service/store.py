@@ -1,0 +1,471 @@
+"""The subscription store: the only module that knows how data is persisted."""
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import ColumnElement, Engine, create_engine, event, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.errors import AlreadySubscribed, UnknownSubscriber
+from service.models import (
+    Delivery,
+    DeliveryStatus,
+    Frequency,
+    Interests,
+    Paper,
+    Subscriber,
+    SubscriptionPreferences,
+    SubscriptionStatus,
+)
+from service.tables import DeliveryRow, PaperRow, SentPaperRow, SubscriberRow
+
+# Statuses a worker may (re)claim. A `sending` row whose lease ran out belongs to a worker
+# that died mid-send; it is claimable again once the lease expires.
+CLAIMABLE_STATUSES = (DeliveryStatus.PLANNED, DeliveryStatus.RETRY)
+# Trending signals a re-import refreshes; the rest of a paper is refreshed only when given.
+TRENDING_FIELDS = ("upvotes", "comments", "github_stars")
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    new: int
+    updated: int
+
+
+class Store:
+    """Papers, subscribers and the delivery ledger in one SQL database."""
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url)
+        connect_args: dict[str, Any] = {}
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            # Several processes (CLI, web, workers) share the file: wait for locks, don't fail.
+            connect_args["timeout"] = 30
+        self.url = url
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        if url.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _configure_sqlite)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to `revision` with Alembic (the only way the schema changes)."""
+        config = Config()
+        config.set_main_option("script_location", "service:migrations")
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    # -- papers -------------------------------------------------------------------------------
+
+    def upsert_papers(self, papers: Iterable[Paper], *, now: datetime) -> UpsertCounts:
+        """Insert new papers; for known ids refresh trending signals and given metadata."""
+        new = updated = 0
+        with self._session() as session:
+            for chunk in _chunks(list(papers), 500):
+                ids = [paper.id for paper in chunk]
+                existing = {
+                    row.id: row
+                    for row in session.scalars(select(PaperRow).where(PaperRow.id.in_(ids)))
+                }
+                for paper in chunk:
+                    row = existing.get(paper.id)
+                    if row is None:
+                        row = _paper_row(paper, now=now)
+                        session.add(row)
+                        existing[paper.id] = row
+                        new += 1
+                    else:
+                        _refresh_paper_row(row, paper, now=now)
+                        updated += 1
+        return UpsertCounts(new=new, updated=updated)
+
+    def get_paper(self, paper_id: str) -> Paper | None:
+        with self._session() as session:
+            row = session.get(PaperRow, paper_id)
+            return None if row is None else _paper(row)
+
+    def list_papers(
+        self,
+        *,
+        seen_since: datetime | None = None,
+        seen_before: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Paper]:
+        """Papers newest-first by when Paperwire first saw them, optionally within a window."""
+        query = select(PaperRow).order_by(PaperRow.first_seen_at.desc(), PaperRow.id)
+        if seen_since is not None:
+            query = query.where(PaperRow.first_seen_at >= seen_since)
+        if seen_before is not None:
+            query = query.where(PaperRow.first_seen_at < seen_before)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._session() as session:
+            return [_paper(row) for row in session.scalars(query)]
+
+    def count_papers(self) -> int:
+        with self._session() as session:
+            return session.scalar(select(func.count()).select_from(PaperRow)) or 0
+
+    # -- subscribers --------------------------------------------------------------------------
+
+    def add_subscriber(
+        self,
+        email: str,
+        preferences: SubscriptionPreferences,
+        *,
+        status: SubscriptionStatus,
+        now: datetime,
+    ) -> Subscriber:
+        """Store a new subscriber; `email` must already be normalised."""
+        row = SubscriberRow(
+            email=email,
+            status=status,
+            created_at=now,
+            confirmed_at=now if status is SubscriptionStatus.CONFIRMED else None,
+            hard_bounces=0,
+        )
+        _apply_preferences(row, preferences)
+        try:
+            with self._session() as session:
+                session.add(row)
+        except IntegrityError as exc:
+            raise AlreadySubscribed(f"{email} is already subscribed") from exc
+        return _subscriber(row)
+
+    def get_subscriber(self, subscriber_id: int) -> Subscriber:
+        with self._session() as session:
+            row = session.get(SubscriberRow, subscriber_id)
+            if row is None:
+                raise UnknownSubscriber(f"no subscriber with id {subscriber_id}")
+            return _subscriber(row)
+
+    def find_subscriber(self, email: str) -> Subscriber:
+        with self._session() as session:
+            row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == email))
+            if row is None:
+                raise UnknownSubscriber(f"no subscriber with address {email}")
+            return _subscriber(row)
+
+    def list_subscribers(self, *, status: SubscriptionStatus | None = None) -> list[Subscriber]:
+        query = select(SubscriberRow).order_by(SubscriberRow.id)
+        if status is not None:
+            query = query.where(SubscriberRow.status == status)
+        with self._session() as session:
+            return [_subscriber(row) for row in session.scalars(query)]
+
+    def remove_subscriber(self, email: str) -> None:
+        """Delete a subscriber with their ledger rows and sent-paper history."""
+        with self._session() as session:
+            row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == email))
+            if row is None:
+                raise UnknownSubscriber(f"no subscriber with address {email}")
+            # Delete children explicitly: SQLite enforces ON DELETE CASCADE only with a pragma.
+            session.execute(
+                SentPaperRow.__table__.delete().where(SentPaperRow.subscriber_id == row.id)
+            )
+            session.execute(
+                DeliveryRow.__table__.delete().where(DeliveryRow.subscriber_id == row.id)
+            )
+            session.delete(row)
+
+    def due_subscribers(self, issue_date: date) -> list[Subscriber]:
+        """Confirmed subscribers whose frequency gives them an issue on `issue_date`."""
+        weekly_today = (SubscriberRow.frequency == Frequency.WEEKLY) & (
+            SubscriberRow.weekday == issue_date.weekday()
+        )
+        query = (
+            select(SubscriberRow)
+            .where(SubscriberRow.status == SubscriptionStatus.CONFIRMED)
+            .where(or_(SubscriberRow.frequency == Frequency.DAILY, weekly_today))
+            .order_by(SubscriberRow.id)
+        )
+        with self._session() as session:
+            return [_subscriber(row) for row in session.scalars(query)]
+
+    # -- the delivery ledger ------------------------------------------------------------------
+
+    def claim_issue(
+        self, subscriber_id: int, issue_date: date, *, now: datetime, lease: timedelta
+    ) -> bool:
+        """Take the issue (subscriber, date) for sending; False if sent or held by another.
+
+        One conditional UPDATE decides, so two workers racing for the same issue cannot both
+        win. The claim is committed before any mail is sent.
+        """
+        with self._session() as session:
+            _insert_ignoring_conflict(
+                session,
+                DeliveryRow,
+                {
+                    "subscriber_id": subscriber_id,
+                    "issue_date": issue_date,
+                    "status": DeliveryStatus.PLANNED,
+                    "paper_ids": [],
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+                conflict_columns=("subscriber_id", "issue_date"),
+            )
+            lease_ran_out = (DeliveryRow.status == DeliveryStatus.SENDING) & (
+                DeliveryRow.lease_expires_at < now
+            )
+            result = session.execute(
+                update(DeliveryRow)
+                .where(_issue_key(subscriber_id, issue_date))
+                .where(or_(DeliveryRow.status.in_(CLAIMABLE_STATUSES), lease_ran_out))
+                .values(
+                    status=DeliveryStatus.SENDING,
+                    attempts=DeliveryRow.attempts + 1,
+                    lease_expires_at=now + lease,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def record_sent(
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        message_id: str,
+        paper_ids: Sequence[str],
+        now: datetime,
+    ) -> None:
+        """Mark a claimed issue sent and remember its papers so they are never sent again."""
+        with self._session() as session:
+            self._finish(
+                session,
+                subscriber_id,
+                issue_date,
+                status=DeliveryStatus.SENT,
+                now=now,
+                message_id=message_id,
+                paper_ids=list(paper_ids),
+                sent_at=now,
+                last_error=None,
+            )
+            for paper_id in paper_ids:
+                _insert_ignoring_conflict(
+                    session,
+                    SentPaperRow,
+                    {"subscriber_id": subscriber_id, "paper_id": paper_id, "issue_date": issue_date},
+                    conflict_columns=("subscriber_id", "paper_id"),
+                )
+
+    def record_skipped(self, subscriber_id: int, issue_date: date, *, now: datetime) -> None:
+        """Mark a claimed issue skipped: nothing relevant to send that day."""
+        with self._session() as session:
+            self._finish(session, subscriber_id, issue_date, status=DeliveryStatus.SKIPPED, now=now)
+
+    def record_failure(
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        error: str,
+        permanent: bool,
+        now: datetime,
+    ) -> None:
+        """Mark a claimed issue failed (permanent) or due for another attempt (transient)."""
+        status = DeliveryStatus.FAILED if permanent else DeliveryStatus.RETRY
+        with self._session() as session:
+            self._finish(
+                session, subscriber_id, issue_date, status=status, now=now, last_error=error
+            )
+
+    def _finish(
+        self,
+        session: Session,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        status: DeliveryStatus,
+        now: datetime,
+        **values: Any,
+    ) -> None:
+        # Only the holder of the claim may record its outcome.
+        session.execute(
+            update(DeliveryRow)
+            .where(_issue_key(subscriber_id, issue_date))
+            .where(DeliveryRow.status == DeliveryStatus.SENDING)
+            .values(status=status, lease_expires_at=None, updated_at=now, **values)
+            .execution_options(synchronize_session=False)
+        )
+
+    def get_delivery(self, subscriber_id: int, issue_date: date) -> Delivery | None:
+        with self._session() as session:
+            row = session.scalar(select(DeliveryRow).where(_issue_key(subscriber_id, issue_date)))
+            return None if row is None else _delivery(row)
+
+    def list_deliveries(self, *, issue_date: date | None = None) -> list[Delivery]:
+        query = select(DeliveryRow).order_by(DeliveryRow.issue_date, DeliveryRow.subscriber_id)
+        if issue_date is not None:
+            query = query.where(DeliveryRow.issue_date == issue_date)
+        with self._session() as session:
+            return [_delivery(row) for row in session.scalars(query)]
+
+    def sent_paper_ids(self, subscriber_id: int) -> set[str]:
+        query = select(SentPaperRow.paper_id).where(SentPaperRow.subscriber_id == subscriber_id)
+        with self._session() as session:
+            return set(session.scalars(query))
+
+    def last_sent_at(self, subscriber_id: int, *, before: date) -> datetime | None:
+        """When the subscriber's latest issue dated before `before` was sent."""
+        query = (
+            select(DeliveryRow.sent_at)
+            .where(
+                DeliveryRow.subscriber_id == subscriber_id,
+                DeliveryRow.status == DeliveryStatus.SENT,
+                DeliveryRow.issue_date < before,
+            )
+            .order_by(DeliveryRow.issue_date.desc())
+            .limit(1)
+        )
+        with self._session() as session:
+            return session.scalar(query)
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (web, CLI) work while a digest run writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _insert_ignoring_conflict(
+    session: Session,
+    table: type[Any],
+    values: dict[str, Any],
+    *,
+    conflict_columns: Sequence[str],
+) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(**values).on_conflict_do_nothing(
+        index_elements=list(conflict_columns)
+    )
+    session.execute(statement)
+
+
+def _issue_key(subscriber_id: int, issue_date: date) -> ColumnElement[bool]:
+    return (DeliveryRow.subscriber_id == subscriber_id) & (DeliveryRow.issue_date == issue_date)
+
+
+def _chunks(items: Sequence[Paper], size: int) -> Iterator[Sequence[Paper]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _paper_row(paper: Paper, *, now: datetime) -> PaperRow:
+    return PaperRow(
+        id=paper.id,
+        title=paper.title,
+        abstract=paper.abstract,
+        authors=list(paper.authors),
+        authors_count=paper.authors_count,
+        published_date=paper.published_date,
+        source=paper.source,
+        url=paper.url,
+        upvotes=paper.upvotes,
+        comments=paper.comments,
+        github_stars=paper.github_stars,
+        first_seen_at=paper.first_seen_at or now,
+        updated_at=now,
+    )
+
+
+def _refresh_paper_row(row: PaperRow, paper: Paper, *, now: datetime) -> None:
+    row.title = paper.title
+    if paper.abstract:
+        row.abstract = paper.abstract
+    if paper.authors:
+        row.authors = list(paper.authors)
+    for name in ("authors_count", "published_date", "url", *TRENDING_FIELDS):
+        value = getattr(paper, name)
+        if value is not None:
+            setattr(row, name, value)
+    row.updated_at = now
+
+
+def _paper(row: PaperRow) -> Paper:
+    return Paper(
+        id=row.id,
+        title=row.title,
+        abstract=row.abstract,
+        authors=tuple(row.authors),
+        authors_count=row.authors_count,
+        published_date=row.published_date,
+        source=row.source,
+        url=row.url,
+        upvotes=row.upvotes,
+        comments=row.comments,
+        github_stars=row.github_stars,
+        first_seen_at=row.first_seen_at,
+    )
+
+
+def _apply_preferences(row: SubscriberRow, preferences: SubscriptionPreferences) -> None:
+    row.keywords = list(preferences.interests.keywords)
+    row.interests_text = preferences.interests.text
+    row.time_zone = preferences.time_zone
+    row.delivery_hour = preferences.delivery_hour
+    row.frequency = preferences.frequency
+    row.weekday = preferences.weekday
+    row.trending_weight = preferences.trending_weight
+
+
+def _subscriber(row: SubscriberRow) -> Subscriber:
+    return Subscriber(
+        id=row.id,
+        email=row.email,
+        status=SubscriptionStatus(row.status),
+        interests=Interests(keywords=tuple(row.keywords), text=row.interests_text),
+        time_zone=row.time_zone,
+        delivery_hour=row.delivery_hour,
+        frequency=Frequency(row.frequency),
+        weekday=row.weekday,
+        trending_weight=row.trending_weight,
+        created_at=row.created_at,
+        confirmed_at=row.confirmed_at,
+        unsubscribed_at=row.unsubscribed_at,
+    )
+
+
+def _delivery(row: DeliveryRow) -> Delivery:
+    return Delivery(
+        subscriber_id=row.subscriber_id,
+        issue_date=row.issue_date,
+        status=DeliveryStatus(row.status),
+        message_id=row.message_id,
+        paper_ids=tuple(row.paper_ids),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        sent_at=row.sent_at,
+    )
