@@ -253,10 +253,10 @@ class Store:
         message_id: str,
         paper_ids: Sequence[str],
         now: datetime,
-    ) -> None:
+    ) -> bool:
         """Mark a claimed issue sent and remember its papers so they are never sent again."""
         with self._session() as session:
-            self._finish(
+            finished = self._finish(
                 session,
                 subscriber_id,
                 issue_date,
@@ -267,6 +267,8 @@ class Store:
                 sent_at=now,
                 last_error=None,
             )
+            if not finished:
+                return False
             for paper_id in paper_ids:
                 _insert_ignoring_conflict(
                     session,
@@ -274,11 +276,12 @@ class Store:
                     {"subscriber_id": subscriber_id, "paper_id": paper_id, "issue_date": issue_date},
                     conflict_columns=("subscriber_id", "paper_id"),
                 )
+        return True
 
-    def record_skipped(self, subscriber_id: int, issue_date: date, *, now: datetime) -> None:
+    def record_skipped(self, subscriber_id: int, issue_date: date, *, now: datetime) -> bool:
         """Mark a claimed issue skipped: nothing relevant to send that day."""
         with self._session() as session:
-            self._finish(session, subscriber_id, issue_date, status=DeliveryStatus.SKIPPED, now=now)
+            return self._finish(session, subscriber_id, issue_date, status=DeliveryStatus.SKIPPED, now=now)
 
     def record_failure(
         self,
@@ -288,11 +291,11 @@ class Store:
         error: str,
         permanent: bool,
         now: datetime,
-    ) -> None:
+    ) -> bool:
         """Mark a claimed issue failed (permanent) or due for another attempt (transient)."""
         status = DeliveryStatus.FAILED if permanent else DeliveryStatus.RETRY
         with self._session() as session:
-            self._finish(
+            return self._finish(
                 session, subscriber_id, issue_date, status=status, now=now, last_error=error
             )
 
@@ -305,15 +308,17 @@ class Store:
         status: DeliveryStatus,
         now: datetime,
         **values: Any,
-    ) -> None:
+    ) -> bool:
+        """Record the outcome of a claimed issue; False if the issue is not being sent."""
         # Only the holder of the claim may record its outcome.
-        session.execute(
+        result = session.execute(
             update(DeliveryRow)
             .where(_issue_key(subscriber_id, issue_date))
             .where(DeliveryRow.status == DeliveryStatus.SENDING)
             .values(status=status, lease_expires_at=None, updated_at=now, **values)
             .execution_options(synchronize_session=False)
         )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def get_delivery(self, subscriber_id: int, issue_date: date) -> Delivery | None:
         with self._session() as session:

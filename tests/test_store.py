@@ -1,0 +1,158 @@
+"""The store on SQLite and PostgreSQL: papers, subscribers and the ledger."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import inspect
+
+from service.errors import AlreadySubscribed, UnknownSubscriber
+from service.models import DeliveryStatus, Frequency, SubscriptionStatus
+from service.store import Store
+from tests.factories import NOW, TODAY, add_subscriber, make_paper
+
+LEASE = timedelta(minutes=10)
+
+
+def test_migrations_create_every_table(store: Store) -> None:
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"papers", "subscribers", "deliveries", "sent_papers", "alembic_version"} <= tables
+
+
+def test_upgrade_twice_is_harmless(store: Store) -> None:
+    store.upgrade()
+    store.upgrade()
+    assert store.count_papers() == 0
+
+
+def test_it_upserts_papers_by_id_and_refreshes_trending_signals(store: Store) -> None:
+    first = store.upsert_papers([make_paper(id="p1", upvotes=3), make_paper(id="p2")], now=NOW)
+    later = NOW + timedelta(hours=5)
+    second = store.upsert_papers(
+        [make_paper(id="p1", upvotes=40, comments=7, abstract="")], now=later
+    )
+
+    assert (first.new, first.updated) == (2, 0)
+    assert (second.new, second.updated) == (0, 1)
+    assert store.count_papers() == 2
+    paper = store.get_paper("p1")
+    assert paper is not None
+    assert (paper.upvotes, paper.comments) == (40, 7)
+    assert paper.abstract.startswith("We distil")  # an empty abstract does not erase one
+    assert paper.first_seen_at == NOW  # first seen stays the first time
+
+
+def test_datetimes_come_back_timezone_aware(store: Store) -> None:
+    store.upsert_papers([make_paper(id="p1")], now=NOW)
+    paper = store.get_paper("p1")
+    assert paper is not None and paper.first_seen_at == NOW
+    assert paper.first_seen_at.utcoffset() == timedelta(0)
+
+
+def test_it_lists_papers_in_a_window(store: Store) -> None:
+    store.upsert_papers([make_paper(id="old")], now=NOW - timedelta(days=9))
+    store.upsert_papers([make_paper(id="new")], now=NOW)
+    recent = store.list_papers(seen_since=NOW - timedelta(days=7))
+    assert [p.id for p in recent] == ["new"]
+    assert [p.id for p in store.list_papers()] == ["new", "old"]
+
+
+def test_email_is_unique(store: Store) -> None:
+    add_subscriber(store, "ann@example.org")
+    with pytest.raises(AlreadySubscribed):
+        add_subscriber(store, "ann@example.org")
+
+
+def test_it_round_trips_preferences(store: Store) -> None:
+    added = add_subscriber(
+        store, "bob@example.org", frequency=Frequency.WEEKLY, weekday=2, trending_weight=0.8
+    )
+    found = store.find_subscriber("bob@example.org")
+    assert found == added
+    assert found.interests.keywords == ("diffusion models",)
+    assert (found.frequency, found.weekday, found.trending_weight) == (Frequency.WEEKLY, 2, 0.8)
+    assert found.confirmed_at == NOW
+
+
+def test_only_confirmed_subscribers_due_that_day_are_due(store: Store) -> None:
+    daily = add_subscriber(store, "daily@example.org")
+    wednesday = add_subscriber(
+        store, "wed@example.org", frequency=Frequency.WEEKLY, weekday=TODAY.weekday()
+    )
+    add_subscriber(
+        store, "thu@example.org", frequency=Frequency.WEEKLY, weekday=(TODAY.weekday() + 1) % 7
+    )
+    add_subscriber(store, "pending@example.org", status=SubscriptionStatus.PENDING)
+    add_subscriber(store, "gone@example.org", status=SubscriptionStatus.UNSUBSCRIBED)
+
+    due = store.due_subscribers(TODAY)
+
+    assert [s.email for s in due] == [daily.email, wednesday.email]
+
+
+def test_an_issue_is_claimed_once(store: Store) -> None:
+    subscriber = add_subscriber(store)
+    assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE)
+    assert not store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE)
+    store.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    assert not store.claim_issue(subscriber.id, TODAY, now=NOW + timedelta(hours=1), lease=LEASE)
+    delivery = store.get_delivery(subscriber.id, TODAY)
+    assert delivery is not None
+    assert (delivery.status, delivery.attempts, delivery.paper_ids) == (
+        DeliveryStatus.SENT,
+        1,
+        ("p1",),
+    )
+
+
+def test_a_claim_whose_lease_ran_out_can_be_taken_again(store: Store) -> None:
+    subscriber = add_subscriber(store)
+    assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE)
+    assert not store.claim_issue(subscriber.id, TODAY, now=NOW + LEASE / 2, lease=LEASE)
+    assert store.claim_issue(subscriber.id, TODAY, now=NOW + LEASE * 2, lease=LEASE)
+    delivery = store.get_delivery(subscriber.id, TODAY)
+    assert delivery is not None and delivery.attempts == 2
+
+
+def test_transient_failures_are_retried_and_permanent_ones_are_not(store: Store) -> None:
+    retried = add_subscriber(store, "retry@example.org")
+    failed = add_subscriber(store, "fail@example.org")
+    for subscriber in (retried, failed):
+        assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE)
+    store.record_failure(retried.id, TODAY, error="451 later", permanent=False, now=NOW)
+    store.record_failure(failed.id, TODAY, error="550 no user", permanent=True, now=NOW)
+
+    assert store.claim_issue(retried.id, TODAY, now=NOW, lease=LEASE)
+    assert not store.claim_issue(failed.id, TODAY, now=NOW, lease=LEASE)
+    delivery = store.get_delivery(failed.id, TODAY)
+    assert delivery is not None
+    assert (delivery.status, delivery.last_error) == (DeliveryStatus.FAILED, "550 no user")
+
+
+def test_outcomes_are_recorded_only_by_the_claim_holder(store: Store) -> None:
+    subscriber = add_subscriber(store)
+    store.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    assert store.get_delivery(subscriber.id, TODAY) is None
+    assert store.sent_paper_ids(subscriber.id) == set()
+
+
+def test_sent_papers_are_remembered_per_subscriber(store: Store) -> None:
+    alice = add_subscriber(store, "alice@example.org")
+    bob = add_subscriber(store, "bob@example.org")
+    store.claim_issue(alice.id, TODAY, now=NOW, lease=LEASE)
+    store.record_sent(alice.id, TODAY, message_id="<m@x>", paper_ids=["p1", "p2"], now=NOW)
+    assert store.sent_paper_ids(alice.id) == {"p1", "p2"}
+    assert store.sent_paper_ids(bob.id) == set()
+    tomorrow = TODAY + timedelta(days=1)
+    assert store.last_sent_at(alice.id, before=tomorrow) == NOW
+    assert store.last_sent_at(alice.id, before=TODAY) is None
+
+
+def test_removing_a_subscriber_removes_their_history(store: Store) -> None:
+    alice = add_subscriber(store)
+    store.claim_issue(alice.id, TODAY, now=NOW, lease=LEASE)
+    store.record_sent(alice.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    store.remove_subscriber(alice.email)
+    with pytest.raises(UnknownSubscriber):
+        store.find_subscriber(alice.email)
+    assert store.list_deliveries() == []
+    assert store.sent_paper_ids(alice.id) == set()
