@@ -1,0 +1,33 @@
+"""Settings: environment names, validation, the placeholder secret."""
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+
+def test_it_reads_prefixed_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAPERWIRE_DIGEST_SIZE", "7")
+    monkeypatch.setenv("PAPERWIRE_PUBLIC_BASE_URL", "https://papers.example.org/")
+    settings = Settings()
+    assert settings.digest_size == 7
+    assert settings.public_base_url == "https://papers.example.org"
+
+
+def test_production_refuses_the_placeholder_secret() -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings(environment="production")
+
+
+def test_production_accepts_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAPERWIRE_SECRET_KEY", "a-real-secret")
+    assert Settings(environment="production").secret_key.get_secret_value() == "a-real-secret"
+
+
+def test_an_unknown_time_zone_is_refused() -> None:
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        Settings(default_time_zone="Mars/Olympus_Mons")
+
+
+def test_mail_domain_comes_from_the_sender_address() -> None:
+    assert Settings(mail_from_address="news@lab.example.org").mail_domain == "lab.example.org"
