@@ -5,11 +5,11 @@ from functools import lru_cache
 
 import snowballstemmer
 
-# The Snowball project's English stop list, plus a few single letters that tokenising leaves
-# behind ("s" from "model's", "e" from "e.g."). Research vocabulary ("model", "learning") stays
-# in: inverse document frequency already discounts words that every paper uses.
-STOP_WORDS = frozenset(
-    """
+# The Snowball project's English stop list, plus the fragments that splitting on apostrophes
+# and dots leaves behind ("s" from "model's", "don" from "don't", "e", "g" from "e.g.").
+# Research vocabulary ("model", "learning") stays in: inverse document frequency already
+# discounts words that every paper uses.
+_STOP_WORDS_TEXT = """
     a about above after again against all am an and any are as at be because been before being
     below between both but by can could did do does doing down during each few for from further
     had has have having he her here hers herself him himself his how i if in into is it its itself
@@ -17,9 +17,10 @@ STOP_WORDS = frozenset(
     ourselves out over own same shall she should so some such than that the their theirs them
     themselves then there these they this those through to too under until up very was we were
     what when where which while who whom why will with would you your yours yourself yourselves
-    e g s t via etc
-    """.split()
-)
+    e g s t d ll m re ve via etc don doesn didn isn aren wasn weren won wouldn shouldn couldn
+    hasn haven hadn
+"""
+STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 
 # Letters and digits of any script; punctuation, hyphens and underscores split words, so
 # "score-based" becomes "score", "based" in papers and queries alike.
@@ -30,20 +31,23 @@ _WORD = re.compile(r"[^\W_]+")
 _ACRONYM_PLURAL = re.compile(r"[A-Z0-9]*[A-Z][A-Z0-9]*s")
 
 
-def split_words(text: str) -> list[str]:
-    """Lower-cased words of `text`, acronym plurals made singular, stop words kept."""
-    words = []
-    for match in _WORD.finditer(text):
-        word = match.group()
-        if len(word) > 2 and _ACRONYM_PLURAL.fullmatch(word):
-            word = word[:-1]
-        words.append(word.lower())
-    return words
+def words_as_written(text: str) -> list[str]:
+    """Words of `text` as written, without stop words, in order (for showing to people)."""
+    return [
+        match.group() for match in _WORD.finditer(text) if match.group().lower() not in STOP_WORDS
+    ]
+
+
+def normalise_word(word: str) -> str:
+    """Lower-case `word`, making an acronym's plural ("GNNs") singular."""
+    if len(word) > 2 and _ACRONYM_PLURAL.fullmatch(word):
+        word = word[:-1]
+    return word.lower()
 
 
 def content_words(text: str) -> list[str]:
-    """Lower-cased words of `text` without stop words, in order."""
-    return [word for word in split_words(text) if word not in STOP_WORDS]
+    """Normalised words of `text` without stop words, in order."""
+    return [normalise_word(word) for word in words_as_written(text)]
 
 
 # Pure-Python Snowball costs tens of microseconds a word; a corpus repeats a small vocabulary.

@@ -1,0 +1,248 @@
+"""Offline evaluation of service.ranking against graded relevance judgements.
+
+Run from the project root:
+
+    .venv/bin/python -m benchmarks.ranking_eval \\
+        --papers service/sample_data/papers.jsonl \\
+        --profiles ../shared/data/dev-profiles.json --qrels ../shared/data/dev-qrels.jsonl
+
+(those paths are the defaults). Every profile ranks the whole corpus with trending weight 0.
+nDCG@10 uses linear gains (the judged grade) and a log2 discount, the ideal ranking built from
+all judged papers; P@5 and Recall@20 count grade >= 1 as relevant; unjudged papers count as 0.
+"ranker" is rank_papers as the digest calls it (MIN_RELEVANCE applies, so a list can be short);
+"ranker, no threshold" sorts every paper by the same relevance; "plain BM25" is the baseline:
+one bag of query words, one title+abstract field, no phrases.
+
+Figures printed on the 4 dev profiles and the 375 sample papers (ms vary with the machine):
+
+    profile                nDCG@10   P@5   R@20 | plain BM25: nDCG@10   P@5   R@20
+    gnn_recsys               0.964  1.00  0.720 |              0.884  1.00  0.600
+    continual_learning       1.000  1.00  0.833 |              1.000  1.00  0.917
+    diffusion_models         0.933  1.00  0.941 |              0.932  1.00  0.882
+    hard_trial_and_error     0.750  1.00  0.308 |              0.776  1.00  0.288
+    mean                     0.912  1.00  0.701 |              0.898  1.00  0.672
+
+"ranker" and "ranker, no threshold" agree here: the threshold keeps 34 to 218 papers per
+profile, always more than 20. Ranking all 375 papers takes 5-8 ms per profile once the corpus
+is analysed (about 0.4 s, cold), 8-22 ms when every kept paper also gets its why-line; a
+digest (limit 10) about 9 ms. "hard_trial_and_error" asks for reinforcement learning without
+saying so ("agents that learn from trial and error"): word matching finds the papers that use
+those words, not the ones that only say "reinforcement learning" or "policy gradient".
+"""
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from service.models import Interests, Paper
+from service.papers import read_papers_file
+from service.ranking import (
+    K1,
+    B,
+    CorpusStats,
+    analyse_interests,
+    analyse_paper,
+    build_corpus_stats,
+    rank_papers,
+    relevance_scores,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PAPERS = PROJECT_ROOT / "service" / "sample_data" / "papers.jsonl"
+DEFAULT_PROFILES = PROJECT_ROOT.parent / "shared" / "data" / "dev-profiles.json"
+DEFAULT_QRELS = PROJECT_ROOT.parent / "shared" / "data" / "dev-qrels.jsonl"
+
+# Trending is switched off, so the date only has to be fixed for the run to be repeatable.
+EVALUATION_DATE = date(2025, 1, 1)
+
+Ranker = Callable[[Sequence[Paper], Interests, CorpusStats], list[str]]
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    profile_id: str
+    ndcg_at_10: float
+    precision_at_5: float
+    recall_at_20: float
+    returned: int
+    seconds: float
+
+
+def load_profiles(path: Path) -> dict[str, Interests]:
+    profiles = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        profile["id"]: Interests.model_validate(
+            {"keywords": profile["keywords"], "text": profile.get("text", "")}
+        )
+        for profile in profiles
+    }
+
+
+def load_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """Grades by profile id, then paper id."""
+    qrels: dict[str, dict[str, int]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            judgement = json.loads(line)
+            qrels.setdefault(judgement["profile"], {})[judgement["paper"]] = judgement["rel"]
+    return qrels
+
+
+def ndcg_at(k: int, ranking: Sequence[str], grades: Mapping[str, int]) -> float:
+    ideal = sorted(grades.values(), reverse=True)
+    ideal_dcg = _dcg(ideal[:k])
+    if ideal_dcg == 0:
+        return 0.0
+    return _dcg([grades.get(paper_id, 0) for paper_id in ranking[:k]]) / ideal_dcg
+
+
+def _dcg(gains: Sequence[int]) -> float:
+    return sum(gain / math.log2(rank + 1) for rank, gain in enumerate(gains, start=1))
+
+
+def precision_at(k: int, ranking: Sequence[str], grades: Mapping[str, int]) -> float:
+    return sum(1 for paper_id in ranking[:k] if grades.get(paper_id, 0) >= 1) / k
+
+
+def recall_at(k: int, ranking: Sequence[str], grades: Mapping[str, int]) -> float:
+    relevant = {paper_id for paper_id, grade in grades.items() if grade >= 1}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(ranking[:k])) / len(relevant)
+
+
+def rank_as_digest(papers: Sequence[Paper], interests: Interests, stats: CorpusStats) -> list[str]:
+    ranked = rank_papers(
+        papers,
+        interests,
+        stats=stats,
+        trending_weight=0.0,
+        limit=len(papers),
+        today=EVALUATION_DATE,
+    )
+    return [scored.paper.id for scored in ranked]
+
+
+def rank_without_threshold(
+    papers: Sequence[Paper], interests: Interests, stats: CorpusStats
+) -> list[str]:
+    scores = relevance_scores(papers, interests, stats=stats)
+    return sorted(scores, key=lambda paper_id: (-scores[paper_id], paper_id))
+
+
+def rank_plain_bm25(papers: Sequence[Paper], interests: Interests, stats: CorpusStats) -> list[str]:
+    """Classic BM25: every query word once, title and abstract as one field, no phrases."""
+    query = {stem for clause in analyse_interests(interests) for stem in clause.stems}
+    avg_length = stats.avg_title_length + stats.avg_abstract_length
+    scores: dict[str, float] = {}
+    for paper in papers:
+        terms = analyse_paper(paper)
+        length = terms.title.length + terms.abstract.length
+        norm = K1 * (1.0 - B + B * length / avg_length)
+        score = 0.0
+        for stem in query:
+            frequency = terms.title.count(stem) + terms.abstract.count(stem)
+            score += stats.idf(stem) * frequency * (K1 + 1.0) / (frequency + norm)
+        scores[paper.id] = score
+    return sorted(scores, key=lambda paper_id: (-scores[paper_id], paper_id))
+
+
+def evaluate(
+    ranker: Ranker,
+    papers: Sequence[Paper],
+    profiles: Mapping[str, Interests],
+    qrels: Mapping[str, Mapping[str, int]],
+    stats: CorpusStats,
+) -> list[ProfileResult]:
+    results = []
+    for profile_id, interests in profiles.items():
+        started = time.perf_counter()
+        ranking = ranker(papers, interests, stats)
+        seconds = time.perf_counter() - started
+        grades = qrels.get(profile_id, {})
+        results.append(
+            ProfileResult(
+                profile_id=profile_id,
+                ndcg_at_10=ndcg_at(10, ranking, grades),
+                precision_at_5=precision_at(5, ranking, grades),
+                recall_at_20=recall_at(20, ranking, grades),
+                returned=len(ranking),
+                seconds=seconds,
+            )
+        )
+    return results
+
+
+def print_results(name: str, results: Sequence[ProfileResult]) -> None:
+    print(f"{name}")
+    print(f"  {'profile':<24} {'nDCG@10':>8} {'P@5':>6} {'R@20':>6} {'papers':>7} {'ms':>7}")
+    for result in results:
+        print(
+            f"  {result.profile_id:<24} {result.ndcg_at_10:>8.3f} {result.precision_at_5:>6.2f}"
+            f" {result.recall_at_20:>6.3f} {result.returned:>7} {result.seconds * 1000:>7.1f}"
+        )
+    count = len(results)
+    print(
+        f"  {'mean':<24} {sum(r.ndcg_at_10 for r in results) / count:>8.3f}"
+        f" {sum(r.precision_at_5 for r in results) / count:>6.2f}"
+        f" {sum(r.recall_at_20 for r in results) / count:>6.3f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--papers", type=Path, default=DEFAULT_PAPERS)
+    parser.add_argument("--profiles", type=Path, default=DEFAULT_PROFILES)
+    parser.add_argument("--qrels", type=Path, default=DEFAULT_QRELS)
+    arguments = parser.parse_args()
+
+    papers_file = read_papers_file(arguments.papers)
+    if papers_file.rejected:
+        print(f"skipped {len(papers_file.rejected)} invalid lines of {arguments.papers}")
+    papers = papers_file.papers
+    profiles = load_profiles(arguments.profiles)
+    qrels = load_qrels(arguments.qrels)
+
+    started = time.perf_counter()
+    stats = build_corpus_stats(papers)
+    analysis_ms = (time.perf_counter() - started) * 1000
+    print(f"{len(papers)} papers, {len(profiles)} profiles")
+    print(f"corpus statistics (tokenising and stemming every paper, cold): {analysis_ms:.0f} ms")
+    print("rank times below reuse the cached analysis, as a batch of subscribers does\n")
+
+    rankers: list[tuple[str, Ranker]] = [
+        ("ranker (rank_papers, trending weight 0)", rank_as_digest),
+        ("ranker, no threshold", rank_without_threshold),
+        ("plain BM25 baseline", rank_plain_bm25),
+    ]
+    for name, ranker in rankers:
+        print_results(name, evaluate(ranker, papers, profiles, qrels, stats))
+        print()
+    digest_ms = time_digest(papers, profiles, stats)
+    print(f"a digest (rank_papers, limit 10, trending weight 0.3): {digest_ms:.1f} ms per profile")
+
+
+def time_digest(
+    papers: Sequence[Paper], profiles: Mapping[str, Interests], stats: CorpusStats
+) -> float:
+    """Mean milliseconds to rank every paper for one subscriber, keeping ten, as a digest does."""
+    started = time.perf_counter()
+    for interests in profiles.values():
+        rank_papers(
+            papers,
+            interests,
+            stats=stats,
+            trending_weight=0.3,
+            limit=10,
+            today=EVALUATION_DATE,
+        )
+    return (time.perf_counter() - started) * 1000 / len(profiles)
+
+
+if __name__ == "__main__":
+    main()
