@@ -24,7 +24,7 @@ Figures printed on the 4 dev profiles and the 375 sample papers (ms vary with th
 
 "ranker" and "ranker, no threshold" agree here: the threshold keeps 34 to 218 papers per
 profile, always more than 20. Ranking all 375 papers takes 5-8 ms per profile once the corpus
-is analysed (about 0.4 s, cold), 8-22 ms when every kept paper also gets its why-line; a
+is analysed (0.4-0.6 s, cold), 8-25 ms when every kept paper also gets its why-line; a
 digest (limit 10) about 9 ms. "hard_trial_and_error" asks for reinforcement learning without
 saying so ("agents that learn from trial and error"): word matching finds the papers that use
 those words, not the ones that only say "reinforcement learning" or "policy gradient".
