@@ -2,7 +2,6 @@
 
 from datetime import date, datetime
 from enum import StrEnum
-
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator

@@ -7,9 +7,17 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import ColumnElement, Engine, create_engine, event, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -70,6 +78,10 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema to `revision` with Alembic (the only way the schema changes)."""
+        # Imported here: Alembic is a tenth of a second of start-up that only this call needs.
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", "service:migrations")
         with self.engine.begin() as connection:
@@ -181,12 +193,8 @@ class Store:
             if row is None:
                 raise UnknownSubscriber(f"no subscriber with address {email}")
             # Delete children explicitly: SQLite enforces ON DELETE CASCADE only with a pragma.
-            session.execute(
-                SentPaperRow.__table__.delete().where(SentPaperRow.subscriber_id == row.id)
-            )
-            session.execute(
-                DeliveryRow.__table__.delete().where(DeliveryRow.subscriber_id == row.id)
-            )
+            session.execute(delete(SentPaperRow).where(SentPaperRow.subscriber_id == row.id))
+            session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == row.id))
             session.delete(row)
 
     def due_subscribers(self, issue_date: date) -> list[Subscriber]:
@@ -273,7 +281,11 @@ class Store:
                 _insert_ignoring_conflict(
                     session,
                     SentPaperRow,
-                    {"subscriber_id": subscriber_id, "paper_id": paper_id, "issue_date": issue_date},
+                    {
+                        "subscriber_id": subscriber_id,
+                        "paper_id": paper_id,
+                        "issue_date": issue_date,
+                    },
                     conflict_columns=("subscriber_id", "paper_id"),
                 )
         return True
@@ -281,7 +293,9 @@ class Store:
     def record_skipped(self, subscriber_id: int, issue_date: date, *, now: datetime) -> bool:
         """Mark a claimed issue skipped: nothing relevant to send that day."""
         with self._session() as session:
-            return self._finish(session, subscriber_id, issue_date, status=DeliveryStatus.SKIPPED, now=now)
+            return self._finish(
+                session, subscriber_id, issue_date, status=DeliveryStatus.SKIPPED, now=now
+            )
 
     def record_failure(
         self,
@@ -371,8 +385,8 @@ def _insert_ignoring_conflict(
 ) -> None:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).values(**values).on_conflict_do_nothing(
-        index_elements=list(conflict_columns)
+    statement = (
+        insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict_columns))
     )
     session.execute(statement)
 

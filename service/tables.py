@@ -1,7 +1,7 @@
 """SQLAlchemy table definitions. Only `store` and the migrations import this module."""
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -53,9 +53,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UtcDateTime(),
-        dict[str, Any]: JSON,
         list[str]: JSON,
     }
 
