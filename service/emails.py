@@ -1,0 +1,407 @@
+"""Digest emails: one Jinja environment, subject/text/HTML triplets, bulk-mail headers."""
+
+import re
+import textwrap
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from email.errors import HeaderParseError
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage
+from email.policy import SMTP, Policy
+from email.utils import format_datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from service.models import Digest, Paper, ScoredPaper
+from service.settings import TEMPLATES_DIR, Settings
+from service.tokens import TokenPurpose, make_issue_token, make_subscriber_token
+
+SNIPPET_MAX_CHARS = 400
+SNIPPET_MAX_SENTENCES = 3
+SUBJECT_TITLE_CHARS = 60
+PREHEADER_CHARS = 140
+# Text lines are wrapped at 68 characters and indented by 4 under the list numbers.
+TEXT_WIDTH = 68
+# RFC 5321: a line of a message may not exceed 998 octets plus CRLF.
+MAX_LINE_OCTETS = 998
+# A folded line holds at most this many characters: 4 UTF-8 octets each stays under the limit.
+_FOLD_CHARS = MAX_LINE_OCTETS // 4
+
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+class _UriListHeader(UnstructuredHeader, BaseHeader):
+    """`List-Unsubscribe` folded one URI per line and never RFC 2047-encoded.
+
+    The stock folder encodes a word that does not fit on a 78-character line
+    (`=?utf-8?q?=3Chttps…`), which mail clients then do not read as a URL (RFC 2369 wants
+    the URIs as they are).
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        uris = [uri.strip() for uri in re.split(r"(?<=>)\s*,", str(self))]
+        return f"{self.name}: " + f",{policy.linesep} ".join(uris) + policy.linesep
+
+
+class _HeaderRegistry(HeaderRegistry):
+    """The stdlib registry builds a new class with `type()` on every lookup, several times
+    per header set; the class depends only on the header name, so build it once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.map_to_type("list-unsubscribe", _UriListHeader)
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        if key not in self._classes:
+            self._classes[key] = super().__getitem__(key)
+        return self._classes[key]
+
+
+# CRLF line ends; bodies are set as 8bit below (quoted-printable costs ~4x the CPU, see NOTES).
+MESSAGE_POLICY = SMTP.clone(header_factory=_HeaderRegistry())
+
+
+@dataclass(frozen=True)
+class DigestLinks:
+    manage_url: str
+    unsubscribe_url: str
+    archive_url: str
+    unsubscribe_mailto: str
+
+    @property
+    def list_unsubscribe(self) -> str:
+        """Value of the `List-Unsubscribe` header: the one-click URL first, then mailto."""
+        return f"<{self.unsubscribe_url}>, <{self.unsubscribe_mailto}>"
+
+
+@dataclass(frozen=True)
+class PaperView:
+    """What every digest shows of a paper: computed once per paper, shared by subscribers."""
+
+    title: str
+    short_title: str
+    url: str | None
+    meta: str
+    badges: tuple[str, ...]
+    snippet: str
+    text_title: str
+    text_meta: str
+    text_snippet: str
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    paper: PaperView
+    why: str
+    text_why: str
+
+
+@lru_cache(maxsize=1)
+def template_environment() -> Environment:
+    """The one Jinja environment for emails and pages, built on first use."""
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        # Listed explicitly: the default list misses `.html.j2`. Unknown extensions are escaped.
+        autoescape=select_autoescape(
+            enabled_extensions=("html", "htm", "xml", "html.j2"),
+            disabled_extensions=("txt",),
+            default_for_string=True,
+            default=True,
+        ),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        # Templates ship with the code, so skip a stat() per render.
+        auto_reload=False,
+    )
+
+
+@lru_cache(maxsize=1)
+def _css_inliner() -> css_inline.CSSInliner:
+    # @media rules cannot be inlined; they stay in <style> for clients that honour them.
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def render_digest(
+    digest: Digest, *, settings: Settings, now: datetime | None = None
+) -> EmailMessage:
+    """Build the email of one issue; pure apart from reading templates."""
+    if not digest.papers:
+        raise ValueError("an empty digest is recorded as skipped, never rendered")
+    now = now or datetime.now(UTC)
+    subscriber = digest.subscriber
+    links = digest_links(subscriber.id, digest.issue_date, settings=settings, now=now)
+    items = [_digest_item(scored) for scored in digest.papers]
+    context: dict[str, Any] = {
+        "count": len(items),
+        "items": items,
+        "links": links,
+        "long_date": _long_date(digest.issue_date),
+        "short_date": _short_date(digest.issue_date),
+        "top_title": items[0].paper.short_title,
+    }
+    env = template_environment()
+    subject = " ".join(env.get_template("email/digest.subject.txt").render(context).split())
+    context["subject"] = subject
+    context["preheader"] = _preheader(items)
+    text = env.get_template("email/digest.txt").render(context)
+    html: str = _css_inliner().inline(env.get_template("email/digest.html").render(context))
+
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message["From"] = Address(
+        display_name=settings.mail_from_name, addr_spec=settings.mail_from_address
+    )
+    message["To"] = recipient_address(subscriber.email)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now.astimezone(UTC))
+    message["Message-ID"] = digest_message_id(
+        subscriber.id, digest.issue_date, domain=settings.mail_domain
+    )
+    message["List-Id"] = f"Paperwire digest <digest.{settings.mail_domain}>"
+    message["List-Unsubscribe"] = links.list_unsubscribe
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    text, text_cte = _fit_lines(text)
+    html, html_cte = _fit_lines(html)
+    message.set_content(text, subtype="plain", cte=text_cte)
+    message.add_alternative(html, subtype="html", cte=html_cte)
+    for part in message.iter_parts():
+        # The stdlib copies MIME-Version into the part it moves; only the top level needs it.
+        del part["MIME-Version"]
+    return message
+
+
+def digest_message_id(subscriber_id: int, issue_date: date, *, domain: str) -> str:
+    """The same id for every rendering of an issue, so receivers can drop a resend.
+
+    Built by hand: `make_msgid()` without a domain calls `socket.getfqdn()`, which can stall.
+    """
+    return f"<digest-{issue_date.isoformat()}-{subscriber_id}@{domain}>"
+
+
+def digest_links(
+    subscriber_id: int, issue_date: date, *, settings: Settings, now: datetime | None = None
+) -> DigestLinks:
+    key = settings.secret_key.get_secret_value()
+    base = settings.public_base_url
+    unsubscribe = make_subscriber_token(
+        TokenPurpose.UNSUBSCRIBE, subscriber_id, secret_key=key, now=now
+    )
+    manage = make_subscriber_token(TokenPurpose.MANAGE, subscriber_id, secret_key=key, now=now)
+    archive = make_issue_token(subscriber_id, issue_date, secret_key=key, now=now)
+    local, _, domain = settings.mail_from_address.rpartition("@")
+    mailto = (
+        f"mailto:{quote(local, safe='+')}+unsubscribe@{domain}?subject=unsubscribe%20{unsubscribe}"
+    )
+    return DigestLinks(
+        manage_url=f"{base}/m/{manage}",
+        unsubscribe_url=f"{base}/u/{unsubscribe}",
+        archive_url=f"{base}/a/{archive}",
+        unsubscribe_mailto=mailto,
+    )
+
+
+def recipient_address(email: str) -> Address:
+    """`email` as a header address, or ValueError if it cannot be sent to safely."""
+    try:
+        address = Address(addr_spec=email)
+    except (ValueError, HeaderParseError) as exc:
+        raise ValueError(f"cannot address mail to {email!r}: {exc}") from exc
+    if not address.username or not address.domain:
+        raise ValueError(f"cannot address mail to {email!r}: no domain")
+    if not address.domain.isascii():
+        # Headers go out without SMTPUTF8, so an internationalised domain travels as IDNA.
+        try:
+            domain = address.domain.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"cannot address mail to {email!r}: {exc}") from exc
+        address = Address(username=address.username, domain=domain)
+    return address
+
+
+@lru_cache(maxsize=4096)
+def paper_view(paper: Paper) -> PaperView:
+    """Cached: a day's digests share a few hundred papers among many subscribers."""
+    title = clean_text(paper.title)
+    meta = " · ".join(part for part in (_authors_line(paper), _date_line(paper)) if part)
+    badges = _badges(paper)
+    snippet = abstract_snippet(paper.abstract)
+    return PaperView(
+        title=title,
+        short_title=shorten(title, SUBJECT_TITLE_CHARS),
+        url=_safe_url(paper.url),
+        meta=meta,
+        badges=badges,
+        snippet=snippet,
+        text_title=_wrap(title),
+        text_meta=_wrap(" · ".join(part for part in (meta, *badges) if part)),
+        text_snippet=_wrap(snippet),
+    )
+
+
+# C0 and C1 control characters left after whitespace is collapsed: never useful in a title.
+_CONTROL_CHARS = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)])
+
+
+def clean_text(value: str) -> str:
+    """One line of text: any run of whitespace (CR, LF, U+2028…) becomes one space."""
+    return " ".join(value.split()).translate(_CONTROL_CHARS)
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut at a word boundary to at most `limit` characters, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-\u2013\u2014") + "…"
+
+
+# A sentence ends at . ! or ? (perhaps inside a quote or bracket), then space, then a
+# capital, digit or opening quote.
+_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+_ABBREVIATIONS = frozenset(
+    {"e.g.", "i.e.", "al.", "cf.", "vs.", "fig.", "figs.", "eq.", "eqs.", "sec.", "approx."}
+    | {"resp.", "no.", "dr.", "prof.", "st.", "vol.", "ref.", "refs.", "tab.", "ch."}
+)
+_INITIAL = re.compile(r"[A-Z]\.")
+
+
+def split_sentences(text: str) -> list[str]:
+    sentences: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        last_word = text[start : match.start() + 1].rsplit(None, 1)[-1].lstrip("([\"'\u201c\u2018")
+        if last_word.lower() in _ABBREVIATIONS or _INITIAL.fullmatch(last_word):
+            continue
+        sentences.append(text[start : match.end()].strip())
+        start = match.end()
+    if tail := text[start:].strip():
+        sentences.append(tail)
+    return sentences
+
+
+def abstract_snippet(abstract: str) -> str:
+    """The first two or three sentences of an abstract, within SNIPPET_MAX_CHARS."""
+    sentences = split_sentences(clean_text(abstract))
+    if not sentences:
+        return ""
+    snippet = ""
+    for sentence in sentences[:SNIPPET_MAX_SENTENCES]:
+        longer = f"{snippet} {sentence}" if snippet else sentence
+        if len(longer) > SNIPPET_MAX_CHARS:
+            break
+        snippet = longer
+    return snippet or shorten(sentences[0], SNIPPET_MAX_CHARS)
+
+
+def _digest_item(scored: ScoredPaper) -> DigestItem:
+    why, text_why = _why_lines(scored.why)
+    return DigestItem(paper=paper_view(scored.paper), why=why, text_why=text_why)
+
+
+@lru_cache(maxsize=4096)
+def _why_lines(why: str) -> tuple[str, str]:
+    # Reasons repeat across subscribers ("Matches …"), so wrap each one once.
+    cleaned = clean_text(why)
+    return cleaned, _wrap(f"Why: {cleaned}") if cleaned else ""
+
+
+def _authors_line(paper: Paper) -> str:
+    names = [name for name in map(clean_text, paper.authors) if name]
+    if names:
+        shown = names[:3]
+        more = max(len(names), paper.authors_count or 0) > len(shown)
+        return ", ".join(shown) + (" et al." if more else "")
+    if paper.authors_count:
+        return _count(paper.authors_count, "author", "authors")
+    return ""
+
+
+def _date_line(paper: Paper) -> str:
+    day = paper.published_date
+    return f"{day.day} {_MONTHS[day.month - 1][:3]} {day.year}" if day else ""
+
+
+def _badges(paper: Paper) -> tuple[str, ...]:
+    # A zero is known but says nothing worth a badge.
+    counts = (
+        (paper.upvotes, "upvote", "upvotes"),
+        (paper.comments, "comment", "comments"),
+        (paper.github_stars, "GitHub star", "GitHub stars"),
+    )
+    return tuple(_count(n, one, many) for n, one, many in counts if n)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _safe_url(url: str | None) -> str | None:
+    """Only plain http(s) links: a `javascript:` or malformed URL stays unlinked.
+
+    Characters a URL may not contain (quotes, <, >, non-ASCII) are percent-encoded, so the
+    href holds a valid URL whatever the HTML serializer leaves unescaped in attributes.
+    """
+    if not url or any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return quote(url, safe="/:?#[]@!$&'()*+,;=%~")
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, TEXT_WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def _preheader(items: list[DigestItem]) -> str:
+    """The preview line inbox lists show after the subject, which already names the top paper."""
+    if len(items) == 1:
+        return shorten(items[0].paper.snippet, PREHEADER_CHARS)
+    return shorten("Also: " + " · ".join(item.paper.title for item in items[1:4]), PREHEADER_CHARS)
+
+
+def _long_date(day: date) -> str:
+    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def _short_date(day: date) -> str:
+    return f"{_DAYS[day.weekday()][:3]} {day.day} {_MONTHS[day.month - 1][:3]}"
+
+
+def _fit_lines(body: str) -> tuple[str, str]:
+    """The body and a transfer encoding that keep every line within MAX_LINE_OCTETS.
+
+    8bit when lines fit (folding overlong ones at spaces, which HTML and the text part treat
+    as any other space); quoted-printable only for a body with an unbreakable overlong run.
+    """
+    if _longest_line(body) <= MAX_LINE_OCTETS:
+        return body, "8bit"
+    folded = "\n".join(_fold(line) for line in body.splitlines())
+    if _longest_line(folded) <= MAX_LINE_OCTETS:
+        return folded, "8bit"
+    return body, "quoted-printable"
+
+
+def _longest_line(body: str) -> int:
+    return max(map(len, body.encode("utf-8").splitlines()), default=0)
+
+
+def _fold(line: str) -> str:
+    if len(line.encode("utf-8")) <= MAX_LINE_OCTETS:
+        return line
+    return "\n".join(
+        textwrap.wrap(line, _FOLD_CHARS, break_long_words=False, break_on_hyphens=False)
+    )

@@ -1,0 +1,149 @@
+"""Signed, purpose-bound tokens for links in emails (unsubscribe, manage, archive).
+
+A token is base64url(issued_at[4] + payload + mac[12]) with no padding: a subscriber id fits in
+about 24 characters, which keeps `List-Unsubscribe` short enough that header folding never
+RFC 2047-encodes it. The MAC is HMAC-SHA256 over the purpose and the rest of the token,
+truncated to 96 bits: plenty against forging a link, half the length of a full digest.
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+
+from service.errors import PaperwireError
+
+_TIMESTAMP_BYTES = 4  # seconds since the Unix epoch, unsigned: good until 2106
+_MAC_BYTES = 12
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+")
+_MAX_TOKEN_CHARS = 512  # far above any token made here; refuses junk before decoding it
+
+
+class TokenPurpose(StrEnum):
+    UNSUBSCRIBE = "unsubscribe"
+    MANAGE = "manage"
+    ARCHIVE = "archive"
+
+
+class InvalidToken(PaperwireError):
+    """The token is malformed, tampered with, truncated or signed for another purpose."""
+
+
+class TokenExpired(InvalidToken):
+    """The token is genuine but older than the reader accepts."""
+
+
+def make_token(
+    purpose: TokenPurpose, payload: str, *, secret_key: str, now: datetime | None = None
+) -> str:
+    """Sign `payload` (a short string) for `purpose`."""
+    issued_at = int((now or datetime.now(UTC)).timestamp())
+    body = issued_at.to_bytes(_TIMESTAMP_BYTES, "big") + payload.encode("utf-8")
+    return _encode(body + _mac(purpose, body, secret_key))
+
+
+def read_token(
+    purpose: TokenPurpose,
+    token: str,
+    *,
+    secret_keys: Sequence[str],
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Return the payload of a token made for `purpose` with any of `secret_keys`.
+
+    The first key is the current one; older keys stay listed while links signed with them
+    should keep working. Raises `InvalidToken`, or `TokenExpired` if older than `max_age`.
+    """
+    if isinstance(secret_keys, str):
+        raise TypeError("secret_keys must be a sequence of keys, not a single string")
+    if not secret_keys:
+        raise ValueError("at least one secret key is needed to read tokens")
+    raw = _decode(token)
+    if len(raw) < _TIMESTAMP_BYTES + _MAC_BYTES:
+        raise InvalidToken("token is too short")
+    body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    if not any(hmac.compare_digest(mac, _mac(purpose, body, key)) for key in secret_keys):
+        raise InvalidToken("token signature does not match")
+    # Only a genuine token's age is checked, so a forged one never learns anything more.
+    issued_at = datetime.fromtimestamp(int.from_bytes(body[:_TIMESTAMP_BYTES], "big"), UTC)
+    if max_age is not None and (now or datetime.now(UTC)) - issued_at > max_age:
+        raise TokenExpired(f"token issued at {issued_at:%Y-%m-%d %H:%M} UTC has expired")
+    try:
+        return body[_TIMESTAMP_BYTES:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidToken("token payload is not text") from exc
+
+
+def make_subscriber_token(
+    purpose: TokenPurpose, subscriber_id: int, *, secret_key: str, now: datetime | None = None
+) -> str:
+    return make_token(purpose, str(subscriber_id), secret_key=secret_key, now=now)
+
+
+def read_subscriber_token(
+    purpose: TokenPurpose,
+    token: str,
+    *,
+    secret_keys: Sequence[str],
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+) -> int:
+    """The subscriber id carried by a token from `make_subscriber_token`."""
+    payload = read_token(purpose, token, secret_keys=secret_keys, max_age=max_age, now=now)
+    if not payload.isascii() or not payload.isdigit():
+        raise InvalidToken("token does not carry a subscriber id")
+    return int(payload)
+
+
+def make_issue_token(
+    subscriber_id: int, issue_date: date, *, secret_key: str, now: datetime | None = None
+) -> str:
+    """An ARCHIVE token naming one issue: (subscriber id, issue date)."""
+    payload = f"{subscriber_id}:{issue_date.isoformat()}"
+    return make_token(TokenPurpose.ARCHIVE, payload, secret_key=secret_key, now=now)
+
+
+def read_issue_token(
+    token: str,
+    *,
+    secret_keys: Sequence[str],
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+) -> tuple[int, date]:
+    payload = read_token(
+        TokenPurpose.ARCHIVE, token, secret_keys=secret_keys, max_age=max_age, now=now
+    )
+    subscriber, _, issued = payload.partition(":")
+    try:
+        if not subscriber.isascii() or not subscriber.isdigit():
+            raise ValueError(subscriber)
+        return int(subscriber), date.fromisoformat(issued)
+    except ValueError as exc:
+        raise InvalidToken("token does not name an issue") from exc
+
+
+def _mac(purpose: TokenPurpose, body: bytes, secret_key: str) -> bytes:
+    # The purpose is part of the signed message, so a token never verifies as another kind.
+    message = purpose.value.encode("ascii") + b"\0" + body
+    return hmac.new(secret_key.encode("utf-8"), message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _decode(token: str) -> bytes:
+    if len(token) > _MAX_TOKEN_CHARS or not _TOKEN_SHAPE.fullmatch(token):
+        raise InvalidToken("token contains characters outside base64url")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError as exc:
+        raise InvalidToken("token is not valid base64url") from exc
+    # One spelling per token: reject strings that differ only in unused trailing bits.
+    if _encode(raw) != token:
+        raise InvalidToken("token is not canonical base64url")
+    return raw

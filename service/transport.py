@@ -1,0 +1,413 @@
+"""Mail delivery: one SMTP connection for many messages, or an outbox folder for development.
+
+async with open_transport(settings) as transport:
+    await transport.send(message)  # raises DeliveryError
+"""
+
+import asyncio
+import copy
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import getaddresses
+from pathlib import Path
+from typing import NoReturn, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from service.emails import template_environment
+from service.errors import PaperwireError
+from service.settings import Settings
+
+# Bodies go out as built (8bit); a relay without 8BITMIME gets them re-encoded as 7-bit.
+_POLICY_8BIT = policy.SMTP
+_POLICY_7BIT = policy.SMTP.clone(cte_type="7bit")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+class DeliveryError(PaperwireError):
+    """A message was not handed over. `permanent` means retrying the same message is futile."""
+
+    def __init__(self, message: str, *, permanent: bool, smtp_code: int | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.smtp_code = smtp_code
+
+
+class MailTransport(Protocol):
+    async def send(self, message: EmailMessage) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@asynccontextmanager
+async def open_transport(settings: Settings) -> AsyncIterator[MailTransport]:
+    """The transport `settings.mail_url` names; closed (QUIT, outbox index) on exit."""
+    transport = transport_for(settings)
+    try:
+        yield transport
+    finally:
+        await transport.close()
+
+
+def transport_for(settings: Settings) -> MailTransport:
+    url = settings.mail_url
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("smtp", "smtps"):
+        # EHLO names the mail domain: aiosmtplib would otherwise call getfqdn(), which can stall.
+        return SmtpTransport(
+            smtp_config(
+                url, timeout=settings.mail_timeout_seconds, local_hostname=settings.mail_domain
+            )
+        )
+    if scheme == "file":
+        return OutboxTransport(outbox_path(url))
+    raise ValueError(
+        f"unsupported mail_url {_redact(url)!r}: use smtp://host:port, smtps://host:port "
+        "or file://folder"
+    )
+
+
+def is_permanent(code: int) -> bool:
+    # 552 (storage exceeded) is a mailbox that may have room tomorrow; RFC 5321 §4.5.3.1.10.
+    return 500 <= code < 600 and code != 552
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    hostname: str
+    port: int
+    use_tls: bool
+    start_tls: bool
+    username: str | None
+    password: str | None
+    timeout: float
+    local_hostname: str
+
+
+def smtp_config(url: str, *, timeout: float, local_hostname: str) -> SmtpConfig:
+    """Parse smtp://[user:pass@]host[:port][?starttls=1] or smtps://…; ValueError if unclear."""
+    parts = urlsplit(url)
+    shown = _redact(url)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"mail_url {shown!r} has an invalid port") from exc
+    if not parts.hostname:
+        raise ValueError(f"mail_url {shown!r} has no host: use smtp://host:port")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ValueError(f"mail_url {shown!r}: an SMTP URL has no path")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    if unknown := set(query) - {"starttls"}:
+        raise ValueError(f"mail_url {shown!r}: unknown option(s) {sorted(unknown)}; only starttls")
+    flag = query.get("starttls", ["0"])[-1].lower()
+    if flag not in _TRUE + _FALSE:
+        raise ValueError(f"mail_url {shown!r}: starttls must be 1 or 0")
+    start_tls = flag in _TRUE
+    use_tls = parts.scheme.lower() == "smtps"
+    if use_tls and start_tls:
+        raise ValueError(f"mail_url {shown!r}: smtps:// is already TLS; drop ?starttls")
+    return SmtpConfig(
+        hostname=parts.hostname,
+        port=port or (465 if use_tls else 587 if start_tls else 25),
+        use_tls=use_tls,
+        start_tls=start_tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        timeout=timeout,
+        local_hostname=local_hostname,
+    )
+
+
+class _ServerGone(Exception):
+    """The connection closed before this message was handed over: safe to retry it."""
+
+
+class SmtpTransport:
+    """One SMTP connection, opened on the first send and reused for every later message."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self._config = config
+        self._client: aiosmtplib.SMTP | None = None
+        # One transaction at a time: MAIL/RCPT/DATA of two messages must not interleave.
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: EmailMessage) -> None:
+        sender, recipients = envelope_of(message)
+        async with self._lock:
+            try:
+                await self._attempt(message, sender, recipients, retry_allowed=True)
+            except _ServerGone:
+                # Typically an idle connection the server closed (or a 421): nothing of this
+                # message was accepted, so one retry on a fresh connection is safe.
+                await self._attempt(message, sender, recipients, retry_allowed=False)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+    async def _attempt(
+        self, message: EmailMessage, sender: str, recipients: list[str], *, retry_allowed: bool
+    ) -> None:
+        client = await self._connected()
+        data, options = _payload(client, message, sender, recipients)
+        encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+        stage = "MAIL FROM"
+        try:
+            await client.mail(sender, options=options, encoding=encoding)
+            stage = "RCPT TO"
+            refused: dict[str, aiosmtplib.SMTPRecipientRefused] = {}
+            for recipient in recipients:
+                try:
+                    await client.rcpt(recipient, encoding=encoding)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    if exc.code == 421 or not client.is_connected:
+                        raise
+                    refused[recipient] = exc
+            if refused:
+                # Checked here, not left to a return value: DATA goes out only if every
+                # recipient was accepted, so a retry never duplicates mail to the others.
+                await self._reset(client)
+                raise _refusal(refused)
+            stage = "DATA"
+            await client.data(data)
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421 or not client.is_connected:
+                self._connection_lost(stage, exc, retry_allowed=retry_allowed)
+            await self._reset(client)
+            raise DeliveryError(
+                f"SMTP {exc.code} {exc.message} (at {stage}, to {', '.join(recipients)})",
+                permanent=is_permanent(exc.code),
+                smtp_code=exc.code,
+            ) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            self._connection_lost(stage, exc, retry_allowed=retry_allowed)
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        self._discard()
+        config = self._config
+        client = aiosmtplib.SMTP(
+            hostname=config.hostname,
+            port=config.port,
+            username=config.username,
+            password=config.password,
+            local_hostname=config.local_hostname,
+            timeout=config.timeout,
+            use_tls=config.use_tls,
+            start_tls=config.start_tls,
+        )
+        try:
+            await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            # Transient even for a 5xx: a refused login or greeting is about this service's
+            # set-up, not about the message, which must not be marked undeliverable.
+            raise DeliveryError(
+                f"cannot open SMTP session with {config.hostname}:{config.port}: {exc}",
+                permanent=False,
+                smtp_code=getattr(exc, "code", None),
+            ) from exc
+        self._client = client
+        return client
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+        """End a refused transaction so the next message is not answered 503."""
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            self._discard()  # the next send reconnects instead
+
+    def _connection_lost(self, stage: str, exc: Exception, *, retry_allowed: bool) -> NoReturn:
+        self._discard()
+        # Once DATA has started the server may have taken the message: never resend blindly.
+        if retry_allowed and stage != "DATA":
+            raise _ServerGone() from exc
+        raise DeliveryError(
+            f"SMTP connection lost at {stage}: {exc}",
+            permanent=False,
+            smtp_code=getattr(exc, "code", None),
+        ) from exc
+
+    def _discard(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def envelope_of(message: EmailMessage) -> tuple[str, list[str]]:
+    """Envelope sender (Sender, else From) and recipients (To, Cc, Bcc), as smtplib does."""
+    sender_headers = message.get_all("Sender") or message.get_all("From") or []
+    senders = getaddresses([str(header) for header in sender_headers])
+    recipients = [
+        address
+        for field in ("To", "Cc", "Bcc")
+        for _, address in getaddresses([str(header) for header in message.get_all(field, [])])
+        if address
+    ]
+    if len(senders) != 1 or not senders[0][1]:
+        raise DeliveryError(
+            "the message needs exactly one From (or Sender) address", permanent=True
+        )
+    if not recipients:
+        raise DeliveryError("the message has no recipients", permanent=True)
+    return senders[0][1], recipients
+
+
+def serialize(message: EmailMessage, *, eight_bit: bool = True) -> bytes:
+    """The bytes that go on the wire: CRLF line ends, no Bcc header."""
+    if "Bcc" in message:
+        message = copy.deepcopy(message)
+        del message["Bcc"]
+    return message.as_bytes(policy=_POLICY_8BIT if eight_bit else _POLICY_7BIT)
+
+
+def _payload(
+    client: aiosmtplib.SMTP, message: EmailMessage, sender: str, recipients: list[str]
+) -> tuple[bytes, list[str]]:
+    """Serialized once, as bytes: aiosmtplib's own message handling costs more CPU (NOTES)."""
+    eight_bit = client.supports_extension("8bitmime")
+    data = serialize(message, eight_bit=eight_bit)
+    options = []
+    if client.supports_extension("size"):
+        options.append(f"SIZE={len(data)}")
+    if eight_bit and not data.isascii():
+        options.append("BODY=8BITMIME")
+    if not all(address.isascii() for address in (sender, *recipients)):
+        if not client.supports_extension("smtputf8"):
+            raise DeliveryError("the relay does not take non-ASCII addresses", permanent=True)
+        options.append("SMTPUTF8")
+    return data, options
+
+
+def _refusal(refused: dict[str, aiosmtplib.SMTPRecipientRefused]) -> DeliveryError:
+    details = "; ".join(f"{to}: {exc.code} {exc.message}" for to, exc in refused.items())
+    codes = [exc.code for exc in refused.values()]
+    return DeliveryError(
+        f"SMTP recipient refused ({details})",
+        permanent=all(is_permanent(code) for code in codes),
+        smtp_code=codes[0],
+    )
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def outbox_path(url: str) -> Path:
+    """file://var/outbox is relative to the current folder, file:///srv/outbox absolute."""
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise ValueError(f"mail_url {url!r}: a file:// URL takes no query")
+    raw = unquote(parts.netloc + parts.path)
+    if not raw:
+        raise ValueError(f"mail_url {url!r} names no folder: use file://var/outbox")
+    return Path(raw).absolute()
+
+
+class OutboxTransport:
+    """Writes each message into a folder as `<stem>.eml` plus `<stem>.html` (its HTML part),
+    and on close an `index.html` listing every message there, to read in a browser."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def send(self, message: EmailMessage) -> None:
+        await asyncio.to_thread(self._write, message)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(write_outbox_index, self.directory)
+
+    def _write(self, message: EmailMessage) -> None:
+        envelope_of(message)  # the same checks as SMTP, so the outbox fails where SMTP would
+        data = serialize(message)
+        stem = outbox_stem(message, data)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.directory / f"{stem}.eml", data)
+        html = message.get_body(preferencelist=("html",))
+        if html is not None:
+            _write_atomic(self.directory / f"{stem}.html", html.get_content().encode("utf-8"))
+
+
+def outbox_stem(message: EmailMessage, data: bytes) -> str:
+    """A file name stem that depends only on the Message-ID, so a resend replaces its file."""
+    message_id = str(message.get("Message-ID", "")).strip()
+    if not message_id:
+        return "message." + hashlib.sha256(data).hexdigest()[:12]
+    local = message_id.strip("<>").partition("@")[0]
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "_", local)[:80].strip("_") or "message"
+    # Different ids can look alike once made safe; the hash keeps their files apart.
+    return f"{readable}.{hashlib.sha256(message_id.encode('utf-8')).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    eml_name: str
+    html_name: str | None
+    sent_at: datetime
+    recipient: str
+    subject: str
+
+
+def write_outbox_index(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = sorted(
+        (_outbox_entry(path) for path in directory.glob("*.eml")),
+        key=lambda entry: (entry.sent_at, entry.eml_name),
+        reverse=True,
+    )
+    page = template_environment().get_template("outbox/index.html").render(entries=entries)
+    _write_atomic(directory / "index.html", page.encode("utf-8"))
+
+
+def _outbox_entry(path: Path) -> OutboxEntry:
+    with path.open("rb") as file:
+        headers = BytesParser(policy=policy.default).parse(file, headersonly=True)
+    sent_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    with suppress(AttributeError, TypeError, ValueError):
+        dated = headers["Date"].datetime
+        if isinstance(dated, datetime):
+            sent_at = dated.astimezone(UTC) if dated.tzinfo else dated.replace(tzinfo=UTC)
+    html = path.with_suffix(".html")
+    return OutboxEntry(
+        eml_name=path.name,
+        html_name=html.name if html.exists() else None,
+        sent_at=sent_at,
+        recipient=str(headers.get("To", "")),
+        subject=str(headers.get("Subject", "")),
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise

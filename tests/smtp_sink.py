@@ -1,0 +1,224 @@
+"""An SMTP sink for tests: a real aiosmtpd server on 127.0.0.1 recording what it receives.
+
+    def test_it_delivers(smtp_sink: SmtpSink) -> None:
+        ...send to smtp_sink.url...
+        assert smtp_sink.messages[0].rcpt_tos == ("alice@example.org",)
+
+Faults: `smtp_sink.fail_next("RCPT", "451 4.3.0 try later")` answers the next RCPT with that
+reply instead of accepting it. The reply `DROP` closes the connection without answering; a
+`421` reply is sent and then the connection is closed, as a server shutting down would.
+For anything more, set `smtp_sink.fault` to a function of the `SmtpCommand` being answered.
+"""
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import MISSING
+
+HOST = "127.0.0.1"
+# Given explicitly: without it aiosmtpd calls socket.getfqdn(), which can stall on DNS.
+SERVER_HOSTNAME = "sink.paperwire.test"
+DROP = "drop"
+FAULT_VERBS = ("MAIL", "RCPT", "DATA")
+
+
+@dataclass(frozen=True)
+class SmtpCommand:
+    """A command the sink is about to answer. DATA is seen once the message has arrived."""
+
+    session_id: int
+    verb: str
+    argument: str
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    session_id: int
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    mail_options: tuple[str, ...]
+    raw: bytes
+    message: EmailMessage
+
+
+Fault = Callable[[SmtpCommand], str | None]
+
+
+@dataclass
+class SmtpSink:
+    """Records sessions (one per EHLO'd connection), commands and accepted messages."""
+
+    smtp_kwargs: dict[str, Any] = field(default_factory=dict)
+    fault: Fault | None = None
+    # EHLO keywords to leave out, e.g. {"8BITMIME"} to play an old relay.
+    hidden_extensions: set[str] = field(default_factory=set)
+    messages: list[ReceivedMessage] = field(default_factory=list)
+    ehlo_hostnames: list[str] = field(default_factory=list)
+    commands: list[SmtpCommand] = field(default_factory=list)
+    _scripted: list[tuple[str, str]] = field(default_factory=list)
+    _servers: list[Any] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _controller: "_FreePortController | None" = None
+
+    @property
+    def port(self) -> int:
+        return self._running().port
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{HOST}:{self.port}"
+
+    @property
+    def session_count(self) -> int:
+        return len(self.ehlo_hostnames)
+
+    def fail_next(self, verb: str, reply: str) -> None:
+        """Answer the next `verb` (MAIL, RCPT or DATA) with `reply`; queued faults run in order."""
+        if verb not in FAULT_VERBS:
+            raise ValueError(f"faults apply to {FAULT_VERBS}, not {verb!r}")
+        with self._lock:
+            self._scripted.append((verb, reply))
+
+    def disconnect_all(self) -> None:
+        """Close every open connection from the server side, as an idle timeout would."""
+
+        async def close_all() -> None:
+            for server in self._servers:
+                if server.transport is not None:
+                    server.transport.close()
+
+        asyncio.run_coroutine_threadsafe(close_all(), self._running().loop).result(timeout=5)
+
+    def start(self) -> None:
+        self._controller = _FreePortController(
+            _Handler(self),
+            hostname=HOST,
+            port=0,
+            server_hostname=SERVER_HOSTNAME,
+            ready_timeout=5.0,
+            **self.smtp_kwargs,
+        )
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def _running(self) -> "_FreePortController":
+        if self._controller is None:
+            raise RuntimeError("the SMTP sink is not running: call start() first")
+        return self._controller
+
+    def _reply_for(self, command: SmtpCommand) -> str | None:
+        with self._lock:
+            self.commands.append(command)
+            for index, (verb, reply) in enumerate(self._scripted):
+                if verb == command.verb:
+                    del self._scripted[index]
+                    return reply
+        return self.fault(command) if self.fault is not None else None
+
+
+class _FreePortController(Controller):
+    """Listens on port 0 so the OS picks a free port; asyncio creates the socket itself
+    (a socket made by hand can lose TCP_NODELAY and stall each session ~40 ms)."""
+
+    def _trigger_server(self) -> None:
+        # Runs once the server listens: learn the port before the controller connects to it.
+        assert isinstance(self.server, asyncio.Server)
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()  # type: ignore[no-untyped-call]
+
+
+class _Handler:
+    """aiosmtpd hooks: `handle_<VERB>(server, session, envelope, ...)`."""
+
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if not hasattr(session, "sink_id"):
+            with self._sink._lock:
+                session.sink_id = len(self._sink.ehlo_hostnames)
+                self._sink.ehlo_hostnames.append(hostname)
+                self._sink._servers.append(server)
+        hidden = {keyword.upper() for keyword in self._sink.hidden_extensions}
+        kept = [line[4:] for line in responses if line[4:].split(" ")[0].upper() not in hidden]
+        return [f"250-{line}" for line in kept[:-1]] + [f"250 {kept[-1]}"]
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> Any:
+        return self._answer(server, session, "MAIL", address)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> Any:
+        return self._answer(server, session, "RCPT", address)
+
+    async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> Any:
+        with self._sink._lock:
+            self._sink.commands.append(SmtpCommand(_session_id(session), "RSET", ""))
+        return MISSING
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = self._answer(server, session, "DATA", "")
+        if reply is not MISSING:
+            return str(reply)
+        raw: bytes = envelope.original_content
+        received = ReceivedMessage(
+            session_id=_session_id(session),
+            mail_from=envelope.mail_from,
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            mail_options=tuple(envelope.mail_options),
+            raw=raw,
+            message=_parse(raw),
+        )
+        with self._sink._lock:
+            self._sink.messages.append(received)
+        return f"250 2.0.0 OK queued as {len(self._sink.messages)}"
+
+    def _answer(self, server: Any, session: Any, verb: str, argument: str) -> Any:
+        """The fault reply for this command, or MISSING to let aiosmtpd carry on as usual."""
+        reply = self._sink._reply_for(SmtpCommand(_session_id(session), verb, argument))
+        if reply is None:
+            return MISSING
+        if reply == DROP:
+            server.transport.abort()
+            return "421 4.4.2 connection dropped"  # never reaches the client
+        if reply.startswith("421"):
+            # Closed on the next loop turn, after the reply is written.
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return reply
+
+
+def _session_id(session: Any) -> int:
+    return int(getattr(session, "sink_id", -1))
+
+
+def _parse(raw: bytes) -> EmailMessage:
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()

@@ -1,0 +1,400 @@
+"""Rendering digest emails: the text and HTML parts, headers, and hostile paper data."""
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+import pytest
+
+from service.emails import (
+    abstract_snippet,
+    digest_links,
+    digest_message_id,
+    paper_view,
+    render_digest,
+    split_sentences,
+    template_environment,
+)
+from service.models import Digest, Paper, ScoredPaper, Subscriber
+from service.settings import Settings
+
+NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
+ISSUE_DATE = date(2026, 11, 25)  # a Wednesday
+WHY = "Matches “diffusion models”; trending this week."
+
+
+def make_settings(**overrides: Any) -> Settings:
+    fields: dict[str, Any] = {
+        "public_base_url": "https://paperwire.test",
+        "secret_key": "test-secret-key",
+        "mail_from_name": "Paperwire",
+        "mail_from_address": "digest@paperwire.test",
+    }
+    fields.update(overrides)
+    return Settings.model_validate(fields)
+
+
+def make_paper(**overrides: Any) -> Paper:
+    fields: dict[str, Any] = {
+        "id": "2511.00001",
+        "title": "Consistency models for fast diffusion sampling",
+        "abstract": (
+            "We distil diffusion models into consistency models that sample in one step. "
+            "Quality matches multi-step samplers on ImageNet. Code is released. "
+            "A fourth sentence never shows."
+        ),
+        "authors": ("Ada Lovelace", "Grace Hopper"),
+        "published_date": date(2026, 11, 24),
+        "url": "https://arxiv.org/abs/2511.00001",
+        "upvotes": 12,
+    }
+    fields.update(overrides)
+    return Paper.model_validate(fields)
+
+
+def make_digest(
+    papers: Sequence[Paper] = (),
+    *,
+    why: str = WHY,
+    email: str = "alice@example.org",
+    subscriber_id: int = 42,
+    issue_date: date = ISSUE_DATE,
+) -> Digest:
+    subscriber = Subscriber.model_validate(
+        {
+            "id": subscriber_id,
+            "email": email,
+            "status": "confirmed",
+            "interests": {"keywords": ["diffusion models"]},
+            "created_at": NOW - timedelta(days=30),
+        }
+    )
+    scored = tuple(
+        ScoredPaper(paper=paper, score=1.0, relevance=0.8, trending=0.2, why=why)
+        for paper in (papers or [make_paper()])
+    )
+    return Digest(subscriber=subscriber, issue_date=issue_date, papers=scored)
+
+
+def render(digest: Digest, settings: Settings | None = None) -> EmailMessage:
+    return render_digest(digest, settings=settings or make_settings(), now=NOW)
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert isinstance(text, EmailMessage) and isinstance(html, EmailMessage)
+    return text.get_content(), html.get_content()
+
+
+def reparse(message: EmailMessage) -> EmailMessage:
+    parsed = BytesParser(policy=policy.default).parsebytes(message.as_bytes(policy=policy.SMTP))
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def two_papers() -> list[Paper]:
+    return [
+        make_paper(),
+        make_paper(
+            id="2511.00002",
+            title="Sparse attention at scale",
+            abstract="Attention is sparse. We exploit it, e.g. in long documents. It is fast.",
+            authors=(),
+            authors_count=7,
+            published_date=None,
+            url=None,
+            upvotes=None,
+            comments=3,
+            github_stars=1500,
+        ),
+    ]
+
+
+def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
+    links = digest_links(42, ISSUE_DATE, settings=make_settings(), now=NOW)
+    text, _ = parts(render(make_digest(two_papers())))
+    assert text == (
+        "Your papers for Wednesday 25 November 2026\n"
+        "2 papers picked for your interests.\n"
+        "\n"
+        "1.  Consistency models for fast diffusion sampling\n"
+        "    https://arxiv.org/abs/2511.00001\n"
+        "    Ada Lovelace, Grace Hopper · 24 Nov 2026 · 12 upvotes\n"
+        "\n"
+        "    We distil diffusion models into consistency models that sample in\n"
+        "    one step. Quality matches multi-step samplers on ImageNet. Code is\n"
+        "    released.\n"
+        "\n"
+        "    Why: Matches “diffusion models”; trending this week.\n"
+        "\n"
+        "2.  Sparse attention at scale\n"
+        "    7 authors · 3 comments · 1,500 GitHub stars\n"
+        "\n"
+        "    Attention is sparse. We exploit it, e.g. in long documents. It is\n"
+        "    fast.\n"
+        "\n"
+        "    Why: Matches “diffusion models”; trending this week.\n"
+        "\n"
+        "------------------------------------------------------------------------\n"
+        f"View in your browser:  {links.archive_url}\n"
+        f"Manage preferences:    {links.manage_url}\n"
+        f"Unsubscribe:           {links.unsubscribe_url}\n"
+        "\n"
+        "You get this email because you subscribed to the Paperwire daily digest.\n"
+    )
+
+
+def test_the_html_part_shows_one_card_per_paper() -> None:
+    links = digest_links(42, ISSUE_DATE, settings=make_settings(), now=NOW)
+    _, html = parts(render(make_digest(two_papers())))
+    assert "Your papers for Wednesday 25 November 2026" in html
+    assert "2 papers picked for your interests." in html
+    assert html.count('class="card"') == 2
+    assert 'href="https://arxiv.org/abs/2511.00001"' in html
+    assert ">Consistency models for fast diffusion sampling</a>" in html
+    assert "Ada Lovelace, Grace Hopper · 24 Nov 2026" in html
+    assert ">12 upvotes</span>" in html
+    assert ">1,500 GitHub stars</span>" in html
+    assert "7 authors" in html
+    assert "Code is released.</p>" in html
+    assert "A fourth sentence never shows." not in html
+    assert "Why: Matches “diffusion models”; trending this week." in html
+    # A paper without a URL keeps its title, unlinked.
+    assert "Sparse attention at scale\n</h2>" in html
+    for url in (links.archive_url, links.manage_url, links.unsubscribe_url):
+        assert f'href="{url}"' in html
+
+
+def test_the_html_part_is_inlined_and_mobile_friendly() -> None:
+    _, html = parts(render(make_digest(two_papers())))
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert "max-width: 600px" in html
+    assert 'class="card" style="padding: 18px 20px;' in html
+    assert "@media only screen and (max-width: 620px)" in html  # kept for clients that read it
+    assert ".title-link {" not in html  # everything else went into style attributes
+
+
+@pytest.mark.parametrize(
+    ("count", "subject"),
+    [
+        (1, "Your paper for Wed 25 Nov: “Consistency models for fast diffusion sampling”"),
+        (2, "Your papers for Wed 25 Nov: “Consistency models for fast diffusion sampling” and "
+            "1 more"),
+    ],
+)  # fmt: skip
+def test_the_subject_names_the_top_paper_and_counts_the_rest(count: int, subject: str) -> None:
+    message = render(make_digest(two_papers()[:count]))
+    assert message["Subject"] == subject
+
+
+def test_a_long_top_title_is_shortened_in_the_subject() -> None:
+    title = "A very long title about diffusion models that goes on and on well past sixty chars"
+    message = render(make_digest([make_paper(title=title)] * 10))
+    assert message["Subject"] == (
+        "Your papers for Wed 25 Nov: “A very long title about diffusion models that goes on and…” "
+        "and 9 more"
+    )
+
+
+def test_headers_name_the_sender_recipient_and_list() -> None:
+    settings = make_settings(mail_from_name="Paperwire — “Daily”")
+    links = digest_links(42, ISSUE_DATE, settings=settings, now=NOW)
+    message = reparse(render(make_digest(), settings))
+    assert message["From"].addresses[0].display_name == "Paperwire — “Daily”"
+    assert message["From"].addresses[0].addr_spec == "digest@paperwire.test"
+    assert str(message["To"]) == "alice@example.org"
+    assert message["Date"].datetime == NOW
+    assert message["Message-ID"] == "<digest-2026-11-25-42@paperwire.test>"
+    assert message["List-Id"] == "Paperwire digest <digest.paperwire.test>"
+    assert message["List-Unsubscribe"] == (
+        f"<{links.unsubscribe_url}>, <{links.unsubscribe_mailto}>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_links_use_the_agreed_url_shapes() -> None:
+    links = digest_links(42, ISSUE_DATE, settings=make_settings(), now=NOW)
+    assert links.unsubscribe_url.startswith("https://paperwire.test/u/")
+    assert links.manage_url.startswith("https://paperwire.test/m/")
+    assert links.archive_url.startswith("https://paperwire.test/a/")
+    token = links.unsubscribe_url.rsplit("/", 1)[1]
+    assert links.unsubscribe_mailto == (
+        f"mailto:digest+unsubscribe@paperwire.test?subject=unsubscribe%20{token}"
+    )
+
+
+def test_the_message_id_is_the_same_for_every_rendering_of_an_issue() -> None:
+    first = render_digest(make_digest(), settings=make_settings(), now=NOW)
+    again = render_digest(make_digest(), settings=make_settings(), now=NOW + timedelta(hours=5))
+    assert first["Message-ID"] == again["Message-ID"]
+    assert digest_message_id(42, ISSUE_DATE, domain="x.test") == "<digest-2026-11-25-42@x.test>"
+    others = {
+        digest_message_id(43, ISSUE_DATE, domain="x.test"),
+        digest_message_id(42, ISSUE_DATE + timedelta(days=1), domain="x.test"),
+    }
+    assert "<digest-2026-11-25-42@x.test>" not in others
+
+
+@pytest.mark.parametrize(
+    "base_url", ["https://paperwire.test", "https://digest.papers.example-university.edu/paperwire"]
+)
+def test_list_unsubscribe_is_never_encoded_on_the_wire(base_url: str) -> None:
+    settings = make_settings(public_base_url=base_url)
+    raw = render(make_digest(subscriber_id=987_654_321), settings).as_bytes(policy=policy.SMTP)
+    header = raw.split(b"\r\nList-Unsubscribe: ", 1)[1].split(b"\r\nList-Unsubscribe-Post", 1)[0]
+    assert b"=?" not in header
+    assert header.startswith(f"<{base_url}/u/".encode())
+    assert b",\r\n <mailto:digest+unsubscribe@paperwire.test?subject=unsubscribe%20" in header
+
+
+def test_the_message_is_text_then_html_both_utf8_8bit() -> None:
+    message = render(make_digest())
+    assert message.get_content_type() == "multipart/alternative"
+    text, html = message.iter_parts()
+    assert [text.get_content_type(), html.get_content_type()] == ["text/plain", "text/html"]
+    for part in (text, html):
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "8bit"
+        assert "MIME-Version" not in part
+
+
+def test_an_empty_digest_is_not_rendered() -> None:
+    digest = make_digest().model_copy(update={"papers": ()})
+    with pytest.raises(ValueError, match="empty"):
+        render(digest)
+
+
+HOSTILE_TITLES = [
+    "Title\r\nBcc: evil@x.test",
+    "<script>alert(1)</script> & friends",
+    "Quotes \"double\" and 'single' and “curly”",
+    "Emoji 🚀 and non-ASCII: Über Čeština 日本語",
+    "Long " + "word " * 400,
+]
+
+
+def test_hostile_titles_never_break_headers_or_html() -> None:
+    urls = ["javascript:alert(1)", 'https://x.test/?a=1&b="2"><script>', None, None, None]
+    papers = [
+        make_paper(id=f"p{i}", title=title, url=url)
+        for i, (title, url) in enumerate(zip(HOSTILE_TITLES, urls, strict=True))
+    ]
+    digest = make_digest(papers, why="<b>bold</b>\r\nBcc: evil@x.test")
+    message = reparse(render(digest))
+    assert "Bcc" not in message
+    assert [str(value) for value in message.get_all("To", [])] == ["alice@example.org"]
+    assert "\n" not in str(message["Subject"]) and "Bcc:" in str(message["Subject"])
+    text, html = parts(message)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; friends" in html
+    assert "&lt;b&gt;bold&lt;/b&gt; Bcc: evil@x.test" in html
+    assert "javascript:" not in html
+    assert 'href="https://x.test/?a=1&amp;b=%222%22%3E%3Cscript%3E"' in html
+    # css-inline re-serializes the HTML: quotes are plain in text, escaped in attributes.
+    assert "Quotes \"double\" and 'single' and “curly”" in html
+    assert "Emoji 🚀 and non-ASCII: Über Čeština 日本語" in html
+    assert "<script>alert(1)</script> & friends" in text  # plain text is not HTML
+    assert "Title Bcc: evil@x.test" in text
+
+
+def test_overlong_lines_are_folded_within_the_smtp_limit() -> None:
+    message = render(make_digest([make_paper(title="Long " + "word " * 400)]))
+    raw = message.as_bytes(policy=policy.SMTP)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert all(part["Content-Transfer-Encoding"] == "8bit" for part in message.iter_parts())
+
+
+def test_an_unbreakable_overlong_line_falls_back_to_quoted_printable() -> None:
+    title = "X" * 2000
+    message = render(make_digest([make_paper(title=title)]))
+    raw = message.as_bytes(policy=policy.SMTP)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    _, html = parts(reparse(message))
+    assert title in html
+
+
+def test_an_address_that_could_inject_headers_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot address"):
+        render(make_digest(email="alice@example.org\r\nBcc: evil@x.test"))
+
+
+def test_an_internationalised_domain_is_sent_as_idna() -> None:
+    message = render(make_digest(email="alice@bücher.example"))
+    assert str(message["To"]) == "alice@xn--bcher-kva.example"
+
+
+def test_ten_papers_with_long_abstracts_stay_under_gmails_clipping_size() -> None:
+    sentence = "This sentence about diffusion models is padding for a long abstract. "
+    papers = [
+        make_paper(
+            id=f"p{i}",
+            title=f"Paper {i}: " + "a rather long title about many things " * 3,
+            abstract=sentence * 60,
+            authors=tuple(f"Author Number{j}" for j in range(40)),
+            comments=120,
+            github_stars=12_345,
+        )
+        for i in range(10)
+    ]
+    raw = render(make_digest(papers, why="Matches " + "“a term”, " * 20)).as_bytes()
+    assert len(raw) < 100_000
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("One. Two! Three? Four.", ["One.", "Two!", "Three?", "Four."]),
+        ("We use e.g. MMLU. Then stop.", ["We use e.g. MMLU.", "Then stop."]),
+        ("Smith et al. Show it. Fig. 3 too.", ["Smith et al. Show it.", "Fig. 3 too."]),
+        ("Up 3.5 points. (See below.) Done", ["Up 3.5 points.", "(See below.)", "Done"]),
+        ("By J. Doe. Next one.", ["By J. Doe.", "Next one."]),
+        ("lowercase. after a stop stays", ["lowercase. after a stop stays"]),
+        ("", []),
+    ],
+)  # fmt: skip
+def test_sentences_split_where_people_would(text: str, sentences: list[str]) -> None:
+    assert split_sentences(text) == sentences
+
+
+def test_the_snippet_keeps_whole_sentences_within_the_cap() -> None:
+    short = "First sentence. Second sentence. Third sentence. Fourth sentence."
+    assert abstract_snippet(short) == "First sentence. Second sentence. Third sentence."
+    long_second = "A first sentence. " + "Long " * 100 + "end."
+    assert abstract_snippet(long_second) == "A first sentence."
+    one_huge = "Word " * 200
+    snippet = abstract_snippet(one_huge)
+    assert len(snippet) <= 400 and snippet.endswith("Word…")
+    assert abstract_snippet("  Spaced\n\n out.\tText.  ") == "Spaced out. Text."
+
+
+@pytest.mark.parametrize(
+    ("authors", "count", "line"),
+    [
+        (("A", "B"), None, "A, B"),
+        (("A", "B", "C"), None, "A, B, C"),
+        (("A", "B", "C", "D"), None, "A, B, C et al."),
+        (("A", "B"), 9, "A, B et al."),
+        ((), 7, "7 authors"),
+        ((), 1, "1 author"),
+        ((), None, ""),
+    ],
+)
+def test_authors_are_shortened(authors: tuple[str, ...], count: int | None, line: str) -> None:
+    view = paper_view(make_paper(authors=authors, authors_count=count, published_date=None))
+    assert view.meta == line
+
+
+def test_a_paper_is_prepared_once_for_all_subscribers() -> None:
+    assert paper_view(make_paper()) is paper_view(make_paper())
+
+
+def test_html_templates_autoescape_and_text_templates_do_not() -> None:
+    autoescape = template_environment().autoescape
+    assert callable(autoescape)
+    assert autoescape("email/digest.html") is True
+    assert autoescape("web/page.html.j2") is True
+    assert autoescape("outbox/index.html") is True
+    assert autoescape("email/digest.txt") is False

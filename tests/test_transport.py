@@ -1,0 +1,388 @@
+"""Delivery through a real SMTP server on 127.0.0.1, and into an outbox folder."""
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import AuthResult
+
+from service.emails import render_digest
+from service.settings import Settings
+from service.transport import (
+    DeliveryError,
+    MailTransport,
+    SmtpConfig,
+    is_permanent,
+    open_transport,
+    outbox_path,
+    smtp_config,
+)
+from tests.smtp_sink import DROP, SmtpCommand, SmtpSink
+from tests.test_emails import HOSTILE_TITLES, NOW, make_digest, make_paper, make_settings
+
+
+def message_for(subscriber_id: int = 42, email: str = "alice@example.org") -> EmailMessage:
+    digest = make_digest(subscriber_id=subscriber_id, email=email)
+    return render_digest(digest, settings=make_settings(), now=NOW)
+
+
+def deliver(settings: Settings, *messages: EmailMessage) -> list[DeliveryError | None]:
+    """Send each message over one transport; the outcome of each, in order."""
+
+    async def run() -> list[DeliveryError | None]:
+        outcomes: list[DeliveryError | None] = []
+        async with open_transport(settings) as transport:
+            for message in messages:
+                try:
+                    await transport.send(message)
+                    outcomes.append(None)
+                except DeliveryError as exc:
+                    outcomes.append(exc)
+        return outcomes
+
+    return asyncio.run(run())
+
+
+def with_transport(settings: Settings, body: Callable[[MailTransport], Awaitable[None]]) -> None:
+    async def run() -> None:
+        async with open_transport(settings) as transport:
+            await body(transport)
+
+    asyncio.run(run())
+
+
+def sink_settings(sink: SmtpSink, **overrides: Any) -> Settings:
+    return make_settings(mail_url=sink.url, mail_timeout_seconds=5.0, **overrides)
+
+
+def test_it_delivers_the_message_with_every_header_and_both_parts(smtp_sink: SmtpSink) -> None:
+    sent = message_for()
+    assert deliver(sink_settings(smtp_sink), sent) == [None]
+    [received] = smtp_sink.messages
+    assert received.mail_from == "digest@paperwire.test"
+    assert received.rcpt_tos == ("alice@example.org",)
+    assert "BODY=8BITMIME" in received.mail_options
+    assert f"SIZE={len(received.raw)}" in received.mail_options
+    message = received.message
+    assert message["From"] == "Paperwire <digest@paperwire.test>"
+    assert message["To"] == "alice@example.org"
+    assert message["Subject"] == sent["Subject"]
+    assert message["Date"].datetime == NOW
+    assert message["Message-ID"] == "<digest-2026-11-25-42@paperwire.test>"
+    assert message["List-Id"] == "Paperwire digest <digest.paperwire.test>"
+    unsubscribe = str(message["List-Unsubscribe"])
+    assert unsubscribe.startswith("<https://paperwire.test/u/")
+    assert ", <mailto:digest+unsubscribe@paperwire.test?subject=unsubscribe%20" in unsubscribe
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert [part.get_content_type() for part in message.iter_parts()] == [
+        "text/plain",
+        "text/html",
+    ]
+    assert "Consistency models for fast diffusion sampling" in received.raw.decode("utf-8")
+    # EHLO names the mail domain: the client never had to ask DNS for its own name.
+    assert smtp_sink.ehlo_hostnames == ["paperwire.test"]
+
+
+def test_one_connection_serves_many_messages(smtp_sink: SmtpSink) -> None:
+    messages = [message_for(subscriber_id=n, email=f"s{n}@example.org") for n in range(5)]
+    assert deliver(sink_settings(smtp_sink), *messages) == [None] * 5
+    assert smtp_sink.session_count == 1
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [(f"s{n}@example.org",) for n in range(5)]
+
+
+def test_no_connection_is_opened_before_the_first_message(smtp_sink: SmtpSink) -> None:
+    assert deliver(sink_settings(smtp_sink)) == []
+    assert smtp_sink.session_count == 0
+
+
+@pytest.mark.parametrize("drop", [DROP, "421 4.3.2 shutting down"])
+def test_it_reconnects_once_when_the_server_went_away(smtp_sink: SmtpSink, drop: str) -> None:
+    def second_mail_fails(command: SmtpCommand) -> str | None:
+        mails = [seen for seen in smtp_sink.commands if seen.verb == "MAIL"]
+        return drop if command.verb == "MAIL" and len(mails) == 2 else None
+
+    smtp_sink.fault = second_mail_fails  # the server went away while the connection was idle
+    settings = sink_settings(smtp_sink)
+    outcomes = deliver(settings, message_for(1, "a@example.org"), message_for(2, "b@example.org"))
+    assert outcomes == [None, None]
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [("a@example.org",), ("b@example.org",)]
+    assert smtp_sink.session_count == 2
+
+
+def test_it_reconnects_after_the_server_closed_an_idle_connection(smtp_sink: SmtpSink) -> None:
+    async def body(transport: MailTransport) -> None:
+        await transport.send(message_for(1, "a@example.org"))
+        smtp_sink.disconnect_all()
+        await transport.send(message_for(2, "b@example.org"))
+
+    with_transport(sink_settings(smtp_sink), body)
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [("a@example.org",), ("b@example.org",)]
+    assert smtp_sink.session_count == 2
+
+
+def test_it_gives_up_if_the_server_drops_the_retry_too(smtp_sink: SmtpSink) -> None:
+    smtp_sink.fail_next("MAIL", DROP)
+    smtp_sink.fail_next("MAIL", DROP)
+    [outcome] = deliver(sink_settings(smtp_sink), message_for())
+    assert isinstance(outcome, DeliveryError)
+    assert not outcome.permanent
+    assert smtp_sink.messages == []
+
+
+def test_a_drop_during_data_is_transient_and_not_resent(smtp_sink: SmtpSink) -> None:
+    smtp_sink.fail_next("DATA", DROP)
+    outcomes = deliver(sink_settings(smtp_sink), message_for(1), message_for(2, "b@example.org"))
+    assert isinstance(outcomes[0], DeliveryError) and not outcomes[0].permanent
+    assert outcomes[1] is None  # the next message reconnects
+    data_commands = [command for command in smtp_sink.commands if command.verb == "DATA"]
+    assert len(data_commands) == 2
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [("b@example.org",)]
+
+
+@pytest.mark.parametrize(
+    ("verb", "reply"),
+    [
+        ("MAIL", "451 4.3.0 try later"),
+        ("RCPT", "451 4.3.0 try later"),
+        ("RCPT", "452 4.2.2 mailbox full"),
+        ("DATA", "451 4.3.0 try later"),
+    ],
+)
+def test_a_4xx_is_transient_and_the_next_message_still_goes_through(
+    smtp_sink: SmtpSink, verb: str, reply: str
+) -> None:
+    smtp_sink.fail_next(verb, reply)
+    outcomes = deliver(sink_settings(smtp_sink), message_for(1), message_for(2, "b@example.org"))
+    failure = outcomes[0]
+    assert isinstance(failure, DeliveryError)
+    assert failure.permanent is False
+    assert failure.smtp_code == int(reply[:3])
+    assert reply[4:] in str(failure)
+    assert outcomes[1] is None  # not "503 bad sequence": the transaction was reset
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [("b@example.org",)]
+    assert smtp_sink.session_count == 1
+    assert "RSET" in [command.verb for command in smtp_sink.commands]
+
+
+@pytest.mark.parametrize(
+    ("verb", "reply", "permanent"),
+    [
+        ("RCPT", "550 5.1.1 no such user", True),
+        ("MAIL", "553 5.1.8 sender rejected", True),
+        ("DATA", "554 5.7.1 message refused", True),
+        ("RCPT", "552 5.2.2 mailbox over quota", False),
+        ("DATA", "552 5.3.4 message too big for now", False),
+    ],
+)
+def test_5xx_is_permanent_except_552(
+    smtp_sink: SmtpSink, verb: str, reply: str, permanent: bool
+) -> None:
+    smtp_sink.fail_next(verb, reply)
+    outcomes = deliver(sink_settings(smtp_sink), message_for(1), message_for(2, "b@example.org"))
+    failure = outcomes[0]
+    assert isinstance(failure, DeliveryError)
+    assert failure.permanent is permanent
+    assert failure.smtp_code == int(reply[:3])
+    assert outcomes[1] is None
+
+
+def test_a_refused_recipient_among_several_is_reported_and_nothing_is_sent(
+    smtp_sink: SmtpSink,
+) -> None:
+    message = message_for()
+    message["Cc"] = "bob@example.org"
+    smtp_sink.fault = lambda command: (
+        "550 5.1.1 no such user" if command.argument == "bob@example.org" else None
+    )
+    [failure] = deliver(sink_settings(smtp_sink), message)
+    assert isinstance(failure, DeliveryError)
+    assert failure.permanent and failure.smtp_code == 550
+    assert "bob@example.org" in str(failure)
+    assert smtp_sink.messages == []
+
+
+def test_a_refused_connection_is_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = make_settings(mail_url=f"smtp://127.0.0.1:{port}", mail_timeout_seconds=2.0)
+    [failure] = deliver(settings, message_for())
+    assert isinstance(failure, DeliveryError)
+    assert failure.permanent is False
+    assert f"127.0.0.1:{port}" in str(failure)
+
+
+def test_a_relay_without_8bitmime_gets_7bit_bodies(smtp_sink: SmtpSink) -> None:
+    smtp_sink.hidden_extensions = {"8BITMIME"}
+    sent = message_for()
+    assert deliver(sink_settings(smtp_sink), sent) == [None]
+    [received] = smtp_sink.messages
+    assert received.raw.isascii()
+    assert "BODY=8BITMIME" not in received.mail_options
+    html = received.message.get_body(preferencelist=("html",))
+    sent_html = sent.get_body(preferencelist=("html",))
+    assert isinstance(html, EmailMessage) and isinstance(sent_html, EmailMessage)
+    assert html.get_content().replace("\r\n", "\n") == sent_html.get_content()
+
+
+def test_it_logs_in_when_the_url_has_credentials() -> None:
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        ok = (data.login, data.password) == (b"mailer", b"p@ss:word")
+        return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
+
+    sink = SmtpSink(
+        smtp_kwargs={
+            "authenticator": authenticator,
+            "auth_require_tls": False,
+        }
+    )
+    sink.start()
+    try:
+        url = f"smtp://mailer:p%40ss%3Aword@127.0.0.1:{sink.port}"
+        assert deliver(make_settings(mail_url=url), message_for()) == [None]
+        wrong = f"smtp://mailer:nope@127.0.0.1:{sink.port}"
+        settings = make_settings(mail_url=wrong, mail_timeout_seconds=5.0)
+        [failure] = deliver(settings, message_for())
+    finally:
+        sink.stop()
+    assert len(sink.messages) == 1
+    assert isinstance(failure, DeliveryError) and failure.permanent is False
+    assert failure.smtp_code == 535
+    assert "nope" not in str(failure)
+
+
+def test_hostile_paper_data_reaches_the_sink_with_headers_intact(smtp_sink: SmtpSink) -> None:
+    papers = [make_paper(id=f"p{i}", title=title) for i, title in enumerate(HOSTILE_TITLES)]
+    digest = make_digest(papers, why="Why\r\nBcc: evil@x.test <script>")
+    message = render_digest(digest, settings=make_settings(), now=NOW)
+    assert deliver(sink_settings(smtp_sink), message) == [None]
+    [received] = smtp_sink.messages
+    assert received.rcpt_tos == ("alice@example.org",)
+    assert "Bcc" not in received.message
+    assert max(len(line) for line in received.raw.split(b"\r\n")) <= 998
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://mail.test", ("mail.test", 25, False, False, None, None)),
+        ("smtp://mail.test:1025", ("mail.test", 1025, False, False, None, None)),
+        ("smtp://mail.test?starttls=1", ("mail.test", 587, False, True, None, None)),
+        ("smtp://u:p%2Fw@mail.test:2525?starttls=1", ("mail.test", 2525, False, True, "u", "p/w")),
+        ("smtps://mail.test", ("mail.test", 465, True, False, None, None)),
+        ("SMTPS://u@[::1]:4650", ("::1", 4650, True, False, "u", None)),
+    ],
+)  # fmt: skip
+def test_smtp_urls_are_understood(url: str, expected: tuple[object, ...]) -> None:
+    config = smtp_config(url, timeout=3.0, local_hostname="paperwire.test")
+    assert isinstance(config, SmtpConfig)
+    got = (config.hostname, config.port, config.use_tls, config.start_tls)
+    assert (*got, config.username, config.password) == expected
+    assert (config.timeout, config.local_hostname) == (3.0, "paperwire.test")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("smtp://mail.test:port", "invalid port"),
+        ("smtp://:25", "no host"),
+        ("smtp://mail.test/path", "no path"),
+        ("smtp://mail.test?tls=1", "unknown option"),
+        ("smtp://mail.test?starttls=maybe", "starttls must be"),
+        ("smtps://mail.test?starttls=1", "already TLS"),
+    ],
+)
+def test_unclear_smtp_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        smtp_config(url, timeout=3.0, local_hostname="paperwire.test")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://mail.test", "mail.test:25", "lmtp://mail.test", "smtp+ssl://u:secret@mail.test"]
+)
+def test_an_unknown_scheme_is_refused_without_showing_the_password(url: str) -> None:
+    with pytest.raises(ValueError, match="unsupported mail_url") as caught:
+        deliver(make_settings(mail_url=url))
+    assert "secret" not in str(caught.value)
+
+
+def test_outbox_paths_are_relative_unless_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir("/tmp")
+    assert outbox_path("file://var/outbox") == Path("/tmp/var/outbox")
+    assert outbox_path("file:///srv/outbox") == Path("/srv/outbox")
+    with pytest.raises(ValueError, match="names no folder"):
+        outbox_path("file://")
+
+
+def test_is_permanent_follows_the_reply_class() -> None:
+    assert [is_permanent(code) for code in (421, 451, 452, 550, 552, 553, 554)] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        True,
+        True,
+    ]
+
+
+def outbox_settings(folder: Path) -> Settings:
+    return make_settings(mail_url=f"file://{folder}")
+
+
+def read_eml(path: Path) -> EmailMessage:
+    parsed = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def test_the_outbox_keeps_each_message_as_an_eml_file(tmp_path: Path) -> None:
+    sent = message_for()
+    assert deliver(outbox_settings(tmp_path), sent) == [None]
+    [eml] = tmp_path.glob("*.eml")
+    assert eml.name.startswith("digest-2026-11-25-42.")
+    assert eml.read_bytes() == sent.as_bytes(policy=policy.SMTP)
+    stored = read_eml(eml)
+    for header in ("From", "To", "Subject", "Message-ID", "List-Unsubscribe"):
+        assert str(stored[header]) == str(sent[header])
+    html = eml.with_suffix(".html").read_text("utf-8")
+    sent_html = sent.get_body(preferencelist=("html",))
+    assert isinstance(sent_html, EmailMessage)
+    assert html == sent_html.get_content()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files
+
+
+def test_resending_a_message_id_replaces_its_file(tmp_path: Path) -> None:
+    first, again = message_for(), message_for()
+    other = message_for(subscriber_id=43, email="bob@example.org")
+    assert deliver(outbox_settings(tmp_path), first, again, other) == [None, None, None]
+    assert len(list(tmp_path.glob("*.eml"))) == 2
+    assert len(list(tmp_path.glob("*.html"))) == 3  # two messages and the index
+
+
+def test_the_outbox_index_lists_and_links_every_message(tmp_path: Path) -> None:
+    hostile = make_digest([make_paper(title="<script>alert(1)</script>")], subscriber_id=7)
+    messages = [message_for(), render_digest(hostile, settings=make_settings(), now=NOW)]
+    deliver(outbox_settings(tmp_path), messages[0])
+    deliver(outbox_settings(tmp_path), messages[1])  # a later run still lists the first
+    index = (tmp_path / "index.html").read_text("utf-8")
+    for eml in tmp_path.glob("*.eml"):
+        assert f'href="{eml.name}"' in index
+        assert f'src="{eml.with_suffix(".html").name}"' in index
+    assert "2 messages" in index
+    assert "alice@example.org" in index
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index and "<script>" not in index
+    assert "2026-11-25 07:00" in index
+
+
+def test_the_outbox_refuses_a_message_without_recipients(tmp_path: Path) -> None:
+    message = message_for()
+    del message["To"]
+    [failure] = deliver(outbox_settings(tmp_path), message)
+    assert isinstance(failure, DeliveryError) and failure.permanent
