@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from service.models import Digest, Paper, ScoredPaper
+from service.models import Digest, Frequency, Paper, ScoredPaper
 from service.settings import TEMPLATES_DIR, Settings
 from service.tokens import TokenPurpose, make_issue_token, make_subscriber_token
 
@@ -144,6 +144,8 @@ def render_digest(
     items = [_digest_item(scored) for scored in digest.papers]
     context: dict[str, Any] = {
         "count": len(items),
+        "trending_only": subscriber.interests.is_empty,
+        "cadence": "weekly" if subscriber.frequency is Frequency.WEEKLY else "daily",
         "items": items,
         "links": links,
         "long_date": _long_date(digest.issue_date),

@@ -18,7 +18,7 @@ from service.emails import (
     split_sentences,
     template_environment,
 )
-from service.models import Digest, Paper, ScoredPaper, Subscriber
+from service.models import Digest, Frequency, Interests, Paper, ScoredPaper, Subscriber
 from service.settings import Settings
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
@@ -398,3 +398,15 @@ def test_html_templates_autoescape_and_text_templates_do_not() -> None:
     assert autoescape("web/page.html.j2") is True
     assert autoescape("outbox/index.html") is True
     assert autoescape("email/digest.txt") is False
+
+
+def test_a_trending_digest_says_so_and_a_weekly_one_says_weekly() -> None:
+    digest = make_digest()
+    subscriber = digest.subscriber.model_copy(
+        update={"interests": Interests(), "frequency": Frequency.WEEKLY}
+    )
+    text, html = parts(render(digest.model_copy(update={"subscriber": subscriber})))
+    for part in (text, html):
+        assert "1 trending paper." in part
+        assert "picked for your interests" not in part
+        assert "Paperwire weekly digest" in part

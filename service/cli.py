@@ -1,0 +1,488 @@
+"""The admin CLI: a few lines over the functions the workers and the web app use."""
+
+import asyncio
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from service.addresses import normalise_email
+from service.digest import Outcome, RunSummary, preview_digest, run_day
+from service.errors import InvalidInput, PaperwireError
+from service.models import (
+    Frequency,
+    Interests,
+    SubscriptionPreferences,
+    SubscriptionStatus,
+)
+from service.papers import read_papers_file
+from service.ranking import build_corpus_stats, rank_papers
+from service.settings import Settings, get_settings
+from service.store import Store
+
+SAMPLE_PAPERS = Path(__file__).parent / "sample_data" / "papers.jsonl"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+app = typer.Typer(help="Paperwire: trending research papers in your inbox.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+papers_app = typer.Typer(help="Papers in the store.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Subscribers and their interests.", no_args_is_help=True)
+digest_app = typer.Typer(help="Preview and run daily digests.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(papers_app, name="papers")
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(digest_app, name="digest")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+def main() -> None:
+    """Entry point: domain errors become one line on stderr and a non-zero exit."""
+    try:
+        app()
+    except PaperwireError as exc:
+        _fail(str(exc))
+    except ValidationError as exc:
+        _fail("; ".join(_validation_message(problem) for problem in exc.errors()))
+    except (OperationalError, ProgrammingError) as exc:
+        hint = " (run `paperwire db upgrade` first)" if "no such table" in str(exc) else ""
+        _fail(f"database error: {str(exc.orig).splitlines()[0]}{hint}")
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    sys.exit(2)
+
+
+def _validation_message(problem: object) -> str:
+    assert isinstance(problem, dict)
+    where = ".".join(str(part) for part in problem["loc"])
+    text = str(problem["msg"]).removeprefix("Value error, ")
+    return f"{where}: {text}" if where else text
+
+
+@contextmanager
+def _open_store(settings: Settings | None = None) -> Iterator[Store]:
+    store = Store((settings or get_settings()).database_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _parse_date(value: str | None) -> date:
+    if value is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid date {value!r}: use YYYY-MM-DD") from exc
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest version."""
+    with _open_store() as store:
+        store.upgrade()
+        out.print(f"database at {store.url.render_as_string(hide_password=True)} is up to date")
+
+
+# -- papers -----------------------------------------------------------------------------------
+
+
+@papers_app.command("import")
+def papers_import(file: Annotated[Path, typer.Argument(help="A JSONL file of papers.")]) -> None:
+    """Add papers from a JSONL file; known ids get their trending signals updated."""
+    with _open_store() as store:
+        _import_papers(store, file)
+
+
+def _import_papers(store: Store, file: Path) -> None:
+    parsed = read_papers_file(file)
+    now = datetime.now(UTC)
+    new = updated = 0
+    chunk = 200
+    with _progress() as progress:
+        task = progress.add_task(f"importing {file.name}", total=len(parsed.papers))
+        for start in range(0, len(parsed.papers), chunk):
+            counts = store.upsert_papers(parsed.papers[start : start + chunk], now=now)
+            new, updated = new + counts.new, updated + counts.updated
+            progress.advance(task, len(parsed.papers[start : start + chunk]))
+    for line in parsed.rejected:
+        err.print(f"{file}:{line.line_number}: rejected: {line.reason}", markup=False)
+    out.print(f"{new} new, {updated} updated, {len(parsed.rejected)} rejected")
+    if parsed.rejected:
+        raise typer.Exit(1)
+
+
+@papers_app.command("list")
+def papers_list(
+    limit: Annotated[int, typer.Option(min=1, help="Most papers to show.")] = 20,
+) -> None:
+    """The most recently seen papers."""
+    with _open_store() as store:
+        papers = store.list_papers(limit=limit)
+        total = store.count_papers()
+    table = Table("id", "title", "published", "upvotes", "first seen", title=f"{total} papers")
+    for paper in papers:
+        table.add_row(
+            paper.id,
+            _shorten(paper.title, 70),
+            str(paper.published_date or ""),
+            "" if paper.upvotes is None else str(paper.upvotes),
+            f"{paper.first_seen_at:%Y-%m-%d %H:%M}" if paper.first_seen_at else "",
+        )
+    out.print(table)
+
+
+# -- subscribers ------------------------------------------------------------------------------
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: str,
+    keyword: Annotated[
+        list[str] | None, typer.Option("--keyword", "-k", help="An interest; repeat for more.")
+    ] = None,
+    text: Annotated[str, typer.Option(help="A sentence about what you want to read.")] = "",
+    time_zone: Annotated[str | None, typer.Option(help="IANA time zone.")] = None,
+    hour: Annotated[int | None, typer.Option(min=0, max=23, help="Local delivery hour.")] = None,
+    frequency: Annotated[Frequency, typer.Option(help="daily or weekly.")] = Frequency.DAILY,
+    weekday: Annotated[Weekday, typer.Option(help="Weekday of weekly issues.")] = Weekday.MON,
+    trending_weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="0 = only my topics … 1 = only trending.")
+    ] = 0.3,
+) -> None:
+    """Add a confirmed subscriber (the admin vouches for consent)."""
+    settings = get_settings()
+    preferences = SubscriptionPreferences(
+        interests=Interests(keywords=tuple(keyword or ()), text=text),
+        time_zone=time_zone or settings.default_time_zone,
+        delivery_hour=settings.default_delivery_hour if hour is None else hour,
+        frequency=frequency,
+        weekday=WEEKDAYS.index(weekday),
+        trending_weight=trending_weight,
+    )
+    address = normalise_email(email)
+    with _open_store(settings) as store:
+        subscriber = store.add_subscriber(
+            address, preferences, status=SubscriptionStatus.CONFIRMED, now=datetime.now(UTC)
+        )
+    out.print(f"added {subscriber.email} (id {subscriber.id})")
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    status: Annotated[SubscriptionStatus | None, typer.Option(help="Only this status.")] = None,
+) -> None:
+    """All subscribers, or those with one status."""
+    with _open_store() as store:
+        subscribers = store.list_subscribers(status=status)
+    table = Table("id", "email", "status", "interests", "schedule", "trending", title="subscribers")
+    for subscriber in subscribers:
+        table.add_row(
+            str(subscriber.id),
+            subscriber.email,
+            subscriber.status,
+            _shorten(_describe_interests(subscriber.interests), 50),
+            _describe_schedule(subscriber.frequency, subscriber.weekday, subscriber.delivery_hour)
+            + f" {subscriber.time_zone}",
+            f"{subscriber.trending_weight:.2f}",
+        )
+    out.print(table)
+
+
+@subscribers_app.command("show")
+def subscribers_show(email: str) -> None:
+    """One subscriber with their recent issues."""
+    with _open_store() as store:
+        subscriber = store.find_subscriber(normalise_email(email))
+        deliveries = [d for d in store.list_deliveries() if d.subscriber_id == subscriber.id]
+    out.print(f"[bold]{subscriber.email}[/bold] (id {subscriber.id}) — {subscriber.status}")
+    out.print(f"interests: {_describe_interests(subscriber.interests)}", markup=False)
+    schedule = _describe_schedule(
+        subscriber.frequency, subscriber.weekday, subscriber.delivery_hour
+    )
+    out.print(f"schedule: {schedule} {subscriber.time_zone}")
+    out.print(f"trending weight: {subscriber.trending_weight:.2f}")
+    out.print(f"subscribed: {subscriber.created_at:%Y-%m-%d %H:%M} UTC")
+    table = Table("issue", "status", "papers", "attempts", "message id", "error", title="issues")
+    for delivery in deliveries[-14:]:
+        table.add_row(
+            str(delivery.issue_date),
+            delivery.status,
+            str(len(delivery.paper_ids)),
+            str(delivery.attempts),
+            delivery.message_id or "",
+            _shorten(delivery.last_error or "", 40),
+        )
+    out.print(table)
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(
+    email: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a subscriber and their delivery history."""
+    address = normalise_email(email)
+    if not yes and not typer.confirm(f"Delete {address} and their history?"):
+        raise typer.Exit(1)
+    with _open_store() as store:
+        store.remove_subscriber(address)
+    out.print(f"removed {address}")
+
+
+# -- digest -----------------------------------------------------------------------------------
+
+
+@digest_app.command("preview")
+def digest_preview(
+    email: str,
+    issue_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; today.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write .eml (whole message) or .html.")
+    ] = None,
+) -> None:
+    """Render a subscriber's issue without sending it or recording anything."""
+    settings = get_settings()
+    day = _parse_date(issue_date)
+    with _open_store(settings) as store:
+        subscriber = store.find_subscriber(normalise_email(email))
+        digest, message = preview_digest(store, subscriber, day, settings=settings)
+    if out_file is None:
+        out.print(f"Subject: {message['Subject']}", markup=False)
+        text_part = message.get_body(preferencelist=("plain",))
+        out.print(text_part.get_content() if text_part else "", markup=False)
+        return
+    if out_file.suffix == ".html":
+        html_part = message.get_body(preferencelist=("html",))
+        out_file.write_text(html_part.get_content() if html_part else "", encoding="utf-8")
+    else:
+        out_file.write_bytes(message.as_bytes())
+    out.print(f"{len(digest.papers)} papers; written to {out_file}")
+
+
+@digest_app.command("run")
+def digest_run(
+    issue_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; today.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Rank and render only; send nothing.")] = False,
+) -> None:
+    """Send the day's issue to every confirmed subscriber due that day."""
+    settings = get_settings()
+    with _open_store(settings) as store:
+        summary = _run_day(store, settings, _parse_date(issue_date), dry_run=dry_run)
+    if summary.outcomes[Outcome.FAILED] or summary.outcomes[Outcome.RETRY]:
+        raise typer.Exit(1)
+
+
+def _run_day(store: Store, settings: Settings, issue_date: date, *, dry_run: bool) -> RunSummary:
+    with _progress() as progress:
+        task = progress.add_task(f"digest {issue_date}", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        summary = asyncio.run(
+            run_day(
+                store,
+                issue_date=issue_date,
+                settings=settings,
+                dry_run=dry_run,
+                on_progress=advance,
+            )
+        )
+    _print_summary(summary)
+    return summary
+
+
+def _print_summary(summary: RunSummary) -> None:
+    table = Table("outcome", "subscribers", title=f"digest {summary.issue_date}")
+    for outcome in Outcome:
+        if summary.outcomes[outcome] or outcome in (Outcome.SENT, Outcome.SKIPPED, Outcome.FAILED):
+            table.add_row(outcome.value, str(summary.outcomes[outcome]))
+    table.add_row("total", str(summary.total), style="bold")
+    out.print(table)
+    for email, error in summary.errors.items():
+        err.print(f"{email}: {error}", markup=False)
+
+
+# -- rank -------------------------------------------------------------------------------------
+
+
+@app.command("rank")
+def rank(
+    papers: Annotated[Path, typer.Option("--papers", help="A JSONL file of papers.")],
+    keyword: Annotated[
+        list[str] | None, typer.Option("--keyword", "-k", help="An interest; repeat for more.")
+    ] = None,
+    text: Annotated[str, typer.Option(help="A sentence about what you want to read.")] = "",
+    trending_weight: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+    limit: Annotated[int, typer.Option(min=1)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rank a papers file for an ad-hoc profile."""
+    parsed = read_papers_file(papers)
+    for line in parsed.rejected:
+        err.print(f"{papers}:{line.line_number}: skipped: {line.reason}", markup=False)
+    interests = Interests(keywords=tuple(keyword or ()), text=text)
+    ranked = rank_papers(
+        parsed.papers,
+        interests,
+        stats=build_corpus_stats(parsed.papers),
+        trending_weight=trending_weight,
+        limit=limit,
+        today=datetime.now(UTC).date(),
+    )
+    if as_json:
+        rows = [
+            {
+                "id": s.paper.id,
+                "title": s.paper.title,
+                "score": round(s.score, 6),
+                "relevance": round(s.relevance, 6),
+                "trending": round(s.trending, 6),
+                "why": s.why,
+            }
+            for s in ranked
+        ]
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table("#", "id", "score", "title", "why", title=f"{len(ranked)} papers")
+    for position, scored in enumerate(ranked, start=1):
+        table.add_row(
+            str(position),
+            scored.paper.id,
+            f"{scored.score:.3f}",
+            _shorten(scored.paper.title, 60),
+            scored.why,
+        )
+    out.print(table)
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+DEMO_SUBSCRIBERS: tuple[tuple[str, SubscriptionPreferences], ...] = (
+    (
+        "ada@example.org",
+        SubscriptionPreferences(
+            interests=Interests(keywords=("diffusion models", "consistency models")),
+            time_zone="Europe/London",
+            trending_weight=0.2,
+        ),
+    ),
+    (
+        "grace@example.org",
+        SubscriptionPreferences(
+            interests=Interests(
+                keywords=("reinforcement learning from human feedback", "preference optimization"),
+                text="Aligning language models with what people want.",
+            ),
+            time_zone="America/New_York",
+            trending_weight=0.4,
+        ),
+    ),
+    (
+        "alan@example.org",
+        SubscriptionPreferences(
+            interests=Interests(keywords=("graph neural networks", "recommender systems")),
+            time_zone="Asia/Tokyo",
+            trending_weight=0.0,
+        ),
+    ),
+    (
+        "katherine@example.org",
+        SubscriptionPreferences(time_zone="America/Los_Angeles", trending_weight=1.0),
+    ),
+    (
+        "edsger@example.org",
+        SubscriptionPreferences(
+            interests=Interests(
+                keywords=("continual learning", "catastrophic forgetting", "robot learning")
+            ),
+            time_zone="Europe/Amsterdam",
+            trending_weight=0.5,
+        ),
+    ),
+)
+
+
+@app.command("demo")
+def demo(
+    var_dir: Annotated[Path, typer.Option("--var", help="Folder for the demo's state.")] = Path(
+        "var"
+    ),
+) -> None:
+    """Fresh store in ./var, sample papers and subscribers, today's run into the outbox."""
+    database = var_dir / "paperwire.db"
+    outbox = var_dir / "outbox"
+    for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(outbox, ignore_errors=True)
+    settings = get_settings().model_copy(
+        update={"database_url": f"sqlite:///{database}", "mail_url": f"file://{outbox}"}
+    )
+    with _open_store(settings) as store:
+        store.upgrade()
+        _import_papers(store, SAMPLE_PAPERS)
+        now = datetime.now(UTC)
+        for email, preferences in DEMO_SUBSCRIBERS:
+            store.add_subscriber(email, preferences, status=SubscriptionStatus.CONFIRMED, now=now)
+        out.print(f"{len(DEMO_SUBSCRIBERS)} sample subscribers added")
+        _run_day(store, settings, now.date(), dry_run=False)
+    out.print(f"open {(outbox / 'index.html').resolve()}")
+
+
+def _describe_interests(interests: Interests) -> str:
+    if interests.is_empty:
+        return "(none: trending digest)"
+    parts = [f"“{keyword}”" for keyword in interests.keywords]
+    if interests.text:
+        parts.append(interests.text)
+    return ", ".join(parts)
+
+
+def _describe_schedule(frequency: Frequency, weekday: int, hour: int) -> str:
+    when = "daily" if frequency is Frequency.DAILY else f"weekly on {WEEKDAYS[weekday]}"
+    return f"{when} at {hour:02d}:00"
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

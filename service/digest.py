@@ -1,0 +1,193 @@
+"""The one path a digest takes: plan → claim → rank → render → send → record."""
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
+from enum import StrEnum
+
+from service.emails import render_digest
+from service.models import Digest, Paper, Subscriber
+from service.ranking import CorpusStats, build_corpus_stats, rank_papers
+from service.settings import Settings
+from service.store import Store
+from service.transport import DeliveryError, MailTransport, open_transport
+
+# A digest brings news: papers first seen more than a week before the issue are never candidates,
+# however long a subscriber has gone without an issue.
+LOOKBACK = timedelta(days=7)
+# How long a claim protects an issue being sent; past it, a crashed sender's issue is claimable.
+CLAIM_LEASE = timedelta(minutes=10)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    SKIPPED = "skipped-empty"
+    RETRY = "retry"
+    FAILED = "failed"
+    ALREADY_HANDLED = "already-handled"
+    WOULD_SEND = "would-send"
+
+
+@dataclass(frozen=True)
+class DayPapers:
+    """What a day's issues are ranked from: the recent papers and whole-corpus statistics."""
+
+    recent: Sequence[Paper]
+    stats: CorpusStats
+
+    def candidates_for(self, since: datetime | None) -> list[Paper]:
+        if since is None:
+            return list(self.recent)
+        return [p for p in self.recent if p.first_seen_at is None or p.first_seen_at > since]
+
+
+@dataclass
+class RunSummary:
+    issue_date: date
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.outcomes.values())
+
+
+def issue_window_end(issue_date: date) -> datetime:
+    """Papers first seen after the end of the issue date (UTC) belong to later issues."""
+    return datetime.combine(issue_date + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def load_day_papers(store: Store, issue_date: date) -> DayPapers:
+    end = issue_window_end(issue_date)
+    recent = store.list_papers(seen_since=end - LOOKBACK, seen_before=end)
+    # Term statistics come from everything stored, so a rare term stays rare on a busy day.
+    stats = build_corpus_stats(store.list_papers())
+    return DayPapers(recent=recent, stats=stats)
+
+
+def build_digest(
+    subscriber: Subscriber,
+    day: DayPapers,
+    *,
+    issue_date: date,
+    last_sent_at: datetime | None,
+    sent_paper_ids: set[str],
+    limit: int,
+) -> Digest:
+    """Rank the subscriber's candidate papers; pure apart from the data passed in."""
+    ranked = rank_papers(
+        day.candidates_for(last_sent_at),
+        subscriber.interests,
+        stats=day.stats,
+        trending_weight=subscriber.trending_weight,
+        limit=limit,
+        today=issue_date,
+        exclude_ids=sent_paper_ids,
+    )
+    return Digest(subscriber=subscriber, issue_date=issue_date, papers=tuple(ranked))
+
+
+def preview_digest(
+    store: Store, subscriber: Subscriber, issue_date: date, *, settings: Settings
+) -> tuple[Digest, EmailMessage]:
+    """Build and render an issue without sending it or touching the ledger."""
+    day = load_day_papers(store, issue_date)
+    digest = _digest_for(store, subscriber, day, issue_date=issue_date, settings=settings)
+    return digest, render_digest(digest, settings=settings)
+
+
+async def deliver_digest(
+    store: Store,
+    transport: MailTransport,
+    subscriber: Subscriber,
+    day: DayPapers,
+    *,
+    issue_date: date,
+    settings: Settings,
+    now: Callable[[], datetime],
+) -> tuple[Outcome, str | None]:
+    """Send one issue at most once; the ledger, not the caller, decides whether to send."""
+    if not store.claim_issue(subscriber.id, issue_date, now=now(), lease=CLAIM_LEASE):
+        return Outcome.ALREADY_HANDLED, None
+    digest = _digest_for(store, subscriber, day, issue_date=issue_date, settings=settings)
+    if not digest.papers:
+        store.record_skipped(subscriber.id, issue_date, now=now())
+        return Outcome.SKIPPED, None
+    try:
+        message = render_digest(digest, settings=settings)
+    except ValueError as exc:
+        # An address that cannot be put in a header safely will not become sendable later.
+        store.record_failure(subscriber.id, issue_date, error=str(exc), permanent=True, now=now())
+        return Outcome.FAILED, str(exc)
+    try:
+        await transport.send(message)
+    except DeliveryError as exc:
+        store.record_failure(
+            subscriber.id, issue_date, error=str(exc), permanent=exc.permanent, now=now()
+        )
+        return (Outcome.FAILED if exc.permanent else Outcome.RETRY), str(exc)
+    store.record_sent(
+        subscriber.id,
+        issue_date,
+        message_id=str(message["Message-ID"]),
+        paper_ids=[scored.paper.id for scored in digest.papers],
+        now=now(),
+    )
+    return Outcome.SENT, None
+
+
+async def run_day(
+    store: Store,
+    *,
+    issue_date: date,
+    settings: Settings,
+    dry_run: bool = False,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Deliver the issue of `issue_date` to every confirmed subscriber due that day."""
+    subscribers = store.due_subscribers(issue_date)
+    day = load_day_papers(store, issue_date)
+    summary = RunSummary(issue_date=issue_date)
+    if on_progress is not None:
+        on_progress(0, len(subscribers))
+    if dry_run:
+        for done, subscriber in enumerate(subscribers, start=1):
+            digest = _digest_for(store, subscriber, day, issue_date=issue_date, settings=settings)
+            summary.outcomes[Outcome.WOULD_SEND if digest.papers else Outcome.SKIPPED] += 1
+            if on_progress is not None:
+                on_progress(done, len(subscribers))
+        return summary
+    # One transport for the whole run: an SMTP connection serves many messages.
+    async with open_transport(settings) as transport:
+        for done, subscriber in enumerate(subscribers, start=1):
+            outcome, error = await deliver_digest(
+                store,
+                transport,
+                subscriber,
+                day,
+                issue_date=issue_date,
+                settings=settings,
+                now=now,
+            )
+            summary.outcomes[outcome] += 1
+            if error is not None:
+                summary.errors[subscriber.email] = error
+            if on_progress is not None:
+                on_progress(done, len(subscribers))
+    return summary
+
+
+def _digest_for(
+    store: Store, subscriber: Subscriber, day: DayPapers, *, issue_date: date, settings: Settings
+) -> Digest:
+    return build_digest(
+        subscriber,
+        day,
+        issue_date=issue_date,
+        last_sent_at=store.last_sent_at(subscriber.id, before=issue_date),
+        sent_paper_ids=store.sent_paper_ids(subscriber.id),
+        limit=settings.digest_size,
+    )

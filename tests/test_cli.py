@@ -1,0 +1,172 @@
+"""The admin CLI, run as a person runs it: the installed `paperwire` command in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+PAPERWIRE = str(Path(sys.executable).parent / "paperwire")
+SAMPLE = Path(__file__).parent.parent / "service" / "sample_data" / "papers.jsonl"
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def paperwire(tmp_path: Path) -> Run:
+    """Run `paperwire ARGS…` in a scratch folder with its own SQLite store and outbox."""
+    env = {
+        **os.environ,
+        "PAPERWIRE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "PAPERWIRE_MAIL_URL": f"file://{tmp_path / 'outbox'}",
+        "PAPERWIRE_PUBLIC_BASE_URL": "https://paperwire.test",
+        "COLUMNS": "200",
+    }
+
+    def run(*args: str, check_exit: int | None = 0) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [PAPERWIRE, *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+        assert "Traceback" not in result.stderr, result.stderr
+        if check_exit is not None:
+            assert result.returncode == check_exit, (result.stdout, result.stderr)
+        return result
+
+    return run
+
+
+@pytest.fixture
+def seeded(paperwire: Run) -> Run:
+    paperwire("db", "upgrade")
+    paperwire("papers", "import", str(SAMPLE))
+    return paperwire
+
+
+def test_demo_runs_a_day_into_the_outbox(paperwire: Run, tmp_path: Path) -> None:
+    result = paperwire("demo")
+
+    outbox = tmp_path / "var" / "outbox"
+    messages = sorted(outbox.glob("*.eml"))
+    assert (outbox / "index.html").is_file()
+    assert str((outbox / "index.html").resolve()) in result.stdout.replace("\n", "")
+    assert "375 new" in result.stdout
+    # Five sample subscribers, each with interests the sample corpus covers, or none at all.
+    assert len(messages) == 5
+    assert "sent" in result.stdout and "│ 5" in result.stdout
+    recipients = set()
+    for path in messages:
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        recipients.add(str(message["To"]))
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert len(recipients) == 5
+
+
+def test_demo_starts_fresh_each_time(paperwire: Run, tmp_path: Path) -> None:
+    paperwire("demo")
+    second = paperwire("demo")
+    assert "375 new" in second.stdout
+    assert len(list((tmp_path / "var" / "outbox").glob("*.eml"))) == 5
+
+
+def test_import_reports_rejected_lines_and_exits_non_zero(paperwire: Run, tmp_path: Path) -> None:
+    paperwire("db", "upgrade")
+    papers = tmp_path / "papers.jsonl"
+    papers.write_text('{"id": "a1", "title": "Fine"}\n{"id": "b2"}\nnot json\n')
+
+    result = paperwire("papers", "import", str(papers), check_exit=1)
+
+    assert "1 new, 0 updated, 2 rejected" in result.stdout
+    assert f"{papers}:2: rejected: title: Field required" in result.stderr
+    assert f"{papers}:3: rejected: not JSON" in result.stderr
+    again = paperwire("papers", "import", str(papers), check_exit=1)
+    assert "0 new, 1 updated" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("subscribers", "add", "not-an-address", "-k", "x"), "invalid email address"),
+        (("subscribers", "add", "a@example.org", "--time-zone", "Mars/Base"), "unknown time zone"),
+        (("papers", "import", "missing.jsonl"), "no such file"),
+        (("digest", "run", "--date", "25/11/2026"), "invalid date"),
+        (("subscribers", "show", "nobody@example.org"), "no subscriber"),
+    ],
+)
+def test_bad_input_gets_one_line_and_a_non_zero_exit(
+    seeded: Run, args: tuple[str, ...], message: str
+) -> None:
+    result = seeded(*args, check_exit=2)
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_store_without_schema_says_what_to_do(paperwire: Run) -> None:
+    result = paperwire("subscribers", "list", check_exit=2)
+    assert "paperwire db upgrade" in result.stderr
+
+
+def test_subscribers_add_list_show_remove(seeded: Run) -> None:
+    added = seeded(
+        "subscribers",
+        "add",
+        "Ada@Example.org",
+        "-k",
+        "diffusion models",
+        "--trending-weight",
+        "0.2",
+    )
+    assert "added ada@example.org" in added.stdout
+    assert seeded("subscribers", "add", "ada@example.org", check_exit=2).stderr.count("\n") == 1
+    assert "ada@example.org" in seeded("subscribers", "list").stdout
+    shown = seeded("subscribers", "show", "ada@example.org")
+    assert "“diffusion models”" in shown.stdout and "confirmed" in shown.stdout
+    seeded("subscribers", "remove", "ada@example.org", "--yes")
+    assert "ada@example.org" not in seeded("subscribers", "list").stdout
+
+
+def test_digest_run_twice_sends_once(seeded: Run, tmp_path: Path) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    seeded("subscribers", "add", "bob@example.org", "-k", "zymurgy of ancient beer")
+
+    first = seeded("digest", "run", "--date", "2026-11-25")
+    second = seeded("digest", "run", "--date", "2026-11-25")
+
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    assert "skipped-empty" in first.stdout
+    assert "already-handled │ 2" in second.stdout.replace("  ", " ").replace("  ", " ")
+    shown = seeded("subscribers", "show", "bob@example.org")
+    assert "skipped" in shown.stdout
+
+
+def test_dry_run_and_preview_send_and_record_nothing(seeded: Run, tmp_path: Path) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    dry = seeded("digest", "run", "--dry-run")
+    assert "would-send" in dry.stdout
+    preview = seeded("digest", "preview", "ada@example.org")
+    assert preview.stdout.startswith("Subject: ")
+    html = tmp_path / "issue.html"
+    seeded("digest", "preview", "ada@example.org", "--out", str(html))
+    assert "<html" in html.read_text().lower()
+    assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").glob("*.eml"))
+    assert "sent" not in seeded("subscribers", "show", "ada@example.org").stdout.split("issues")[1]
+
+
+def test_rank_prints_json_for_an_ad_hoc_profile(paperwire: Run) -> None:
+    result = paperwire(
+        "rank", "--papers", str(SAMPLE), "-k", "diffusion models", "--limit", "5", "--json"
+    )
+    rows = json.loads(result.stdout)
+    assert len(rows) == 5
+    assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True)
+    assert "diffusion" in rows[0]["title"].lower()
+    assert "diffusion models" in rows[0]["why"]

@@ -1,0 +1,232 @@
+"""A day's digest end to end: store → rank → render → SMTP sink → ledger, on both backends."""
+
+import asyncio
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+
+import pytest
+
+from service.digest import LOOKBACK, Outcome, RunSummary, preview_digest, run_day
+from service.models import DeliveryStatus, Frequency, Interests
+from service.settings import Settings
+from service.store import Store
+from tests.factories import NOW, TODAY, add_subscriber, make_paper
+from tests.smtp_sink import SmtpSink
+
+DIFFUSION_PAPERS = [
+    make_paper(id="2511.00001", title="Consistency models for fast diffusion sampling"),
+    make_paper(
+        id="2511.00002",
+        title="Discrete diffusion models for text",
+        abstract="Diffusion models over discrete tokens generate text in parallel.",
+        upvotes=3,
+    ),
+]
+OFF_TOPIC = make_paper(
+    id="2511.00003",
+    title="A survey of database indexing",
+    abstract="B-trees and LSM trees compared on write-heavy workloads.",
+    upvotes=400,
+)
+
+
+# Older papers give the corpus statistics a realistic spread: in a store where every paper is
+# about diffusion, "diffusion" would carry no information at all.
+BACKGROUND = [
+    make_paper(id=f"2401.{n:05d}", title=title, abstract=title + ".", upvotes=None)
+    for n, title in enumerate(
+        [
+            "Protein folding with language models",
+            "Speech recognition for low-resource languages",
+            "Robust control of quadruped robots",
+            "Sparse attention for long documents",
+            "Federated learning under label shift",
+            "Graph neural networks for molecules",
+            "Neural radiance fields from a single image",
+            "Retrieval augmented question answering",
+        ]
+    )
+]
+
+
+@pytest.fixture(autouse=True)
+def background_papers(store: Store) -> None:
+    store.upsert_papers(BACKGROUND, now=NOW - timedelta(days=60))
+
+
+@pytest.fixture
+def smtp_settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:
+    return settings.model_copy(update={"mail_url": smtp_sink.url})
+
+
+def run(
+    store: Store, settings: Settings, day: date = TODAY, *, dry_run: bool = False
+) -> RunSummary:
+    at = datetime.combine(day, NOW.timetz())
+    return asyncio.run(
+        run_day(store, issue_date=day, settings=settings, now=lambda: at, dry_run=dry_run)
+    )
+
+
+def text_part(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def test_each_due_subscriber_gets_one_ranked_digest(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers([*DIFFUSION_PAPERS, OFF_TOPIC], now=NOW - timedelta(hours=3))
+    ada = add_subscriber(store, "ada@example.org")
+    grace = add_subscriber(store, "grace@example.org", interests=Interests())
+    add_subscriber(store, "bob@example.org", interests=Interests(keywords=("zymurgy",)))
+
+    summary = run(store, smtp_settings)
+
+    assert summary.outcomes == {Outcome.SENT: 2, Outcome.SKIPPED: 1}
+    by_recipient = {m.rcpt_tos: m for m in smtp_sink.messages}
+    assert set(by_recipient) == {("ada@example.org",), ("grace@example.org",)}
+    assert smtp_sink.session_count == 1  # one connection served the whole run
+
+    ada_delivery = store.get_delivery(ada.id, TODAY)
+    assert ada_delivery is not None and ada_delivery.status is DeliveryStatus.SENT
+    assert set(ada_delivery.paper_ids) == {"2511.00001", "2511.00002"}  # off-topic never sent
+    received = by_recipient[("ada@example.org",)].message
+    assert received["Message-ID"] == ada_delivery.message_id
+    assert "Discrete diffusion models for text" in text_part(received)
+    # With no interests, the plain trending digest: the most upvoted paper comes first.
+    grace_delivery = store.get_delivery(grace.id, TODAY)
+    assert grace_delivery is not None and grace_delivery.paper_ids[0] == OFF_TOPIC.id
+    bob_delivery = store.get_delivery(3, TODAY)
+    assert bob_delivery is not None and bob_delivery.status is DeliveryStatus.SKIPPED
+
+
+def test_a_rerun_of_the_same_day_sends_nothing_new(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    add_subscriber(store, "ada@example.org")
+    run(store, smtp_settings)
+
+    again = run(store, smtp_settings)
+
+    assert again.outcomes == {Outcome.ALREADY_HANDLED: 1}
+    assert len(smtp_sink.messages) == 1
+
+
+def test_the_next_issue_brings_only_papers_not_sent_before(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    ada = add_subscriber(store, "ada@example.org")
+    run(store, smtp_settings)
+    tomorrow = TODAY + timedelta(days=1)
+    new_paper = make_paper(id="2511.00009", title="Diffusion models that sample in one step")
+    store.upsert_papers([new_paper, *DIFFUSION_PAPERS], now=NOW + timedelta(hours=12))
+
+    run(store, smtp_settings, tomorrow)
+    day_after = run(store, smtp_settings, tomorrow + timedelta(days=1))
+
+    second = store.get_delivery(ada.id, tomorrow)
+    assert second is not None and second.paper_ids == ("2511.00009",)
+    assert day_after.outcomes == {Outcome.SKIPPED: 1}  # nothing new: no mail, recorded as such
+    assert len(smtp_sink.messages) == 2
+
+
+def test_papers_older_than_the_lookback_are_not_news(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - LOOKBACK - timedelta(days=1))
+    add_subscriber(store, "ada@example.org")
+    assert run(store, smtp_settings).outcomes == {Outcome.SKIPPED: 1}
+    assert smtp_sink.messages == []
+
+
+def test_weekly_subscribers_get_an_issue_on_their_weekday_only(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    add_subscriber(
+        store, "ada@example.org", frequency=Frequency.WEEKLY, weekday=(TODAY.weekday() + 1) % 7
+    )
+    assert run(store, smtp_settings).total == 0
+    assert run(store, smtp_settings, TODAY + timedelta(days=1)).outcomes == {Outcome.SENT: 1}
+
+
+def test_a_transient_refusal_is_retried_on_the_next_run(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    ada = add_subscriber(store, "ada@example.org")
+    bob = add_subscriber(store, "bob@example.org")
+    smtp_sink.fail_next("RCPT", "451 4.3.0 mailbox busy, try later")
+
+    first = run(store, smtp_settings)
+
+    assert first.outcomes == {Outcome.RETRY: 1, Outcome.SENT: 1}
+    retry = store.get_delivery(ada.id, TODAY)
+    assert retry is not None and retry.status is DeliveryStatus.RETRY
+    assert "451" in (retry.last_error or "")
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [(bob.email,)]  # no 503 for the next one
+
+    second = run(store, smtp_settings)
+
+    assert second.outcomes == {Outcome.SENT: 1, Outcome.ALREADY_HANDLED: 1}
+    delivered = store.get_delivery(ada.id, TODAY)
+    assert delivered is not None
+    assert (delivered.status, delivered.attempts) == (DeliveryStatus.SENT, 2)
+    assert sorted(m.rcpt_tos for m in smtp_sink.messages) == [(ada.email,), (bob.email,)]
+
+
+def test_a_permanent_refusal_is_recorded_and_never_retried(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    ada = add_subscriber(store, "ada@example.org")
+    smtp_sink.fail_next("RCPT", "550 5.1.1 no such user")
+
+    assert run(store, smtp_settings).outcomes == {Outcome.FAILED: 1}
+    assert run(store, smtp_settings).outcomes == {Outcome.ALREADY_HANDLED: 1}
+    failed = store.get_delivery(ada.id, TODAY)
+    assert failed is not None and failed.status is DeliveryStatus.FAILED
+    assert smtp_sink.messages == []
+
+
+def test_an_unreachable_relay_leaves_issues_to_retry(store: Store, settings: Settings) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    ada = add_subscriber(store, "ada@example.org")
+    closed_port = settings.model_copy(
+        update={"mail_url": "smtp://127.0.0.1:9", "mail_timeout_seconds": 2.0}
+    )
+    assert run(store, closed_port).outcomes == {Outcome.RETRY: 1}
+    delivery = store.get_delivery(ada.id, TODAY)
+    assert delivery is not None and delivery.status is DeliveryStatus.RETRY
+
+
+def test_dry_run_and_preview_neither_send_nor_record(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    ada = add_subscriber(store, "ada@example.org")
+
+    assert run(store, smtp_settings, dry_run=True).outcomes == {Outcome.WOULD_SEND: 1}
+    digest, message = preview_digest(store, ada, TODAY, settings=smtp_settings)
+
+    assert len(digest.papers) == 2
+    assert message["To"] == "ada@example.org"
+    assert smtp_sink.messages == []
+    assert store.list_deliveries() == []
+
+
+def test_an_unsendable_address_fails_alone(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    broken = add_subscriber(store, "broken\r\nBcc: victim@example.org")
+    add_subscriber(store, "ada@example.org")
+
+    assert run(store, smtp_settings).outcomes == {Outcome.FAILED: 1, Outcome.SENT: 1}
+    failed = store.get_delivery(broken.id, TODAY)
+    assert failed is not None and failed.status is DeliveryStatus.FAILED
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [("ada@example.org",)]

@@ -1,0 +1,34 @@
+"""The Celery app, configured from Settings. Beat entries arrive with the scheduled fan-out."""
+
+from celery import Celery
+
+from service.settings import Settings, get_settings
+
+# Longest a digest task may run before the worker kills it; the Redis visibility timeout must
+# stay above it, or Redis hands a still-running task to a second worker.
+TASK_HARD_TIME_LIMIT_SECONDS = 30 * 60
+VISIBILITY_TIMEOUT_SECONDS = 2 * TASK_HARD_TIME_LIMIT_SECONDS
+
+
+def make_celery_app(settings: Settings) -> Celery:
+    app = Celery("paperwire", broker=settings.redis_url, include=["workers.tasks"])
+    transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=TASK_HARD_TIME_LIMIT_SECONDS - 60,
+        task_time_limit=TASK_HARD_TIME_LIMIT_SECONDS,
+        broker_transport_options=transport_options,
+        result_backend_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        timezone="UTC",
+    )
+    return app
+
+
+app = make_celery_app(get_settings())
