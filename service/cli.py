@@ -6,7 +6,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -22,6 +22,7 @@ from service.addresses import normalise_email
 from service.digest import Outcome, RunSummary, preview_digest, run_day
 from service.errors import InvalidInput, PaperwireError
 from service.models import (
+    DeliveryStatus,
     Frequency,
     Interests,
     SubscriptionPreferences,
@@ -234,7 +235,7 @@ def subscribers_show(email: str) -> None:
     """One subscriber with their recent issues."""
     with _open_store() as store:
         subscriber = store.find_subscriber(normalise_email(email))
-        deliveries = [d for d in store.list_deliveries() if d.subscriber_id == subscriber.id]
+        deliveries = store.list_deliveries(subscriber_id=subscriber.id)
     out.print(f"[bold]{subscriber.email}[/bold] (id {subscriber.id}) — {subscriber.status}")
     out.print(f"interests: {_describe_interests(subscriber.interests)}", markup=False)
     schedule = _describe_schedule(
@@ -311,6 +312,24 @@ def digest_run(
         summary = _run_day(store, settings, _parse_date(issue_date), dry_run=dry_run)
     if summary.outcomes[Outcome.FAILED] or summary.outcomes[Outcome.RETRY]:
         raise typer.Exit(1)
+
+
+@digest_app.command("stats")
+def digest_stats(
+    since: Annotated[
+        str | None, typer.Option(help="First issue date, YYYY-MM-DD; a week ago.")
+    ] = None,
+) -> None:
+    """Issues per day and status, from the delivery ledger."""
+    first = _parse_date(since) if since else datetime.now(UTC).date() - timedelta(days=6)
+    with _open_store() as store:
+        counts = store.delivery_counts(since=first)
+    statuses = list(DeliveryStatus)
+    table = Table("issue date", *(status.value for status in statuses), title="deliveries")
+    for issue_date in sorted(counts, reverse=True):
+        row = counts[issue_date]
+        table.add_row(str(issue_date), *(str(row.get(status, 0)) for status in statuses))
+    out.print(table)
 
 
 def _run_day(store: Store, settings: Settings, issue_date: date, *, dry_run: bool) -> RunSummary:

@@ -339,12 +339,29 @@ class Store:
             row = session.scalar(select(DeliveryRow).where(_issue_key(subscriber_id, issue_date)))
             return None if row is None else _delivery(row)
 
-    def list_deliveries(self, *, issue_date: date | None = None) -> list[Delivery]:
+    def list_deliveries(
+        self, *, issue_date: date | None = None, subscriber_id: int | None = None
+    ) -> list[Delivery]:
         query = select(DeliveryRow).order_by(DeliveryRow.issue_date, DeliveryRow.subscriber_id)
         if issue_date is not None:
             query = query.where(DeliveryRow.issue_date == issue_date)
+        if subscriber_id is not None:
+            query = query.where(DeliveryRow.subscriber_id == subscriber_id)
         with self._session() as session:
             return [_delivery(row) for row in session.scalars(query)]
+
+    def delivery_counts(self, *, since: date) -> dict[date, dict[DeliveryStatus, int]]:
+        """How many issues of each date from `since` on ended in each status."""
+        query = (
+            select(DeliveryRow.issue_date, DeliveryRow.status, func.count())
+            .where(DeliveryRow.issue_date >= since)
+            .group_by(DeliveryRow.issue_date, DeliveryRow.status)
+        )
+        counts: dict[date, dict[DeliveryStatus, int]] = {}
+        with self._session() as session:
+            for issue_date, status, count in session.execute(query):
+                counts.setdefault(issue_date, {})[DeliveryStatus(status)] = count
+        return counts
 
     def sent_paper_ids(self, subscriber_id: int) -> set[str]:
         query = select(SentPaperRow.paper_id).where(SentPaperRow.subscriber_id == subscriber_id)

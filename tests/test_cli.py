@@ -146,6 +146,10 @@ def test_digest_run_twice_sends_once(seeded: Run, tmp_path: Path) -> None:
     assert "already-handled │ 2" in second.stdout.replace("  ", " ").replace("  ", " ")
     shown = seeded("subscribers", "show", "bob@example.org")
     assert "skipped" in shown.stdout
+    stats = seeded("digest", "stats", "--since", "2026-11-20")
+    row = next(line for line in stats.stdout.splitlines() if "2026-11-25" in line)
+    cells = [cell.strip() for cell in row.split("│")[2:6]]
+    assert cells == ["0", "0", "1", "1"]  # planned, sending, sent, skipped
 
 
 def test_dry_run_and_preview_send_and_record_nothing(seeded: Run, tmp_path: Path) -> None:
