@@ -225,15 +225,17 @@ class Store:
             _insert_ignoring_conflict(
                 session,
                 DeliveryRow,
-                {
-                    "subscriber_id": subscriber_id,
-                    "issue_date": issue_date,
-                    "status": DeliveryStatus.PLANNED,
-                    "paper_ids": [],
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                },
+                [
+                    {
+                        "subscriber_id": subscriber_id,
+                        "issue_date": issue_date,
+                        "status": DeliveryStatus.PLANNED,
+                        "paper_ids": [],
+                        "attempts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
                 conflict_columns=("subscriber_id", "issue_date"),
             )
             lease_ran_out = (DeliveryRow.status == DeliveryStatus.SENDING) & (
@@ -277,16 +279,13 @@ class Store:
             )
             if not finished:
                 return False
-            for paper_id in paper_ids:
+            sent = [
+                {"subscriber_id": subscriber_id, "paper_id": paper_id, "issue_date": issue_date}
+                for paper_id in paper_ids
+            ]
+            if sent:
                 _insert_ignoring_conflict(
-                    session,
-                    SentPaperRow,
-                    {
-                        "subscriber_id": subscriber_id,
-                        "paper_id": paper_id,
-                        "issue_date": issue_date,
-                    },
-                    conflict_columns=("subscriber_id", "paper_id"),
+                    session, SentPaperRow, sent, conflict_columns=("subscriber_id", "paper_id")
                 )
         return True
 
@@ -396,16 +395,15 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def _insert_ignoring_conflict(
     session: Session,
     table: type[Any],
-    values: dict[str, Any],
+    rows: list[dict[str, Any]],
     *,
     conflict_columns: Sequence[str],
 ) -> None:
+    """INSERT … ON CONFLICT DO NOTHING, one statement for all `rows`."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict_columns))
-    )
-    session.execute(statement)
+    statement = insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    session.execute(statement, rows)
 
 
 def _issue_key(subscriber_id: int, issue_date: date) -> ColumnElement[bool]:
