@@ -230,3 +230,30 @@ def test_an_unsendable_address_fails_alone(
     failed = store.get_delivery(broken.id, TODAY)
     assert failed is not None and failed.status is DeliveryStatus.FAILED
     assert [m.rcpt_tos for m in smtp_sink.messages] == [("ada@example.org",)]
+
+
+def test_hostile_titles_and_interests_reach_the_inbox_harmless(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    hostile_title = 'Diffusion models <script>alert("x")</script>\r\nBcc: victim@example.org'
+    store.upsert_papers(
+        [make_paper(id="2511.00066", title=hostile_title, abstract="Diffusion models & <b>.")],
+        now=NOW - timedelta(hours=3),
+    )
+    keyword = '<img src=x onerror="alert(1)"> diffusion models'
+    add_subscriber(
+        store, "ada@example.org", interests=Interests(keywords=(keyword, "diffusion models"))
+    )
+
+    assert run(store, smtp_settings).outcomes == {Outcome.SENT: 1}
+
+    (received,) = smtp_sink.messages
+    assert received.rcpt_tos == ("ada@example.org",)
+    headers = received.raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nBcc:" not in headers and received.message["Bcc"] is None
+    html_part = received.message.get_body(("html",))
+    assert html_part is not None
+    html = str(html_part.get_content())
+    assert "<script>" not in html and "<img" not in html and "<b>" not in html
+    assert "&lt;script&gt;" in html
+    assert "Bcc: victim@example.org" not in text_part(received.message).splitlines()[0]
