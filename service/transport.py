@@ -9,6 +9,7 @@ import copy
 import hashlib
 import os
 import re
+import ssl
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -79,7 +80,9 @@ def transport_for(settings: Settings) -> MailTransport:
 
 def is_permanent(code: int) -> bool:
     # 552 (storage exceeded) is a mailbox that may have room tomorrow; RFC 5321 §4.5.3.1.10.
-    return 500 <= code < 600 and code != 552
+    # 530 (authentication or STARTTLS required) and 538 (encryption required), RFC 4954 §6 and
+    # RFC 3207 §4, ask for a different session set-up: a mail_url to fix, not a bad message.
+    return 500 <= code < 600 and code not in (530, 538, 552)
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,13 @@ class SmtpConfig:
     password: str | None
     timeout: float
     local_hostname: str
+    # PEM file of the CA(s) to trust instead of the system's, for a relay with a private CA.
+    cafile: Path | None = None
 
 
 def smtp_config(url: str, *, timeout: float, local_hostname: str) -> SmtpConfig:
-    """Parse smtp://[user:pass@]host[:port][?starttls=1] or smtps://…; ValueError if unclear."""
+    """Parse smtp://[user:pass@]host[:port][?starttls=1][&cafile=ca.pem] or smtps://…[?cafile=…];
+    ValueError if unclear."""
     parts = urlsplit(url)
     shown = _redact(url)
     try:
@@ -107,8 +113,11 @@ def smtp_config(url: str, *, timeout: float, local_hostname: str) -> SmtpConfig:
     if parts.path not in ("", "/") or parts.fragment:
         raise ValueError(f"mail_url {shown!r}: an SMTP URL has no path")
     query = parse_qs(parts.query, keep_blank_values=True)
-    if unknown := set(query) - {"starttls"}:
-        raise ValueError(f"mail_url {shown!r}: unknown option(s) {sorted(unknown)}; only starttls")
+    if unknown := set(query) - {"starttls", "cafile"}:
+        raise ValueError(
+            f"mail_url {shown!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+            "the options are starttls and cafile"
+        )
     flag = query.get("starttls", ["0"])[-1].lower()
     if flag not in _TRUE + _FALSE:
         raise ValueError(f"mail_url {shown!r}: starttls must be 1 or 0")
@@ -116,6 +125,15 @@ def smtp_config(url: str, *, timeout: float, local_hostname: str) -> SmtpConfig:
     use_tls = parts.scheme.lower() == "smtps"
     if use_tls and start_tls:
         raise ValueError(f"mail_url {shown!r}: smtps:// is already TLS; drop ?starttls")
+    cafile = query.get("cafile", [None])[-1]
+    if cafile is not None:
+        if not cafile:
+            raise ValueError(f"mail_url {shown!r}: cafile needs a path, e.g. cafile=/etc/ca.pem")
+        # Refused rather than ignored: a CA file must not suggest that plain SMTP is secured.
+        if not (use_tls or start_tls):
+            raise ValueError(
+                f"mail_url {shown!r}: cafile applies to TLS only; add starttls=1 or use smtps://"
+            )
     return SmtpConfig(
         hostname=parts.hostname,
         port=port or (465 if use_tls else 587 if start_tls else 25),
@@ -125,7 +143,17 @@ def smtp_config(url: str, *, timeout: float, local_hostname: str) -> SmtpConfig:
         password=unquote(parts.password) if parts.password is not None else None,
         timeout=timeout,
         local_hostname=local_hostname,
+        cafile=Path(cafile) if cafile else None,
     )
+
+
+def client_tls_context(cafile: Path | None) -> ssl.SSLContext:
+    """A context that verifies the relay's certificate and host name: against the system's CAs,
+    or only against those in `cafile`. Verification is never switched off."""
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except OSError as exc:  # ssl.SSLError included: a file that holds no PEM certificate
+        raise ValueError(f"mail_url cafile {str(cafile)!r} cannot be loaded: {exc}") from exc
 
 
 class _ServerGone(Exception):
@@ -137,6 +165,10 @@ class SmtpTransport:
 
     def __init__(self, config: SmtpConfig) -> None:
         self._config = config
+        # Built once, here: a bad cafile is a configuration error at start, not at each send.
+        self._tls_context = (
+            client_tls_context(config.cafile) if config.use_tls or config.start_tls else None
+        )
         self._client: aiosmtplib.SMTP | None = None
         # One transaction at a time: MAIL/RCPT/DATA of two messages must not interleave.
         self._lock = asyncio.Lock()
@@ -153,11 +185,13 @@ class SmtpTransport:
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None and client.is_connected:
-            try:
+        if client is None:
+            return
+        connection = client.transport  # quit() forgets it
+        if client.is_connected:
+            with suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+        _hang_up(client, connection)
 
     async def _attempt(
         self, message: EmailMessage, sender: str, recipients: list[str], *, retry_allowed: bool
@@ -204,12 +238,12 @@ class SmtpTransport:
         client = aiosmtplib.SMTP(
             hostname=config.hostname,
             port=config.port,
-            username=config.username,
-            password=config.password,
             local_hostname=config.local_hostname,
             timeout=config.timeout,
             use_tls=config.use_tls,
+            # False, not None: aiosmtplib's None upgrades whenever the server offers STARTTLS.
             start_tls=config.start_tls,
+            tls_context=self._tls_context,
         )
         try:
             await client.connect()
@@ -218,12 +252,18 @@ class SmtpTransport:
                     await client.ehlo()
                 except aiosmtplib.SMTPHeloError:
                     await client.helo()
+            if config.username is not None:
+                # Not left to connect(): a refused login would close the connection in there,
+                # out of reach of _hang_up.
+                password = config.password if config.password is not None else ""
+                await client.login(config.username, password)
         except (aiosmtplib.SMTPException, OSError) as exc:
-            client.close()
+            _hang_up(client)
             # Transient even for a 5xx: a refused login or greeting is about this service's
             # set-up, not about the message, which must not be marked undeliverable.
             raise DeliveryError(
-                f"cannot open SMTP session with {config.hostname}:{config.port}: {exc}",
+                f"cannot open SMTP session with {config.hostname}:{config.port}: "
+                + _session_failure(config, exc),
                 permanent=False,
                 smtp_code=getattr(exc, "code", None),
             ) from exc
@@ -251,7 +291,35 @@ class SmtpTransport:
     def _discard(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            client.close()
+            _hang_up(client)
+
+
+def _hang_up(client: aiosmtplib.SMTP, connection: asyncio.BaseTransport | None = None) -> None:
+    """Close the connection now, socket included. aiosmtplib's close() of a TLS connection only
+    starts the TLS shutdown, which waits on the server; if the event loop ends first the socket
+    is left open. SMTP needs no TLS close_notify: QUIT has been answered, or the session is
+    being abandoned (stdlib smtplib does not send one either)."""
+    if connection is None:
+        connection = client.transport
+    client.close()
+    if isinstance(connection, asyncio.WriteTransport):
+        connection.abort()
+
+
+def _session_failure(config: SmtpConfig, exc: Exception) -> str:
+    """What went wrong opening the session, in terms of the mail_url to fix."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return f"authentication as {config.username!r} refused ({exc.code} {exc.message})"
+    # aiosmtplib wraps the implicit-TLS handshake error in SMTPConnectError: look beneath.
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        hint = (
+            "" if config.cafile else "; a relay with a private CA needs cafile=ca.pem in mail_url"
+        )
+        return f"TLS certificate verify failed ({cause.verify_message}){hint}"
+    return str(exc)
 
 
 def envelope_of(message: EmailMessage) -> tuple[str, list[str]]:

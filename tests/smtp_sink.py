@@ -8,20 +8,30 @@ Faults: `smtp_sink.fail_next("RCPT", "451 4.3.0 try later")` answers the next RC
 reply instead of accepting it. The reply `DROP` closes the connection without answering; a
 `421` reply is sent and then the connection is closed, as a server shutting down would.
 For anything more, set `smtp_sink.fault` to a function of the `SmtpCommand` being answered.
+
+TLS: the `tls_certificates` fixture makes a throwaway CA and a certificate for 127.0.0.1.
+`SmtpSink(smtp_kwargs={"tls_context": ..., "require_starttls": True})` offers STARTTLS;
+`SmtpSink(implicit_tls=...)` speaks TLS from the first byte (its `url` is then smtps://).
+`accept_logins({"user": "password"})` is an aiosmtpd `authenticator`.
 """
 
 import asyncio
+import os
+import shutil
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import MISSING
+from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
 HOST = "127.0.0.1"
 # Given explicitly: without it aiosmtpd calls socket.getfqdn(), which can stall on DNS.
@@ -47,6 +57,10 @@ class ReceivedMessage:
     mail_options: tuple[str, ...]
     raw: bytes
     message: EmailMessage
+    # The TLS version the message travelled over ("TLSv1.3"), None if in the clear.
+    tls_version: str | None = None
+    # The user the client authenticated as, None without AUTH.
+    login: str | None = None
 
 
 Fault = Callable[[SmtpCommand], str | None]
@@ -54,9 +68,11 @@ Fault = Callable[[SmtpCommand], str | None]
 
 @dataclass
 class SmtpSink:
-    """Records sessions (one per EHLO'd connection), commands and accepted messages."""
+    """Records sessions (one per connection), commands and accepted messages."""
 
     smtp_kwargs: dict[str, Any] = field(default_factory=dict)
+    # A server-side context makes the sink an implicit-TLS (smtps) server.
+    implicit_tls: ssl.SSLContext | None = None
     fault: Fault | None = None
     # EHLO keywords to leave out, e.g. {"8BITMIME"} to play an old relay.
     hidden_extensions: set[str] = field(default_factory=set)
@@ -74,7 +90,8 @@ class SmtpSink:
 
     @property
     def url(self) -> str:
-        return f"smtp://{HOST}:{self.port}"
+        scheme = "smtps" if self.implicit_tls is not None else "smtp"
+        return f"{scheme}://{HOST}:{self.port}"
 
     @property
     def session_count(self) -> int:
@@ -104,6 +121,7 @@ class SmtpSink:
             port=0,
             server_hostname=SERVER_HOSTNAME,
             ready_timeout=5.0,
+            ssl_context=self.implicit_tls,
             **self.smtp_kwargs,
         )
         self._controller.start()
@@ -140,7 +158,10 @@ class _FreePortController(Controller):
 
 
 class _Handler:
-    """aiosmtpd hooks: `handle_<VERB>(server, session, envelope, ...)`."""
+    """aiosmtpd hooks: `handle_<VERB>(server, session, envelope, ...)`.
+
+    `server` is aiosmtpd's protocol object, one per connection; `session` is not a stable
+    key, because aiosmtpd starts a fresh one after STARTTLS (RFC 3207 §4.2)."""
 
     def __init__(self, sink: SmtpSink) -> None:
         self._sink = sink
@@ -149,9 +170,9 @@ class _Handler:
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
-        if not hasattr(session, "sink_id"):
+        if not hasattr(server, "sink_id"):
             with self._sink._lock:
-                session.sink_id = len(self._sink.ehlo_hostnames)
+                server.sink_id = len(self._sink.ehlo_hostnames)
                 self._sink.ehlo_hostnames.append(hostname)
                 self._sink._servers.append(server)
         hidden = {keyword.upper() for keyword in self._sink.hidden_extensions}
@@ -161,38 +182,41 @@ class _Handler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> Any:
-        return self._answer(server, session, "MAIL", address)
+        return self._answer(server, "MAIL", address)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> Any:
-        return self._answer(server, session, "RCPT", address)
+        return self._answer(server, "RCPT", address)
 
     async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> Any:
         with self._sink._lock:
-            self._sink.commands.append(SmtpCommand(_session_id(session), "RSET", ""))
+            self._sink.commands.append(SmtpCommand(_session_id(server), "RSET", ""))
         return MISSING
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        reply = self._answer(server, session, "DATA", "")
+        reply = self._answer(server, "DATA", "")
         if reply is not MISSING:
             return str(reply)
         raw: bytes = envelope.original_content
+        login = getattr(session, "login_data", None)
         received = ReceivedMessage(
-            session_id=_session_id(session),
+            session_id=_session_id(server),
             mail_from=envelope.mail_from,
             rcpt_tos=tuple(envelope.rcpt_tos),
             mail_options=tuple(envelope.mail_options),
             raw=raw,
             message=_parse(raw),
+            tls_version=_tls_version(server),
+            login=login.decode("utf-8") if isinstance(login, bytes) else None,
         )
         with self._sink._lock:
             self._sink.messages.append(received)
         return f"250 2.0.0 OK queued as {len(self._sink.messages)}"
 
-    def _answer(self, server: Any, session: Any, verb: str, argument: str) -> Any:
+    def _answer(self, server: Any, verb: str, argument: str) -> Any:
         """The fault reply for this command, or MISSING to let aiosmtpd carry on as usual."""
-        reply = self._sink._reply_for(SmtpCommand(_session_id(session), verb, argument))
+        reply = self._sink._reply_for(SmtpCommand(_session_id(server), verb, argument))
         if reply is None:
             return MISSING
         if reply == DROP:
@@ -204,14 +228,35 @@ class _Handler:
         return reply
 
 
-def _session_id(session: Any) -> int:
-    return int(getattr(session, "sink_id", -1))
+def _session_id(server: Any) -> int:
+    return int(getattr(server, "sink_id", -1))
+
+
+def _tls_version(server: Any) -> str | None:
+    """Read from the connection itself, so both STARTTLS and implicit TLS are seen (aiosmtpd
+    sets `session.ssl` only after STARTTLS)."""
+    ssl_object = server.transport.get_extra_info("ssl_object")
+    return ssl_object.version() if isinstance(ssl_object, ssl.SSLObject) else None
 
 
 def _parse(raw: bytes) -> EmailMessage:
     message = BytesParser(policy=policy.default).parsebytes(raw)
     assert isinstance(message, EmailMessage)
     return message
+
+
+def accept_logins(users: dict[str, str]) -> Callable[..., AuthResult]:
+    """An aiosmtpd `authenticator` accepting exactly these user/password pairs."""
+    expected = {user.encode("utf-8"): password.encode("utf-8") for user, password in users.items()}
+
+    def authenticator(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and expected.get(data.login) == data.password
+        # handled=False: aiosmtpd itself answers 235, or 535 on failure.
+        return AuthResult(success=ok, handled=False, auth_data=data)
+
+    return authenticator
 
 
 @pytest.fixture
@@ -222,3 +267,82 @@ def smtp_sink() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+@dataclass(frozen=True)
+class TlsCertificates:
+    """A throwaway CA, a server certificate it signed for 127.0.0.1, and an unrelated CA."""
+
+    ca_file: Path
+    server_cert: Path
+    server_key: Path
+    other_ca_file: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        """A server-side context presenting the 127.0.0.1 certificate."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.server_cert, self.server_key)
+        return context
+
+
+# Only the extensions asked for here: a system openssl.cnf can add defaults of its own.
+_OPENSSL_CONFIG = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+@pytest.fixture(scope="session")
+def tls_certificates(tmp_path_factory: pytest.TempPathFactory) -> TlsCertificates:
+    """Made with the openssl command-line tool, so the tests need no extra Python package."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        message = "the openssl command is needed to make test certificates"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    folder = tmp_path_factory.mktemp("tls")
+    config = folder / "openssl.cnf"
+    config.write_text(_OPENSSL_CONFIG)
+    # OPENSSL_CONF too: `openssl x509` reads the default configuration file otherwise.
+    env = {**os.environ, "OPENSSL_CONF": str(config)}
+
+    def run(*args: str | Path) -> None:
+        subprocess.run(
+            [openssl, *map(str, args)], check=True, capture_output=True, env=env, timeout=30
+        )
+
+    def make_ca(name: str) -> tuple[Path, Path]:
+        cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+        run("req", "-x509", "-config", config, "-extensions", "ca", "-newkey", "ec",
+            "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+            "-out", cert, "-days", "2", "-subj", f"/CN=Paperwire {name}")  # fmt: skip
+        return cert, key
+
+    ca_cert, ca_key = make_ca("test-ca")
+    other_ca, _ = make_ca("other-ca")
+    server_cert, server_key, request = (
+        folder / name for name in ("server.pem", "server.key", "server.csr")
+    )
+    run("req", "-new", "-config", config, "-newkey", "ec",
+        "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", server_key,
+        "-out", request, "-subj", f"/CN={HOST}")  # fmt: skip
+    run("x509", "-req", "-in", request, "-CA", ca_cert, "-CAkey", ca_key, "-set_serial", "2",
+        "-days", "2", "-extfile", config, "-extensions", "server", "-out", server_cert)  # fmt: skip
+    return TlsCertificates(
+        ca_file=ca_cert, server_cert=server_cert, server_key=server_key, other_ca_file=other_ca
+    )

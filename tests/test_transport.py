@@ -1,8 +1,10 @@
 """Delivery through a real SMTP server on 127.0.0.1, and into an outbox folder."""
 
 import asyncio
+import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -23,7 +25,7 @@ from service.transport import (
     outbox_path,
     smtp_config,
 )
-from tests.smtp_sink import DROP, SmtpCommand, SmtpSink
+from tests.smtp_sink import DROP, SmtpCommand, SmtpSink, TlsCertificates, accept_logins
 from tests.test_emails import HOSTILE_TITLES, NOW, make_digest, make_paper, make_settings
 
 
@@ -257,6 +259,219 @@ def test_it_logs_in_when_the_url_has_credentials() -> None:
     assert "nope" not in str(failure)
 
 
+# TLS and AUTH against a real server: a throwaway CA signed the sink's 127.0.0.1 certificate.
+LOGINS = {"digest": "s3cret", "lab+relay@paperwire.test": "p@ss:w0rd/%"}
+
+
+@contextmanager
+def running(sink: SmtpSink) -> Iterator[SmtpSink]:
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def starttls_sink(tls_certificates: TlsCertificates) -> Iterator[SmtpSink]:
+    """A submission-style relay: STARTTLS before MAIL, AUTH offered only once under TLS."""
+    sink = SmtpSink(
+        smtp_kwargs={
+            "tls_context": tls_certificates.server_context(),
+            "require_starttls": True,
+            "authenticator": accept_logins(LOGINS),
+            "auth_require_tls": True,
+        }
+    )
+    with running(sink):
+        yield sink
+
+
+@pytest.fixture
+def smtps_sink(tls_certificates: TlsCertificates) -> Iterator[SmtpSink]:
+    """An implicit-TLS relay (port 465 style): TLS from the first byte."""
+    sink = SmtpSink(
+        implicit_tls=tls_certificates.server_context(),
+        # aiosmtpd counts only STARTTLS as TLS for auth_require_tls; this whole session is TLS.
+        smtp_kwargs={"authenticator": accept_logins(LOGINS), "auth_require_tls": False},
+    )
+    with running(sink):
+        yield sink
+
+
+@pytest.fixture(params=["starttls", "smtps"])
+def tls_sink(request: pytest.FixtureRequest) -> SmtpSink:
+    """Each TLS flavour in turn."""
+    sink = request.getfixturevalue(f"{request.param}_sink")
+    assert isinstance(sink, SmtpSink)
+    return sink
+
+
+def tls_url(sink: SmtpSink, cafile: Path | None, userinfo: str = "") -> str:
+    """The sink's URL, with `userinfo` ("user:pass@"), ?starttls=1 if it is not smtps://,
+    and the CA file to trust."""
+    scheme, rest = sink.url.split("://", 1)
+    options = ["starttls=1"] if scheme == "smtp" else []
+    if cafile is not None:
+        options.append(f"cafile={cafile}")
+    query = f"?{'&'.join(options)}" if options else ""
+    return f"{scheme}://{userinfo}{rest}{query}"
+
+
+def tls_settings(url: str) -> Settings:
+    # Short: a failure must show up as an error well within the test's patience, never a hang.
+    return make_settings(mail_url=url, mail_timeout_seconds=3.0)
+
+
+def test_starttls_delivers_and_the_sink_sees_tls(
+    starttls_sink: SmtpSink, tls_certificates: TlsCertificates
+) -> None:
+    url = tls_url(starttls_sink, tls_certificates.ca_file)
+    assert url.startswith("smtp://127.0.0.1:") and "?starttls=1&cafile=/" in url
+    assert deliver(tls_settings(url), message_for()) == [None]
+    [received] = starttls_sink.messages  # the sink refuses MAIL before STARTTLS (530)
+    assert received.tls_version in ("TLSv1.2", "TLSv1.3")
+    assert received.rcpt_tos == ("alice@example.org",)
+    assert received.login is None
+    # EHLO is sent again after STARTTLS; it is still one session, and named by the mail domain.
+    assert starttls_sink.ehlo_hostnames == ["paperwire.test"]
+
+
+def test_smtps_delivers_over_tls_from_the_first_byte(
+    smtps_sink: SmtpSink, tls_certificates: TlsCertificates
+) -> None:
+    url = tls_url(smtps_sink, tls_certificates.ca_file)
+    assert url.startswith("smtps://127.0.0.1:") and "?cafile=/" in url
+    assert deliver(tls_settings(url), message_for()) == [None]
+    [received] = smtps_sink.messages
+    assert received.tls_version in ("TLSv1.2", "TLSv1.3")
+    assert smtps_sink.session_count == 1
+
+
+def test_one_tls_connection_serves_many_messages(
+    tls_sink: SmtpSink, tls_certificates: TlsCertificates
+) -> None:
+    messages = [message_for(subscriber_id=n, email=f"s{n}@example.org") for n in range(4)]
+    settings = tls_settings(tls_url(tls_sink, tls_certificates.ca_file))
+    assert deliver(settings, *messages) == [None] * 4
+    assert tls_sink.session_count == 1
+    assert [m.rcpt_tos for m in tls_sink.messages] == [(f"s{n}@example.org",) for n in range(4)]
+    assert {(m.session_id, m.tls_version is not None) for m in tls_sink.messages} == {(0, True)}
+
+
+def test_it_reconnects_over_tls_after_the_server_closed_the_connection(
+    tls_sink: SmtpSink, tls_certificates: TlsCertificates
+) -> None:
+    async def body(transport: MailTransport) -> None:
+        await transport.send(message_for(1, "a@example.org"))
+        tls_sink.disconnect_all()
+        await transport.send(message_for(2, "b@example.org"))
+
+    with_transport(tls_settings(tls_url(tls_sink, tls_certificates.ca_file)), body)
+    assert [m.rcpt_tos for m in tls_sink.messages] == [("a@example.org",), ("b@example.org",)]
+    assert [m.session_id for m in tls_sink.messages] == [0, 1]
+    assert all(m.tls_version is not None for m in tls_sink.messages)
+
+
+@pytest.mark.parametrize("trusted", ["system CAs", "an unrelated CA"])
+def test_the_relay_certificate_is_verified(
+    tls_sink: SmtpSink, tls_certificates: TlsCertificates, trusted: str
+) -> None:
+    cafile = None if trusted == "system CAs" else tls_certificates.other_ca_file
+    [failure] = deliver(tls_settings(tls_url(tls_sink, cafile)), message_for())
+    assert isinstance(failure, DeliveryError)
+    assert failure.permanent is False  # a configuration to fix, not an undeliverable message
+    # The verification error itself, not a timeout: the client gave up at the handshake.
+    assert "TLS certificate verify failed (unable to get local issuer certificate)" in str(failure)
+    assert ("needs cafile=" in str(failure)) is (cafile is None)
+    assert tls_sink.messages == []
+
+
+def test_plain_smtp_never_upgrades_even_when_starttls_is_offered(
+    tls_certificates: TlsCertificates,
+) -> None:
+    sink = SmtpSink(smtp_kwargs={"tls_context": tls_certificates.server_context()})
+    with running(sink):
+        assert deliver(sink_settings(sink), message_for()) == [None]
+    [received] = sink.messages
+    assert received.tls_version is None
+
+
+def test_a_relay_requiring_starttls_refuses_plain_smtp_transiently(
+    starttls_sink: SmtpSink,
+) -> None:
+    [failure] = deliver(tls_settings(starttls_sink.url), message_for())
+    assert isinstance(failure, DeliveryError)
+    assert failure.smtp_code == 530 and failure.permanent is False
+    assert "STARTTLS" in str(failure)
+    assert starttls_sink.messages == []
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "login"),
+    [
+        ("digest:s3cret@", "digest"),
+        ("lab%2Brelay%40paperwire.test:p%40ss%3Aw0rd%2F%25@", "lab+relay@paperwire.test"),
+    ],
+)
+def test_it_logs_in_over_tls(
+    tls_sink: SmtpSink, tls_certificates: TlsCertificates, userinfo: str, login: str
+) -> None:
+    url = tls_url(tls_sink, tls_certificates.ca_file, userinfo=userinfo)
+    outcomes = deliver(tls_settings(url), message_for(), message_for(2, "b@example.org"))
+    assert outcomes == [None, None]
+    assert [(m.login, m.tls_version is not None) for m in tls_sink.messages] == [(login, True)] * 2
+    assert tls_sink.session_count == 1  # logged in once for both messages
+
+
+def test_a_refused_login_is_a_transient_authentication_error(
+    tls_sink: SmtpSink, tls_certificates: TlsCertificates
+) -> None:
+    url = tls_url(tls_sink, tls_certificates.ca_file, userinfo="digest:wr0ng-pw@")
+    [failure] = deliver(tls_settings(url), message_for())
+    assert isinstance(failure, DeliveryError)
+    # Transient: the password is this service's configuration, not a fault of the message.
+    assert failure.permanent is False and failure.smtp_code == 535
+    assert "authentication as 'digest' refused (535" in str(failure)
+    assert "wr0ng-pw" not in str(failure)
+    assert tls_sink.messages == []
+
+
+def test_credentials_are_not_offered_before_starttls(starttls_sink: SmtpSink) -> None:
+    # No ?starttls=1: the client must not upgrade by itself, so the relay never offers AUTH.
+    url = starttls_sink.url.replace("smtp://", "smtp://digest:s3cret@")
+    [failure] = deliver(tls_settings(url), message_for())
+    assert isinstance(failure, DeliveryError) and failure.permanent is False
+    assert "AUTH extension is not supported" in str(failure)
+    assert starttls_sink.messages == []
+
+
+def test_a_tls_mismatch_fails_within_the_timeout(smtp_sink: SmtpSink, smtps_sink: SmtpSink) -> None:
+    # smtps:// to a plain server: the handshake fails on the server's plain-text greeting.
+    plain_port = smtp_sink.url.rsplit(":", 1)[1]
+    [failure] = deliver(tls_settings(f"smtps://127.0.0.1:{plain_port}"), message_for())
+    assert isinstance(failure, DeliveryError) and failure.permanent is False
+    # smtp:// to an implicit-TLS server: both sides wait for the other; the timeout ends it.
+    settings = make_settings(
+        mail_url=smtps_sink.url.replace("smtps", "smtp"), mail_timeout_seconds=0.5
+    )
+    [failure] = deliver(settings, message_for())
+    assert isinstance(failure, DeliveryError) and failure.permanent is False
+    assert "Timed out" in str(failure)
+    assert smtp_sink.messages == [] and smtps_sink.messages == []
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_an_unusable_ca_file_is_a_configuration_error(tmp_path: Path, content: str | None) -> None:
+    cafile = tmp_path / "ca.pem"
+    if content is not None:
+        cafile.write_text(content)
+    # Refused when the transport is made, before any connection: port 1 is never tried.
+    settings = make_settings(mail_url=f"smtps://127.0.0.1:1?cafile={cafile}")
+    with pytest.raises(ValueError, match=re.escape(f"mail_url cafile '{cafile}' cannot be loaded")):
+        deliver(settings, message_for())
+
+
 def test_hostile_paper_data_reaches_the_sink_with_headers_intact(smtp_sink: SmtpSink) -> None:
     papers = [make_paper(id=f"p{i}", title=title) for i, title in enumerate(HOSTILE_TITLES)]
     digest = make_digest(papers, why="Why\r\nBcc: evil@x.test <script>")
@@ -277,6 +492,7 @@ def test_hostile_paper_data_reaches_the_sink_with_headers_intact(smtp_sink: Smtp
         ("smtp://u:p%2Fw@mail.test:2525?starttls=1", ("mail.test", 2525, False, True, "u", "p/w")),
         ("smtps://mail.test", ("mail.test", 465, True, False, None, None)),
         ("SMTPS://u@[::1]:4650", ("::1", 4650, True, False, "u", None)),
+        ("smtp://a%2Bb:p%40s@m.test?starttls=1", ("m.test", 587, False, True, "a+b", "p@s")),
     ],
 )  # fmt: skip
 def test_smtp_urls_are_understood(url: str, expected: tuple[object, ...]) -> None:
@@ -284,7 +500,20 @@ def test_smtp_urls_are_understood(url: str, expected: tuple[object, ...]) -> Non
     assert isinstance(config, SmtpConfig)
     got = (config.hostname, config.port, config.use_tls, config.start_tls)
     assert (*got, config.username, config.password) == expected
-    assert (config.timeout, config.local_hostname) == (3.0, "paperwire.test")
+    assert (config.timeout, config.local_hostname, config.cafile) == (3.0, "paperwire.test", None)
+
+
+@pytest.mark.parametrize(
+    ("url", "cafile"),
+    [
+        ("smtp://mail.test?starttls=1&cafile=/etc/paperwire/ca.pem", "/etc/paperwire/ca.pem"),
+        ("smtps://mail.test?cafile=%2Fsrv%2Flab%20ca.pem", "/srv/lab ca.pem"),
+        ("smtps://mail.test?cafile=relay-ca.pem", "relay-ca.pem"),
+    ],
+)
+def test_a_private_ca_file_is_understood(url: str, cafile: str) -> None:
+    config = smtp_config(url, timeout=3.0, local_hostname="paperwire.test")
+    assert config.cafile == Path(cafile)
 
 
 @pytest.mark.parametrize(
@@ -293,9 +522,13 @@ def test_smtp_urls_are_understood(url: str, expected: tuple[object, ...]) -> Non
         ("smtp://mail.test:port", "invalid port"),
         ("smtp://:25", "no host"),
         ("smtp://mail.test/path", "no path"),
-        ("smtp://mail.test?tls=1", "unknown option"),
+        ("smtp://mail.test?tls=1", r"unknown option\(s\) tls; the options are starttls and cafile"),
+        ("smtps://mail.test?cafile=ca.pem&verify=0", r"unknown option\(s\) verify;"),
         ("smtp://mail.test?starttls=maybe", "starttls must be"),
         ("smtps://mail.test?starttls=1", "already TLS"),
+        ("smtp://mail.test?cafile=/etc/ca.pem", "cafile applies to TLS only"),
+        ("smtp://mail.test?starttls=0&cafile=/etc/ca.pem", "cafile applies to TLS only"),
+        ("smtps://mail.test?cafile=", "cafile needs a path"),
     ],
 )
 def test_unclear_smtp_urls_are_refused(url: str, message: str) -> None:
@@ -321,7 +554,10 @@ def test_outbox_paths_are_relative_unless_absolute(monkeypatch: pytest.MonkeyPat
 
 
 def test_is_permanent_follows_the_reply_class() -> None:
-    assert [is_permanent(code) for code in (421, 451, 452, 550, 552, 553, 554)] == [
+    codes = (421, 451, 452, 530, 538, 550, 552, 553, 554)
+    assert [is_permanent(code) for code in codes] == [
+        False,
+        False,
         False,
         False,
         False,
