@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     mail_url: str = Field(
         "file://var/outbox",
         description="Where mail goes: file://DIR (outbox folder), smtp://[user:pass@]host:port "
-        "(add ?starttls=1 for STARTTLS) or smtps://… (implicit TLS).",
+        "(add ?starttls=1 for STARTTLS) or smtps://… (implicit TLS); cafile=/path.pem trusts "
+        "a private CA.",
     )
     mail_timeout_seconds: float = Field(30.0, description="SMTP connect and command timeout.")
     mail_from_name: str = Field("Paperwire", description="Display name on outgoing mail.")

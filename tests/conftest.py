@@ -7,13 +7,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from service.settings import Settings
 from service.store import Store
 from service.tables import Base
+from tests.factories import make_settings
 
 pytest_plugins = ["tests.smtp_sink"]
 
@@ -70,12 +70,9 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
+    return make_settings(
         database_url=f"sqlite:///{tmp_path / 'paperwire.db'}",
         mail_url=f"file://{tmp_path / 'outbox'}",
-        public_base_url="https://paperwire.test",
-        secret_key=SecretStr("test-secret-key"),
-        mail_from_address="digest@paperwire.test",
     )
 
 

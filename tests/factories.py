@@ -1,19 +1,42 @@
 """Readable defaults for test data: override only what a test is about."""
 
-from datetime import UTC, date, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from service.models import (
+    Digest,
     Interests,
     Paper,
+    ScoredPaper,
     Subscriber,
     SubscriptionPreferences,
     SubscriptionStatus,
 )
+from service.settings import Settings
 from service.store import Store
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
-TODAY = date(2026, 11, 25)
+TODAY = date(2026, 11, 25)  # a Wednesday
+WHY = "Matches “diffusion models”; trending this week."
+HOSTILE_TITLES = [
+    "Title\r\nBcc: evil@x.test",
+    "<script>alert(1)</script> & friends",
+    "Quotes \"double\" and 'single' and “curly”",
+    "Emoji 🚀 and non-ASCII: Über Čeština 日本語",
+    "Long " + "word " * 400,
+]
+
+
+def make_settings(**overrides: Any) -> Settings:
+    fields: dict[str, Any] = {
+        "public_base_url": "https://paperwire.test",
+        "secret_key": "test-secret-key",
+        "mail_from_name": "Paperwire",
+        "mail_from_address": "digest@paperwire.test",
+    }
+    fields.update(overrides)
+    return Settings.model_validate(fields)
 
 
 def make_paper(**overrides: Any) -> Paper:
@@ -22,7 +45,8 @@ def make_paper(**overrides: Any) -> Paper:
         "title": "Consistency models for fast diffusion sampling",
         "abstract": (
             "We distil diffusion models into consistency models that sample in one step. "
-            "Quality matches multi-step samplers on ImageNet. Code is released."
+            "Quality matches multi-step samplers on ImageNet. Code is released. "
+            "A fourth sentence never shows."
         ),
         "authors": ("Ada Lovelace", "Grace Hopper"),
         "published_date": date(2026, 11, 24),
@@ -30,7 +54,7 @@ def make_paper(**overrides: Any) -> Paper:
         "upvotes": 12,
     }
     fields.update(overrides)
-    return Paper(**fields)
+    return Paper.model_validate(fields)
 
 
 def make_preferences(**overrides: Any) -> SubscriptionPreferences:
@@ -41,7 +65,29 @@ def make_preferences(**overrides: Any) -> SubscriptionPreferences:
         "trending_weight": 0.3,
     }
     fields.update(overrides)
-    return SubscriptionPreferences(**fields)
+    return SubscriptionPreferences.model_validate(fields)
+
+
+def make_digest(
+    papers: Sequence[Paper] = (),
+    *,
+    why: str = WHY,
+    email: str = "alice@example.org",
+    subscriber_id: int = 42,
+    issue_date: date = TODAY,
+) -> Digest:
+    subscriber = Subscriber(
+        id=subscriber_id,
+        email=email,
+        status=SubscriptionStatus.CONFIRMED,
+        interests=Interests(keywords=("diffusion models",)),
+        created_at=NOW - timedelta(days=30),
+    )
+    scored = tuple(
+        ScoredPaper(paper=paper, score=1.0, relevance=0.8, trending=0.2, why=why)
+        for paper in (papers or [make_paper()])
+    )
+    return Digest(subscriber=subscriber, issue_date=issue_date, papers=scored)
 
 
 def add_subscriber(

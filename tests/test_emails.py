@@ -1,11 +1,9 @@
 """Rendering digest emails: the text and HTML parts, headers, and hostile paper data."""
 
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any
 
 import pytest
 
@@ -18,65 +16,9 @@ from service.emails import (
     split_sentences,
     template_environment,
 )
-from service.models import Digest, Frequency, Interests, Paper, ScoredPaper, Subscriber
+from service.models import Digest, Frequency, Interests, Paper
 from service.settings import Settings
-
-NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
-ISSUE_DATE = date(2026, 11, 25)  # a Wednesday
-WHY = "Matches “diffusion models”; trending this week."
-
-
-def make_settings(**overrides: Any) -> Settings:
-    fields: dict[str, Any] = {
-        "public_base_url": "https://paperwire.test",
-        "secret_key": "test-secret-key",
-        "mail_from_name": "Paperwire",
-        "mail_from_address": "digest@paperwire.test",
-    }
-    fields.update(overrides)
-    return Settings.model_validate(fields)
-
-
-def make_paper(**overrides: Any) -> Paper:
-    fields: dict[str, Any] = {
-        "id": "2511.00001",
-        "title": "Consistency models for fast diffusion sampling",
-        "abstract": (
-            "We distil diffusion models into consistency models that sample in one step. "
-            "Quality matches multi-step samplers on ImageNet. Code is released. "
-            "A fourth sentence never shows."
-        ),
-        "authors": ("Ada Lovelace", "Grace Hopper"),
-        "published_date": date(2026, 11, 24),
-        "url": "https://arxiv.org/abs/2511.00001",
-        "upvotes": 12,
-    }
-    fields.update(overrides)
-    return Paper.model_validate(fields)
-
-
-def make_digest(
-    papers: Sequence[Paper] = (),
-    *,
-    why: str = WHY,
-    email: str = "alice@example.org",
-    subscriber_id: int = 42,
-    issue_date: date = ISSUE_DATE,
-) -> Digest:
-    subscriber = Subscriber.model_validate(
-        {
-            "id": subscriber_id,
-            "email": email,
-            "status": "confirmed",
-            "interests": {"keywords": ["diffusion models"]},
-            "created_at": NOW - timedelta(days=30),
-        }
-    )
-    scored = tuple(
-        ScoredPaper(paper=paper, score=1.0, relevance=0.8, trending=0.2, why=why)
-        for paper in (papers or [make_paper()])
-    )
-    return Digest(subscriber=subscriber, issue_date=issue_date, papers=scored)
+from tests.factories import HOSTILE_TITLES, NOW, TODAY, make_digest, make_paper, make_settings
 
 
 def render(digest: Digest, settings: Settings | None = None) -> EmailMessage:
@@ -115,7 +57,7 @@ def two_papers() -> list[Paper]:
 
 
 def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
-    links = digest_links(42, ISSUE_DATE, settings=make_settings(), now=NOW)
+    links = digest_links(42, TODAY, settings=make_settings(), now=NOW)
     text, _ = parts(render(make_digest(two_papers())))
     assert text == (
         "Your papers for Wednesday 25 November 2026\n"
@@ -149,7 +91,7 @@ def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
 
 
 def test_the_html_part_shows_one_card_per_paper() -> None:
-    links = digest_links(42, ISSUE_DATE, settings=make_settings(), now=NOW)
+    links = digest_links(42, TODAY, settings=make_settings(), now=NOW)
     _, html = parts(render(make_digest(two_papers())))
     assert "Your papers for Wednesday 25 November 2026" in html
     assert "2 papers picked for your interests." in html
@@ -202,7 +144,7 @@ def test_a_long_top_title_is_shortened_in_the_subject() -> None:
 
 def test_headers_name_the_sender_recipient_and_list() -> None:
     settings = make_settings(mail_from_name="Paperwire — “Daily”")
-    links = digest_links(42, ISSUE_DATE, settings=settings, now=NOW)
+    links = digest_links(42, TODAY, settings=settings, now=NOW)
     message = reparse(render(make_digest(), settings))
     assert message["From"].addresses[0].display_name == "Paperwire — “Daily”"
     assert message["From"].addresses[0].addr_spec == "digest@paperwire.test"
@@ -217,7 +159,7 @@ def test_headers_name_the_sender_recipient_and_list() -> None:
 
 
 def test_links_use_the_agreed_url_shapes() -> None:
-    links = digest_links(42, ISSUE_DATE, settings=make_settings(), now=NOW)
+    links = digest_links(42, TODAY, settings=make_settings(), now=NOW)
     assert links.unsubscribe_url.startswith("https://paperwire.test/u/")
     assert links.manage_url.startswith("https://paperwire.test/m/")
     assert links.archive_url.startswith("https://paperwire.test/a/")
@@ -231,10 +173,10 @@ def test_the_message_id_is_the_same_for_every_rendering_of_an_issue() -> None:
     first = render_digest(make_digest(), settings=make_settings(), now=NOW)
     again = render_digest(make_digest(), settings=make_settings(), now=NOW + timedelta(hours=5))
     assert first["Message-ID"] == again["Message-ID"]
-    assert digest_message_id(42, ISSUE_DATE, domain="x.test") == "<digest-2026-11-25-42@x.test>"
+    assert digest_message_id(42, TODAY, domain="x.test") == "<digest-2026-11-25-42@x.test>"
     others = {
-        digest_message_id(43, ISSUE_DATE, domain="x.test"),
-        digest_message_id(42, ISSUE_DATE + timedelta(days=1), domain="x.test"),
+        digest_message_id(43, TODAY, domain="x.test"),
+        digest_message_id(42, TODAY + timedelta(days=1), domain="x.test"),
     }
     assert "<digest-2026-11-25-42@x.test>" not in others
 
@@ -266,15 +208,6 @@ def test_an_empty_digest_is_not_rendered() -> None:
     digest = make_digest().model_copy(update={"papers": ()})
     with pytest.raises(ValueError, match="empty"):
         render(digest)
-
-
-HOSTILE_TITLES = [
-    "Title\r\nBcc: evil@x.test",
-    "<script>alert(1)</script> & friends",
-    "Quotes \"double\" and 'single' and “curly”",
-    "Emoji 🚀 and non-ASCII: Über Čeština 日本語",
-    "Long " + "word " * 400,
-]
 
 
 def test_hostile_titles_never_break_headers_or_html() -> None:

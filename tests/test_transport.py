@@ -25,8 +25,8 @@ from service.transport import (
     outbox_path,
     smtp_config,
 )
+from tests.factories import HOSTILE_TITLES, NOW, make_digest, make_paper, make_settings
 from tests.smtp_sink import DROP, SmtpCommand, SmtpSink, TlsCertificates, accept_logins
-from tests.test_emails import HOSTILE_TITLES, NOW, make_digest, make_paper, make_settings
 
 
 def message_for(subscriber_id: int = 42, email: str = "alice@example.org") -> EmailMessage:
