@@ -1,5 +1,6 @@
 """The one path a digest takes: plan → claim → rank → render → send → record."""
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,24 @@ from service.transport import DeliveryError, MailTransport, open_transport
 LOOKBACK = timedelta(days=7)
 # How long a claim protects an issue being sent; past it, a crashed sender's issue is claimable.
 CLAIM_LEASE = timedelta(minutes=10)
+
+
+# Replies that say the mailbox does not exist or cannot be used: a hard bounce.
+HARD_BOUNCE_CODES = frozenset({550, 551, 553})
+
+
+def retry_delay(
+    subscriber_id: int, issue_date: date, attempt: int, *, settings: Settings
+) -> timedelta:
+    """Exponential backoff with jitter, so a relay's bad minute is not retried in one burst.
+
+    The jitter is derived from the issue, not drawn at random: the same attempt of the same
+    issue always waits the same time, which keeps runs and tests repeatable.
+    """
+    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1))
+    digest = hashlib.blake2b(f"{subscriber_id}:{issue_date}:{attempt}".encode(), digest_size=4)
+    spread = int.from_bytes(digest.digest(), "big") / 2**32
+    return timedelta(seconds=ceiling * (0.5 + 0.5 * spread))
 
 
 class Outcome(StrEnum):
@@ -109,7 +128,14 @@ async def deliver_digest(
     now: Callable[[], datetime],
 ) -> tuple[Outcome, str | None]:
     """Send one issue at most once; the ledger, not the caller, decides whether to send."""
-    if not store.claim_issue(subscriber.id, issue_date, now=now(), lease=CLAIM_LEASE):
+    attempt = store.claim_issue(
+        subscriber.id,
+        issue_date,
+        now=now(),
+        lease=CLAIM_LEASE,
+        max_attempts=settings.max_attempts,
+    )
+    if attempt is None:
         return Outcome.ALREADY_HANDLED, None
     digest = _digest_for(store, subscriber, day, issue_date=issue_date, settings=settings)
     if not digest.papers:
@@ -119,15 +145,26 @@ async def deliver_digest(
         message = render_digest(digest, settings=settings)
     except ValueError as exc:
         # An address that cannot be put in a header safely will not become sendable later.
-        store.record_failure(subscriber.id, issue_date, error=str(exc), permanent=True, now=now())
+        store.record_failure(subscriber.id, issue_date, error=str(exc), now=now())
         return Outcome.FAILED, str(exc)
     try:
         await transport.send(message)
     except DeliveryError as exc:
+        if exc.permanent:
+            store.record_failure(
+                subscriber.id,
+                issue_date,
+                error=str(exc),
+                now=now(),
+                hard_bounce=exc.smtp_code in HARD_BOUNCE_CODES,
+                suppress_after_bounces=settings.hard_bounce_limit,
+            )
+            return Outcome.FAILED, str(exc)
+        retry_at = now() + retry_delay(subscriber.id, issue_date, attempt, settings=settings)
         store.record_failure(
-            subscriber.id, issue_date, error=str(exc), permanent=exc.permanent, now=now()
+            subscriber.id, issue_date, error=str(exc), now=now(), retry_at=retry_at
         )
-        return (Outcome.FAILED if exc.permanent else Outcome.RETRY), str(exc)
+        return Outcome.RETRY, str(exc)
     store.record_sent(
         subscriber.id,
         issue_date,

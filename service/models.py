@@ -30,6 +30,8 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"
     RETRY = "retry"
     FAILED = "failed"
+    IN_DOUBT = "in_doubt"
+    EXPIRED = "expired"
 
 
 class Interests(BaseModel):
@@ -151,6 +153,8 @@ class Delivery(BaseModel):
     paper_ids: tuple[str, ...] = ()
     attempts: int = 0
     last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    expires_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None = None

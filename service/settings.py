@@ -48,6 +48,22 @@ class Settings(BaseSettings):
         8, ge=0, le=23, description="Local hour at which new subscribers get their digest."
     )
     default_time_zone: str = Field("UTC", description="Time zone given to new subscribers.")
+    batch_size: int = Field(
+        100, ge=1, le=1000, description="Subscribers per delivery task (one SMTP connection each)."
+    )
+    max_attempts: int = Field(
+        5, ge=1, le=50, description="Tries of one issue before it is marked failed."
+    )
+    retry_base_seconds: float = Field(
+        60.0, gt=0, description="First retry delay after a transient failure; doubles each time."
+    )
+    retry_max_seconds: float = Field(3600.0, gt=0, description="Longest delay between retries.")
+    give_up_hours: float = Field(
+        20.0, gt=0, description="An issue not sent this long after its hour expires unsent."
+    )
+    hard_bounce_limit: int = Field(
+        3, ge=1, description="Hard bounces after which a subscriber is suppressed."
+    )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Redis for the Celery broker and rate limits."
     )

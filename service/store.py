@@ -10,9 +10,11 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    case,
     create_engine,
     delete,
     event,
+    false,
     func,
     or_,
     select,
@@ -36,9 +38,6 @@ from service.models import (
 )
 from service.tables import DeliveryRow, PaperRow, SentPaperRow, SubscriberRow
 
-# Statuses a worker may (re)claim. A `sending` row whose lease ran out belongs to a worker
-# that died mid-send; it is claimable again once the lease expires.
-CLAIMABLE_STATUSES = (DeliveryStatus.PLANNED, DeliveryStatus.RETRY)
 # Trending signals a re-import refreshes; the rest of a paper is refreshed only when given.
 TRENDING_FIELDS = ("upvotes", "comments", "github_stars")
 
@@ -214,12 +213,21 @@ class Store:
     # -- the delivery ledger ------------------------------------------------------------------
 
     def claim_issue(
-        self, subscriber_id: int, issue_date: date, *, now: datetime, lease: timedelta
-    ) -> bool:
-        """Take the issue (subscriber, date) for sending; False if sent or held by another.
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        now: datetime,
+        lease: timedelta,
+        max_attempts: int | None = None,
+    ) -> int | None:
+        """Take the issue (subscriber, date) for sending: the attempt number, or None if it
+        is sent, finished or held by another sender.
 
         One conditional UPDATE decides, so two workers racing for the same issue cannot both
-        win. The claim is committed before any mail is sent.
+        win. The claim is committed before any mail is sent. An issue past its give-up time
+        becomes `expired`, and one already tried `max_attempts` times becomes `failed`,
+        instead of being claimed: a task that kills its worker every time must end somewhere.
         """
         with self._session() as session:
             _insert_ignoring_conflict(
@@ -238,22 +246,41 @@ class Store:
                 ],
                 conflict_columns=("subscriber_id", "issue_date"),
             )
-            lease_ran_out = (DeliveryRow.status == DeliveryStatus.SENDING) & (
-                DeliveryRow.lease_expires_at < now
-            )
-            result = session.execute(
+            this_issue = _issue_key(subscriber_id, issue_date) & _claimable(now)
+            session.execute(
                 update(DeliveryRow)
-                .where(_issue_key(subscriber_id, issue_date))
-                .where(or_(DeliveryRow.status.in_(CLAIMABLE_STATUSES), lease_ran_out))
+                .where(this_issue, DeliveryRow.expires_at <= now)
+                .values(status=DeliveryStatus.EXPIRED, lease_expires_at=None, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if max_attempts is not None:
+                session.execute(
+                    update(DeliveryRow)
+                    .where(this_issue, DeliveryRow.attempts >= max_attempts)
+                    .values(
+                        status=DeliveryStatus.FAILED,
+                        last_error=f"gave up after {max_attempts} attempts; last error: "
+                        + func.coalesce(DeliveryRow.last_error, "the worker was lost"),
+                        lease_expires_at=None,
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            attempt: int | None = session.scalar(
+                update(DeliveryRow)
+                .where(this_issue)
                 .values(
                     status=DeliveryStatus.SENDING,
                     attempts=DeliveryRow.attempts + 1,
                     lease_expires_at=now + lease,
+                    # Until told otherwise, a lost attempt reads as a lost worker.
+                    last_error="the worker was lost while sending",
                     updated_at=now,
                 )
+                .returning(DeliveryRow.attempts)
                 .execution_options(synchronize_session=False)
             )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            return attempt
 
     def record_sent(
         self,
@@ -302,14 +329,61 @@ class Store:
         issue_date: date,
         *,
         error: str,
-        permanent: bool,
         now: datetime,
+        retry_at: datetime | None = None,
+        hard_bounce: bool = False,
+        suppress_after_bounces: int | None = None,
     ) -> bool:
-        """Mark a claimed issue failed (permanent) or due for another attempt (transient)."""
-        status = DeliveryStatus.FAILED if permanent else DeliveryStatus.RETRY
+        """Mark a claimed issue due again at `retry_at`, or failed when there is none.
+
+        A hard bounce (the relay said the mailbox does not exist) counts against the
+        subscriber, who is suppressed after `suppress_after_bounces` of them.
+        """
+        status = DeliveryStatus.FAILED if retry_at is None else DeliveryStatus.RETRY
+        with self._session() as session:
+            finished = self._finish(
+                session,
+                subscriber_id,
+                issue_date,
+                status=status,
+                now=now,
+                last_error=error,
+                next_attempt_at=retry_at,
+            )
+            if finished and hard_bounce:
+                bounces = SubscriberRow.hard_bounces + 1
+                suppress = (
+                    bounces >= suppress_after_bounces
+                    if suppress_after_bounces is not None
+                    else false()
+                )
+                session.execute(
+                    update(SubscriberRow)
+                    .where(SubscriberRow.id == subscriber_id)
+                    .values(
+                        hard_bounces=bounces,
+                        status=case(
+                            (suppress, SubscriptionStatus.SUPPRESSED.value),
+                            else_=SubscriberRow.status,
+                        ),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            return finished
+
+    def record_in_doubt(
+        self, subscriber_id: int, issue_date: date, *, message_id: str, error: str, now: datetime
+    ) -> bool:
+        """The relay may have the message: the connection was lost after the final dot."""
         with self._session() as session:
             return self._finish(
-                session, subscriber_id, issue_date, status=status, now=now, last_error=error
+                session,
+                subscriber_id,
+                issue_date,
+                status=DeliveryStatus.IN_DOUBT,
+                now=now,
+                message_id=message_id,
+                last_error=error,
             )
 
     def _finish(
@@ -406,6 +480,17 @@ def _insert_ignoring_conflict(
     session.execute(statement, rows)
 
 
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Rows a sender may take now: planned, retry whose time has come, or an expired lease."""
+    retry_due = (DeliveryRow.status == DeliveryStatus.RETRY) & (
+        (DeliveryRow.next_attempt_at.is_(None)) | (DeliveryRow.next_attempt_at <= now)
+    )
+    lease_ran_out = (DeliveryRow.status == DeliveryStatus.SENDING) & (
+        DeliveryRow.lease_expires_at < now
+    )
+    return or_(DeliveryRow.status == DeliveryStatus.PLANNED, retry_due, lease_ran_out)
+
+
 def _issue_key(subscriber_id: int, issue_date: date) -> ColumnElement[bool]:
     return (DeliveryRow.subscriber_id == subscriber_id) & (DeliveryRow.issue_date == issue_date)
 
@@ -499,6 +584,8 @@ def _delivery(row: DeliveryRow) -> Delivery:
         paper_ids=tuple(row.paper_ids),
         attempts=row.attempts,
         last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at,
+        expires_at=row.expires_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
         sent_at=row.sent_at,

@@ -103,6 +103,7 @@ class DeliveryRow(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "issue_date"),
         Index("ix_deliveries_status", "status"),
+        Index("ix_deliveries_issue_date", "issue_date"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -114,6 +115,12 @@ class DeliveryRow(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     lease_expires_at: Mapped[datetime | None]
+    # A `retry` row is claimable again from this time on.
+    next_attempt_at: Mapped[datetime | None]
+    # Past this time the issue is not worth sending (nobody wants yesterday's digest late).
+    expires_at: Mapped[datetime | None]
+    # When the row was last handed to the broker, so the sweep can tell lost messages.
+    enqueued_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]

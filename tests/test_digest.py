@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from service.digest import LOOKBACK, Outcome, RunSummary, preview_digest, run_day
+from service.digest import LOOKBACK, Outcome, RunSummary, preview_digest, retry_delay, run_day
 from service.models import DeliveryStatus, Frequency, Interests
 from service.settings import Settings
 from service.store import Store
@@ -60,9 +60,14 @@ def smtp_settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:
 
 
 def run(
-    store: Store, settings: Settings, day: date = TODAY, *, dry_run: bool = False
+    store: Store,
+    settings: Settings,
+    day: date = TODAY,
+    *,
+    dry_run: bool = False,
+    later: timedelta = timedelta(0),
 ) -> RunSummary:
-    at = datetime.combine(day, NOW.timetz())
+    at = datetime.combine(day, NOW.timetz()) + later
     return asyncio.run(
         run_day(store, issue_date=day, settings=settings, now=lambda: at, dry_run=dry_run)
     )
@@ -170,7 +175,9 @@ def test_a_transient_refusal_is_retried_on_the_next_run(
     assert "451" in (retry.last_error or "")
     assert [m.rcpt_tos for m in smtp_sink.messages] == [(bob.email,)]  # no 503 for the next one
 
-    second = run(store, smtp_settings)
+    too_soon = run(store, smtp_settings, later=timedelta(seconds=10))
+    assert too_soon.outcomes == {Outcome.ALREADY_HANDLED: 2}  # backoff: not yet
+    second = run(store, smtp_settings, later=timedelta(hours=1))
 
     assert second.outcomes == {Outcome.SENT: 1, Outcome.ALREADY_HANDLED: 1}
     delivered = store.get_delivery(ada.id, TODAY)
@@ -257,3 +264,13 @@ def test_hostile_titles_and_interests_reach_the_inbox_harmless(
     assert "<script>" not in html and "<img" not in html and "<b>" not in html
     assert "&lt;script&gt;" in html
     assert "Bcc: victim@example.org" not in text_part(received.message).splitlines()[0]
+
+
+def test_retry_delays_grow_exponentially_with_jitter_up_to_a_cap(settings: Settings) -> None:
+    delays = [retry_delay(7, TODAY, attempt, settings=settings) for attempt in range(1, 10)]
+    for attempt, delay in enumerate(delays, start=1):
+        ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1))
+        assert ceiling / 2 <= delay.total_seconds() <= ceiling
+    assert delays[-1] <= timedelta(seconds=settings.retry_max_seconds)
+    assert delays == [retry_delay(7, TODAY, a, settings=settings) for a in range(1, 10)]
+    assert retry_delay(8, TODAY, 1, settings=settings) != delays[0]  # spread across issues

@@ -113,19 +113,70 @@ def test_a_claim_whose_lease_ran_out_can_be_taken_again(store: Store) -> None:
     assert delivery is not None and delivery.attempts == 2
 
 
-def test_transient_failures_are_retried_and_permanent_ones_are_not(store: Store) -> None:
+def test_transient_failures_are_retried_from_their_time_and_permanent_ones_never(
+    store: Store,
+) -> None:
     retried = add_subscriber(store, "retry@example.org")
     failed = add_subscriber(store, "fail@example.org")
     for subscriber in (retried, failed):
-        assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE)
-    store.record_failure(retried.id, TODAY, error="451 later", permanent=False, now=NOW)
-    store.record_failure(failed.id, TODAY, error="550 no user", permanent=True, now=NOW)
+        assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE) == 1
+    retry_at = NOW + timedelta(minutes=2)
+    store.record_failure(retried.id, TODAY, error="451 later", now=NOW, retry_at=retry_at)
+    store.record_failure(failed.id, TODAY, error="550 no user", now=NOW)
 
-    assert store.claim_issue(retried.id, TODAY, now=NOW, lease=LEASE)
-    assert not store.claim_issue(failed.id, TODAY, now=NOW, lease=LEASE)
+    assert store.claim_issue(retried.id, TODAY, now=NOW + timedelta(minutes=1), lease=LEASE) is None
+    assert store.claim_issue(retried.id, TODAY, now=retry_at, lease=LEASE) == 2
+    assert store.claim_issue(failed.id, TODAY, now=NOW + timedelta(days=1), lease=LEASE) is None
     delivery = store.get_delivery(failed.id, TODAY)
     assert delivery is not None
     assert (delivery.status, delivery.last_error) == (DeliveryStatus.FAILED, "550 no user")
+
+
+def test_an_issue_tried_too_often_fails_with_the_reason(store: Store) -> None:
+    subscriber = add_subscriber(store)
+    at = NOW
+    for attempt in (1, 2, 3):
+        assert store.claim_issue(subscriber.id, TODAY, now=at, lease=LEASE, max_attempts=3) == (
+            attempt
+        )
+        at += LEASE * 2  # the worker died: its lease runs out
+
+    assert store.claim_issue(subscriber.id, TODAY, now=at, lease=LEASE, max_attempts=3) is None
+    delivery = store.get_delivery(subscriber.id, TODAY)
+    assert delivery is not None and delivery.status is DeliveryStatus.FAILED
+    assert delivery.last_error == (
+        "gave up after 3 attempts; last error: the worker was lost while sending"
+    )
+
+
+def test_hard_bounces_suppress_a_subscriber_at_the_limit(store: Store) -> None:
+    subscriber = add_subscriber(store)
+    for day in range(2):
+        issue_date = TODAY + timedelta(days=day)
+        assert store.claim_issue(subscriber.id, issue_date, now=NOW, lease=LEASE)
+        store.record_failure(
+            subscriber.id,
+            issue_date,
+            error="550 no such user",
+            now=NOW,
+            hard_bounce=True,
+            suppress_after_bounces=2,
+        )
+        expected = SubscriptionStatus.CONFIRMED if day == 0 else SubscriptionStatus.SUPPRESSED
+        assert store.get_subscriber(subscriber.id).status is expected
+    assert store.due_subscribers(TODAY + timedelta(days=2)) == []
+
+
+def test_an_in_doubt_issue_is_not_claimed_again(store: Store) -> None:
+    subscriber = add_subscriber(store)
+    assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE)
+    store.record_in_doubt(
+        subscriber.id, TODAY, message_id="<m@x>", error="lost after the final dot", now=NOW
+    )
+    assert store.claim_issue(subscriber.id, TODAY, now=NOW + LEASE * 3, lease=LEASE) is None
+    delivery = store.get_delivery(subscriber.id, TODAY)
+    assert delivery is not None
+    assert (delivery.status, delivery.message_id) == (DeliveryStatus.IN_DOUBT, "<m@x>")
 
 
 def test_outcomes_are_recorded_only_by_the_claim_holder(store: Store) -> None:
