@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from enum import StrEnum
 
 from service.emails import render_digest
-from service.models import Digest, Paper, Subscriber
+from service.models import Digest, Paper, Subscriber, SubscriptionStatus
 from service.ranking import CorpusStats, build_corpus_stats, rank_papers
 from service.settings import Settings
 from service.store import Store
@@ -215,6 +215,43 @@ async def run_day(
             if on_progress is not None:
                 on_progress(done, len(subscribers))
     return summary
+
+
+async def deliver_batch(
+    store: Store,
+    keys: Sequence[tuple[int, date]],
+    *,
+    settings: Settings,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Counter[Outcome]:
+    """Deliver a batch of planned issues over one mail connection; safe to run twice."""
+    outcomes: Counter[Outcome] = Counter()
+    subscribers = store.get_subscribers([subscriber_id for subscriber_id, _ in keys])
+    days: dict[date, DayPapers] = {}
+    async with open_transport(settings) as transport:
+        for subscriber_id, issue_date in keys:
+            subscriber = subscribers.get(subscriber_id)
+            if subscriber is None:
+                continue  # erased since planning, ledger rows with them
+            if subscriber.status is not SubscriptionStatus.CONFIRMED:
+                # Left or suppressed since the issue was planned: nothing goes out.
+                if store.claim_issue(subscriber_id, issue_date, now=now(), lease=CLAIM_LEASE):
+                    store.record_skipped(subscriber_id, issue_date, now=now())
+                outcomes[Outcome.SKIPPED] += 1
+                continue
+            if issue_date not in days:
+                days[issue_date] = load_day_papers(store, issue_date)
+            outcome, _ = await deliver_digest(
+                store,
+                transport,
+                subscriber,
+                days[issue_date],
+                issue_date=issue_date,
+                settings=settings,
+                now=now,
+            )
+            outcomes[outcome] += 1
+    return outcomes
 
 
 def _digest_for(

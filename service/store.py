@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     ColumnElement,
+    Date,
     Engine,
     case,
     create_engine,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     event,
     false,
     func,
+    literal,
     or_,
     select,
     update,
@@ -36,7 +39,8 @@ from service.models import (
     SubscriptionPreferences,
     SubscriptionStatus,
 )
-from service.tables import DeliveryRow, PaperRow, SentPaperRow, SubscriberRow
+from service.schedule import Schedule
+from service.tables import DeliveryRow, PaperRow, SentPaperRow, SubscriberRow, UtcDateTime
 
 # Trending signals a re-import refreshes; the rest of a paper is refreshed only when given.
 TRENDING_FIELDS = ("upvotes", "comments", "github_stars")
@@ -210,7 +214,129 @@ class Store:
         with self._session() as session:
             return [_subscriber(row) for row in session.scalars(query)]
 
+    def get_subscribers(self, subscriber_ids: Sequence[int]) -> dict[int, Subscriber]:
+        query = select(SubscriberRow).where(SubscriberRow.id.in_(list(subscriber_ids)))
+        with self._session() as session:
+            return {row.id: _subscriber(row) for row in session.scalars(query)}
+
+    def prune_pending(self, *, created_before: datetime) -> int:
+        """Delete signups never confirmed; their confirmation links have long expired."""
+        with self._session() as session:
+            result = session.execute(
+                delete(SubscriberRow)
+                .where(SubscriberRow.status == SubscriptionStatus.PENDING)
+                .where(SubscriberRow.created_at < created_before)
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def schedules(self) -> list[Schedule]:
+        """The distinct schedules of confirmed subscribers: planning works per schedule."""
+        query = (
+            select(
+                SubscriberRow.time_zone,
+                SubscriberRow.delivery_hour,
+                SubscriberRow.frequency,
+                SubscriberRow.weekday,
+            )
+            .where(SubscriberRow.status == SubscriptionStatus.CONFIRMED)
+            .distinct()
+        )
+        with self._session() as session:
+            return [
+                Schedule(
+                    time_zone=time_zone,
+                    delivery_hour=hour,
+                    frequency=Frequency(frequency),
+                    weekday=weekday,
+                )
+                for time_zone, hour, frequency, weekday in session.execute(query)
+            ]
+
     # -- the delivery ledger ------------------------------------------------------------------
+
+    def plan_issues(
+        self, schedule: Schedule, issue_date: date, *, now: datetime, expires_at: datetime
+    ) -> list[int]:
+        """Add a planned ledger row for every confirmed subscriber on `schedule` who has none
+        for `issue_date`; return their ids. Rows that exist are left alone, so a second tick or
+        a second beat plans nothing twice."""
+        on_schedule = select(
+            SubscriberRow.id,
+            literal(issue_date, Date).label("issue_date"),
+            literal(DeliveryStatus.PLANNED.value).label("status"),
+            literal([], JSON).label("paper_ids"),
+            literal(0).label("attempts"),
+            literal(expires_at, UtcDateTime()).label("expires_at"),
+            literal(now, UtcDateTime()).label("created_at"),
+            literal(now, UtcDateTime()).label("updated_at"),
+        ).where(
+            SubscriberRow.status == SubscriptionStatus.CONFIRMED,
+            SubscriberRow.time_zone == schedule.time_zone,
+            SubscriberRow.delivery_hour == schedule.delivery_hour,
+            SubscriberRow.frequency == schedule.frequency,
+            SubscriberRow.weekday == schedule.weekday,
+        )
+        columns = [
+            "subscriber_id",
+            "issue_date",
+            "status",
+            "paper_ids",
+            "attempts",
+            "expires_at",
+            "created_at",
+            "updated_at",
+        ]
+        with self._session() as session:
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            statement = (
+                insert(DeliveryRow)
+                .from_select(columns, on_schedule)
+                .on_conflict_do_nothing(index_elements=["subscriber_id", "issue_date"])
+                .returning(DeliveryRow.subscriber_id)
+            )
+            return sorted(session.scalars(statement))
+
+    def mark_enqueued(self, keys: Sequence[tuple[int, date]], *, now: datetime) -> None:
+        """Note that these issues were handed to the broker."""
+        with self._session() as session:
+            for subscriber_id, issue_date in keys:
+                session.execute(
+                    update(DeliveryRow)
+                    .where(_issue_key(subscriber_id, issue_date))
+                    .values(enqueued_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+
+    def issues_to_sweep(self, *, now: datetime, requeue_after: timedelta) -> list[tuple[int, date]]:
+        """Issues that should be with a worker but may not be: never enqueued or enqueued long
+        ago and still planned (a message lost with Redis), a retry whose time has come, or a
+        claim whose worker died (lease ran out)."""
+        stale = DeliveryRow.enqueued_at.is_(None) | (DeliveryRow.enqueued_at < now - requeue_after)
+        retry_due = (DeliveryRow.status == DeliveryStatus.RETRY) & (
+            DeliveryRow.next_attempt_at.is_(None) | (DeliveryRow.next_attempt_at <= now)
+        )
+        # A retry is enqueued once when its time comes, not again at every sweep.
+        not_yet_enqueued_for_retry = DeliveryRow.enqueued_at.is_(None) | (
+            DeliveryRow.enqueued_at < DeliveryRow.next_attempt_at
+        )
+        lease_ran_out = (DeliveryRow.status == DeliveryStatus.SENDING) & (
+            DeliveryRow.lease_expires_at < now
+        )
+        query = (
+            select(DeliveryRow.subscriber_id, DeliveryRow.issue_date)
+            .where(
+                or_(
+                    (DeliveryRow.status == DeliveryStatus.PLANNED) & stale,
+                    retry_due & (not_yet_enqueued_for_retry | stale),
+                    lease_ran_out & stale,
+                )
+            )
+            .order_by(DeliveryRow.issue_date, DeliveryRow.subscriber_id)
+        )
+        with self._session() as session:
+            return [(row.subscriber_id, row.issue_date) for row in session.execute(query)]
 
     def claim_issue(
         self,

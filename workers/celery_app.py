@@ -1,6 +1,7 @@
-"""The Celery app, configured from Settings. Beat entries arrive with the scheduled fan-out."""
+"""The Celery app, configured from Settings, and the beat schedule (run exactly one beat)."""
 
 from celery import Celery
+from celery.schedules import crontab
 
 from service.settings import Settings, get_settings
 
@@ -27,8 +28,24 @@ def make_celery_app(settings: Settings) -> Celery:
         result_backend_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         timezone="UTC",
+        beat_schedule=BEAT_SCHEDULE,
     )
     return app
+
+
+BEAT_SCHEDULE = {
+    # Delivery hours are whole hours in each subscriber's zone; quarter-hour ticks also catch
+    # the zones whose offset is not a whole number of hours (India, Nepal, parts of Australia).
+    "enqueue-due-digests": {
+        "task": "paperwire.enqueue_due_digests",
+        "schedule": crontab(minute="*/15"),
+    },
+    "sweep-deliveries": {"task": "paperwire.sweep_deliveries", "schedule": 300.0},
+    "prune-pending-signups": {
+        "task": "paperwire.prune_pending_signups",
+        "schedule": crontab(hour=3, minute=30),
+    },
+}
 
 
 app = make_celery_app(get_settings())

@@ -1,0 +1,40 @@
+"""Which issues are due now: the planning step of the scheduled job, and the sweep behind it."""
+
+from datetime import date, datetime, timedelta
+
+from service.settings import Settings
+from service.store import Store
+
+# A planned issue not claimed this long after it was enqueued is taken for lost (Redis lost
+# the message, or the worker holding it died) and enqueued again; a claim makes that harmless.
+REQUEUE_AFTER = timedelta(minutes=10)
+# Signups not confirmed within this time are deleted; confirmation links expire before that.
+PENDING_SIGNUP_LIFETIME = timedelta(days=3)
+
+IssueKey = tuple[int, date]
+
+
+def plan_due_issues(store: Store, *, now: datetime, settings: Settings) -> list[IssueKey]:
+    """Record a planned ledger row for every issue due at `now`; return the new ones."""
+    give_up_after = timedelta(hours=settings.give_up_hours)
+    planned: list[IssueKey] = []
+    for schedule in store.schedules():
+        issue_date = schedule.due_issue_date(now, give_up_after=give_up_after)
+        if issue_date is None:
+            continue
+        expires_at = schedule.delivery_at(issue_date) + give_up_after
+        subscriber_ids = store.plan_issues(schedule, issue_date, now=now, expires_at=expires_at)
+        planned.extend((subscriber_id, issue_date) for subscriber_id in subscriber_ids)
+    return planned
+
+
+def issues_to_sweep(store: Store, *, now: datetime) -> list[IssueKey]:
+    return store.issues_to_sweep(now=now, requeue_after=REQUEUE_AFTER)
+
+
+def batches(keys: list[IssueKey], *, size: int) -> list[list[IssueKey]]:
+    return [keys[start : start + size] for start in range(0, len(keys), size)]
+
+
+def prune_pending_signups(store: Store, *, now: datetime) -> int:
+    return store.prune_pending(created_before=now - PENDING_SIGNUP_LIFETIME)

@@ -1,0 +1,104 @@
+"""Planning the day's issues in the ledger, and the sweep that finds what was lost."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from service.models import DeliveryStatus, Frequency, SubscriptionStatus
+from service.planning import REQUEUE_AFTER, issues_to_sweep, plan_due_issues
+from service.settings import Settings
+from service.store import Store
+from tests.factories import TODAY, add_subscriber
+
+# 08:00 in London on 25 November 2026 (GMT): the hour of the default test subscriber.
+EIGHT_IN_LONDON = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=10)
+
+
+def test_due_subscribers_get_one_planned_issue_however_often_planning_runs(
+    store: Store, settings: Settings
+) -> None:
+    london = add_subscriber(store, "london@example.org")
+    # 20:00 in Tokyo is 11:00 UTC: not due at 08:00 UTC, and the day before is 21 h late.
+    add_subscriber(store, "tokyo@example.org", time_zone="Asia/Tokyo", delivery_hour=20)
+    add_subscriber(store, "pending@example.org", status=SubscriptionStatus.PENDING)
+    add_subscriber(
+        store, "weekly@example.org", frequency=Frequency.WEEKLY, weekday=TODAY.weekday() + 1
+    )
+
+    early = plan_due_issues(store, now=EIGHT_IN_LONDON - timedelta(minutes=1), settings=settings)
+    first = plan_due_issues(store, now=EIGHT_IN_LONDON, settings=settings)
+    second = plan_due_issues(store, now=EIGHT_IN_LONDON + timedelta(minutes=15), settings=settings)
+
+    assert early == []
+    assert first == [(london.id, TODAY)]
+    assert second == []
+    delivery = store.get_delivery(london.id, TODAY)
+    assert delivery is not None and delivery.status is DeliveryStatus.PLANNED
+    assert delivery.expires_at == EIGHT_IN_LONDON + timedelta(hours=settings.give_up_hours)
+
+
+def test_concurrent_planning_plans_each_issue_once(store: Store, settings: Settings) -> None:
+    for number in range(200):
+        add_subscriber(store, f"reader{number}@example.org")
+    results: list[list[tuple[int, object]]] = []
+    barrier = threading.Barrier(4)
+
+    def plan() -> None:
+        barrier.wait()
+        results.append(plan_due_issues(store, now=EIGHT_IN_LONDON, settings=settings))
+
+    threads = [threading.Thread(target=plan) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    planned = [key for result in results for key in result]
+    assert len(planned) == 200 and len(set(planned)) == 200
+    assert len(store.list_deliveries(issue_date=TODAY)) == 200
+
+
+def test_an_issue_not_sent_within_the_give_up_window_expires(
+    store: Store, settings: Settings
+) -> None:
+    subscriber = add_subscriber(store)
+    plan_due_issues(store, now=EIGHT_IN_LONDON, settings=settings)
+    too_late = EIGHT_IN_LONDON + timedelta(hours=settings.give_up_hours)
+
+    assert store.claim_issue(subscriber.id, TODAY, now=too_late, lease=LEASE) is None
+    delivery = store.get_delivery(subscriber.id, TODAY)
+    assert delivery is not None and delivery.status is DeliveryStatus.EXPIRED
+
+
+def test_the_sweep_finds_lost_messages_dead_workers_and_due_retries(store: Store) -> None:
+    now = EIGHT_IN_LONDON
+    never_enqueued, lost, dead_worker, retry, waiting, done = (
+        add_subscriber(store, f"{name}@example.org").id
+        for name in ("never", "lost", "dead", "retry", "waiting", "done")
+    )
+    for subscriber_id in (never_enqueued, lost, dead_worker, retry, waiting, done):
+        store.claim_issue(subscriber_id, TODAY, now=now, lease=LEASE)
+    # Put each row in the state its name says.
+    store.record_failure(retry, TODAY, error="451", now=now, retry_at=now + timedelta(minutes=5))
+    store.record_sent(done, TODAY, message_id="<m@x>", paper_ids=["p"], now=now)
+    store.mark_enqueued([(lost, TODAY), (dead_worker, TODAY), (retry, TODAY)], now=now)
+    with store.engine.begin() as connection:
+        from service.tables import DeliveryRow
+
+        connection.execute(
+            DeliveryRow.__table__.update()  # type: ignore[attr-defined]
+            .where(DeliveryRow.subscriber_id.in_([never_enqueued, lost]))
+            .values(status=DeliveryStatus.PLANNED, lease_expires_at=None)
+        )
+        connection.execute(
+            DeliveryRow.__table__.update()  # type: ignore[attr-defined]
+            .where(DeliveryRow.subscriber_id == waiting)
+            .values(status=DeliveryStatus.PLANNED, enqueued_at=now + REQUEUE_AFTER)
+        )
+
+    later = now + REQUEUE_AFTER + timedelta(minutes=1)
+    swept = {subscriber_id for subscriber_id, _ in issues_to_sweep(store, now=later)}
+
+    assert swept == {never_enqueued, lost, dead_worker, retry}
+    store.mark_enqueued([(key, TODAY) for key in swept], now=later)
+    assert issues_to_sweep(store, now=later + timedelta(minutes=1)) == []
