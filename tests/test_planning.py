@@ -1,7 +1,7 @@
 """Planning the day's issues in the ledger, and the sweep that finds what was lost."""
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from service.models import DeliveryStatus, Frequency, SubscriptionStatus
 from service.planning import REQUEUE_AFTER, issues_to_sweep, plan_due_issues
@@ -40,7 +40,7 @@ def test_due_subscribers_get_one_planned_issue_however_often_planning_runs(
 def test_concurrent_planning_plans_each_issue_once(store: Store, settings: Settings) -> None:
     for number in range(200):
         add_subscriber(store, f"reader{number}@example.org")
-    results: list[list[tuple[int, object]]] = []
+    results: list[list[tuple[int, date]]] = []
     barrier = threading.Barrier(4)
 
     def plan() -> None:
