@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from service.addresses import normalise_email
-from service.digest import Outcome, RunSummary, preview_digest, run_day
+from service.digest import Outcome, RunSummary, deliver_batch, preview_digest, run_day
 from service.errors import InvalidInput, PaperwireError
 from service.models import (
     DeliveryStatus,
@@ -41,10 +41,12 @@ db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 papers_app = typer.Typer(help="Papers in the store.", no_args_is_help=True)
 subscribers_app = typer.Typer(help="Subscribers and their interests.", no_args_is_help=True)
 digest_app = typer.Typer(help="Preview and run daily digests.", no_args_is_help=True)
+deliveries_app = typer.Typer(help="The delivery ledger.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(papers_app, name="papers")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(digest_app, name="digest")
+app.add_typer(deliveries_app, name="deliveries")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -314,22 +316,76 @@ def digest_run(
         raise typer.Exit(1)
 
 
-@digest_app.command("stats")
-def digest_stats(
+@app.command("stats")
+def stats(
     since: Annotated[
         str | None, typer.Option(help="First issue date, YYYY-MM-DD; a week ago.")
     ] = None,
 ) -> None:
-    """Issues per day and status, from the delivery ledger."""
+    """Issues per day and ledger status; subscribers per status and hard bounces."""
     first = _parse_date(since) if since else datetime.now(UTC).date() - timedelta(days=6)
     with _open_store() as store:
         counts = store.delivery_counts(since=first)
+        subscribers, bounces = store.subscriber_counts()
     statuses = list(DeliveryStatus)
     table = Table("issue date", *(status.value for status in statuses), title="deliveries")
     for issue_date in sorted(counts, reverse=True):
         row = counts[issue_date]
         table.add_row(str(issue_date), *(str(row.get(status, 0)) for status in statuses))
     out.print(table)
+    people = ", ".join(f"{subscribers.get(s, 0)} {s.value}" for s in SubscriptionStatus)
+    out.print(f"subscribers: {people}; hard bounces: {bounces}")
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    issue_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; today.")] = None,
+    status: Annotated[DeliveryStatus | None, typer.Option(help="Only this status.")] = None,
+) -> None:
+    """The ledger rows of one issue date."""
+    day = _parse_date(issue_date)
+    with _open_store() as store:
+        deliveries = store.list_deliveries(issue_date=day, status=status)
+        emails = {s.id: s.email for s in store.list_subscribers()}
+    table = Table("subscriber", "status", "attempts", "papers", "next attempt", "error")
+    for delivery in deliveries:
+        table.add_row(
+            emails.get(delivery.subscriber_id, str(delivery.subscriber_id)),
+            delivery.status,
+            str(delivery.attempts),
+            str(len(delivery.paper_ids)),
+            f"{delivery.next_attempt_at:%H:%M:%S}" if delivery.next_attempt_at else "",
+            _shorten(delivery.last_error or "", 60),
+            end_section=False,
+        )
+    table.title = f"{len(deliveries)} issues of {day}"
+    out.print(table)
+
+
+@deliveries_app.command("retry")
+def deliveries_retry(
+    issue_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; today.")] = None,
+    status: Annotated[
+        list[DeliveryStatus] | None,
+        typer.Option(help="Statuses to retry (repeatable); failed and expired by default."),
+    ] = None,
+    now_: Annotated[
+        bool, typer.Option("--now", help="Send them from this process instead of the workers.")
+    ] = False,
+) -> None:
+    """Make failed (or other finished) issues of a day go out again."""
+    settings = get_settings()
+    day = _parse_date(issue_date)
+    statuses = status or [DeliveryStatus.FAILED, DeliveryStatus.EXPIRED]
+    with _open_store(settings) as store:
+        reopened = store.reopen_issues(issue_date=day, statuses=statuses, now=datetime.now(UTC))
+        out.print(f"{len(reopened)} issues of {day} reopened")
+        if now_ and reopened:
+            outcomes = asyncio.run(deliver_batch(store, reopened, settings=settings))
+            summary = RunSummary(issue_date=day, outcomes=outcomes)
+            _print_summary(summary)
+        elif reopened:
+            out.print("the workers' next sweep sends them (within 5 minutes)")
 
 
 def _run_day(store: Store, settings: Settings, issue_date: date, *, dry_run: bool) -> RunSummary:

@@ -539,9 +539,15 @@ class Store:
             return None if row is None else _delivery(row)
 
     def list_deliveries(
-        self, *, issue_date: date | None = None, subscriber_id: int | None = None
+        self,
+        *,
+        issue_date: date | None = None,
+        subscriber_id: int | None = None,
+        status: DeliveryStatus | None = None,
     ) -> list[Delivery]:
         query = select(DeliveryRow).order_by(DeliveryRow.issue_date, DeliveryRow.subscriber_id)
+        if status is not None:
+            query = query.where(DeliveryRow.status == status)
         if issue_date is not None:
             query = query.where(DeliveryRow.issue_date == issue_date)
         if subscriber_id is not None:
@@ -561,6 +567,44 @@ class Store:
             for issue_date, status, count in session.execute(query):
                 counts.setdefault(issue_date, {})[DeliveryStatus(status)] = count
         return counts
+
+    def subscriber_counts(self) -> tuple[dict[SubscriptionStatus, int], int]:
+        """Subscribers per status, and hard bounces counted over all of them."""
+        query = select(
+            SubscriberRow.status,
+            func.count(),
+            func.coalesce(func.sum(SubscriberRow.hard_bounces), 0),
+        ).group_by(SubscriberRow.status)
+        with self._session() as session:
+            rows = session.execute(query).all()
+        counts = {SubscriptionStatus(status): count for status, count, _ in rows}
+        return counts, sum(int(bounces) for _, _, bounces in rows)
+
+    def reopen_issues(
+        self, *, issue_date: date, statuses: Sequence[DeliveryStatus], now: datetime
+    ) -> list[tuple[int, date]]:
+        """Make finished issues claimable again at once, with a fresh attempt budget.
+
+        For an operator who fixed what made them fail: an expired issue loses its deadline,
+        an in-doubt one is sent again (the receiver drops it if it had it: same Message-ID).
+        """
+        reopenable = set(statuses) - {DeliveryStatus.SENT, DeliveryStatus.SENDING}
+        query = (
+            update(DeliveryRow)
+            .where(DeliveryRow.issue_date == issue_date, DeliveryRow.status.in_(reopenable))
+            .values(
+                status=DeliveryStatus.RETRY,
+                next_attempt_at=now,
+                attempts=0,
+                expires_at=None,
+                enqueued_at=None,
+                updated_at=now,
+            )
+            .returning(DeliveryRow.subscriber_id, DeliveryRow.issue_date)
+            .execution_options(synchronize_session=False)
+        )
+        with self._session() as session:
+            return sorted((row.subscriber_id, row.issue_date) for row in session.execute(query))
 
     def sent_paper_ids(self, subscriber_id: int) -> set[str]:
         query = select(SentPaperRow.paper_id).where(SentPaperRow.subscriber_id == subscriber_id)

@@ -27,11 +27,13 @@ def paperwire(tmp_path: Path) -> Run:
         "COLUMNS": "200",
     }
 
-    def run(*args: str, check_exit: int | None = 0) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, check_exit: int | None = 0, **extra_env: str
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [PAPERWIRE, *args],
             cwd=tmp_path,
-            env=env,
+            env={**env, **extra_env},
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
@@ -146,10 +148,13 @@ def test_digest_run_twice_sends_once(seeded: Run, tmp_path: Path) -> None:
     assert "already-handled │ 2" in second.stdout.replace("  ", " ").replace("  ", " ")
     shown = seeded("subscribers", "show", "bob@example.org")
     assert "skipped" in shown.stdout
-    stats = seeded("digest", "stats", "--since", "2026-11-20")
+    stats = seeded("stats", "--since", "2026-11-20")
     row = next(line for line in stats.stdout.splitlines() if "2026-11-25" in line)
     cells = [cell.strip() for cell in row.split("│")[2:6]]
     assert cells == ["0", "0", "1", "1"]  # planned, sending, sent, skipped
+    assert "subscribers: 0 pending, 2 confirmed" in stats.stdout
+    listed = seeded("deliveries", "list", "--date", "2026-11-25", "--status", "skipped")
+    assert "bob@example.org" in listed.stdout and "ada@example.org" not in listed.stdout
 
 
 def test_dry_run_and_preview_send_and_record_nothing(seeded: Run, tmp_path: Path) -> None:
@@ -174,3 +179,17 @@ def test_rank_prints_json_for_an_ad_hoc_profile(paperwire: Run) -> None:
     assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True)
     assert "diffusion" in rows[0]["title"].lower()
     assert "diffusion models" in rows[0]["why"]
+
+
+def test_issues_that_could_not_be_sent_are_retried_on_request(seeded: Run, tmp_path: Path) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    relay_down = {"PAPERWIRE_MAIL_URL": "smtp://127.0.0.1:9", "PAPERWIRE_MAIL_TIMEOUT_SECONDS": "2"}
+
+    first = seeded("digest", "run", "--date", "2026-11-25", check_exit=1, **relay_down)
+    assert "retry" in first.stdout and "127.0.0.1:9" in first.stderr
+
+    retried = seeded("deliveries", "retry", "--date", "2026-11-25", "--status", "retry", "--now")
+    assert "1 issues of 2026-11-25 reopened" in retried.stdout
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    listed = seeded("deliveries", "list", "--date", "2026-11-25")
+    assert "sent" in listed.stdout
