@@ -45,6 +45,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped-empty"
     RETRY = "retry"
     FAILED = "failed"
+    IN_DOUBT = "in-doubt"
     ALREADY_HANDLED = "already-handled"
     WOULD_SEND = "would-send"
 
@@ -150,6 +151,15 @@ async def deliver_digest(
     try:
         await transport.send(message)
     except DeliveryError as exc:
+        if exc.in_doubt and not settings.resend_in_doubt:
+            store.record_in_doubt(
+                subscriber.id,
+                issue_date,
+                message_id=str(message["Message-ID"]),
+                error=str(exc),
+                now=now(),
+            )
+            return Outcome.IN_DOUBT, str(exc)
         if exc.permanent:
             store.record_failure(
                 subscriber.id,

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     give_up_hours: float = Field(
         20.0, gt=0, description="An issue not sent this long after its hour expires unsent."
     )
+    resend_in_doubt: bool = Field(
+        False,
+        description="Resend an issue whose connection ended after the message went out but "
+        "before the relay answered (may deliver it twice; same Message-ID).",
+    )
     hard_bounce_limit: int = Field(
         3, ge=1, description="Hard bounces after which a subscriber is suppressed."
     )

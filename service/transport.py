@@ -36,12 +36,22 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 class DeliveryError(PaperwireError):
-    """A message was not handed over. `permanent` means retrying the same message is futile."""
+    """A message was not handed over. `permanent` means retrying the same message is futile;
+    `in_doubt` means the relay may have it: the connection ended after the whole message was
+    sent and before the relay said whether it took it."""
 
-    def __init__(self, message: str, *, permanent: bool, smtp_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        smtp_code: int | None = None,
+        in_doubt: bool = False,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.smtp_code = smtp_code
+        self.in_doubt = in_doubt
 
 
 class MailTransport(Protocol):
@@ -282,6 +292,15 @@ class SmtpTransport:
         # Once DATA has started the server may have taken the message: never resend blindly.
         if retry_allowed and stage != "DATA":
             raise _ServerGone() from exc
+        if stage == "DATA" and not _was_reset(exc):
+            # An orderly close (or silence) after the message went out: the relay may have
+            # queued it and died before answering. Resending could deliver it twice.
+            raise DeliveryError(
+                f"SMTP connection ended during DATA without a reply; the relay may have the "
+                f"message: {exc}",
+                permanent=False,
+                in_doubt=True,
+            ) from exc
         raise DeliveryError(
             f"SMTP connection lost at {stage}: {exc}",
             permanent=False,
@@ -292,6 +311,17 @@ class SmtpTransport:
         client, self._client = self._client, None
         if client is not None:
             _hang_up(client)
+
+
+def _was_reset(exc: BaseException) -> bool:
+    """True when the peer reset the connection: a server that aborts a transaction with our
+    data still unread resets it, and has not accepted the message."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionResetError | BrokenPipeError):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _hang_up(client: aiosmtplib.SMTP, connection: asyncio.BaseTransport | None = None) -> None:

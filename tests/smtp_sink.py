@@ -5,8 +5,9 @@
         assert smtp_sink.messages[0].rcpt_tos == ("alice@example.org",)
 
 Faults: `smtp_sink.fail_next("RCPT", "451 4.3.0 try later")` answers the next RCPT with that
-reply instead of accepting it. The reply `DROP` closes the connection without answering; a
-`421` reply is sent and then the connection is closed, as a server shutting down would.
+reply instead of accepting it. The reply `DROP` closes the connection without answering,
+`RESET` aborts it with a TCP reset; a `421` reply is sent and then the connection is closed,
+as a server shutting down would.
 For anything more, set `smtp_sink.fault` to a function of the `SmtpCommand` being answered.
 
 TLS: the `tls_certificates` fixture makes a throwaway CA and a certificate for 127.0.0.1.
@@ -18,7 +19,9 @@ TLS: the `tls_certificates` fixture makes a throwaway CA and a certificate for 1
 import asyncio
 import os
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -37,6 +40,10 @@ HOST = "127.0.0.1"
 # Given explicitly: without it aiosmtpd calls socket.getfqdn(), which can stall on DNS.
 SERVER_HOSTNAME = "sink.paperwire.test"
 DROP = "drop"
+# Abort with a TCP reset, as a server that crashes mid-transaction does: the client can tell
+# that its message was not taken. DROP at DATA, an orderly close after the final dot with no
+# reply, leaves the client in doubt instead.
+RESET = "reset"
 FAULT_VERBS = ("MAIL", "RCPT", "DATA")
 
 
@@ -219,7 +226,11 @@ class _Handler:
         reply = self._sink._reply_for(SmtpCommand(_session_id(server), verb, argument))
         if reply is None:
             return MISSING
-        if reply == DROP:
+        if reply in (DROP, RESET):
+            if reply == RESET:
+                # Linger on with a zero timeout: close() then sends RST instead of FIN.
+                sock = server.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             server.transport.abort()
             return "421 4.4.2 connection dropped"  # never reaches the client
         if reply.startswith("421"):

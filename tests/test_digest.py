@@ -11,7 +11,7 @@ from service.models import DeliveryStatus, Frequency, Interests
 from service.settings import Settings
 from service.store import Store
 from tests.factories import NOW, TODAY, add_subscriber, make_paper
-from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import DROP, RESET, SmtpSink
 
 DIFFUSION_PAPERS = [
     make_paper(id="2511.00001", title="Consistency models for fast diffusion sampling"),
@@ -274,3 +274,43 @@ def test_retry_delays_grow_exponentially_with_jitter_up_to_a_cap(settings: Setti
     assert delays[-1] <= timedelta(seconds=settings.retry_max_seconds)
     assert delays == [retry_delay(7, TODAY, a, settings=settings) for a in range(1, 10)]
     assert retry_delay(8, TODAY, 1, settings=settings) != delays[0]  # spread across issues
+
+
+def test_a_relay_that_resets_during_data_gets_the_same_message_again(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    ada = add_subscriber(store, "ada@example.org")
+    smtp_sink.fail_next("DATA", RESET)
+
+    assert run(store, smtp_settings).outcomes == {Outcome.RETRY: 1}
+    assert run(store, smtp_settings, later=timedelta(hours=1)).outcomes == {Outcome.SENT: 1}
+
+    delivery = store.get_delivery(ada.id, TODAY)
+    assert delivery is not None and delivery.status is DeliveryStatus.SENT
+    (received,) = smtp_sink.messages
+    assert received.message["Message-ID"] == delivery.message_id
+
+
+@pytest.mark.parametrize("resend", [False, True])
+def test_a_connection_closed_after_the_final_dot_leaves_the_issue_in_doubt(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink, resend: bool
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    ada = add_subscriber(store, "ada@example.org")
+    settings = smtp_settings.model_copy(update={"resend_in_doubt": resend})
+    smtp_sink.fail_next("DATA", DROP)  # the whole message arrived; no reply, orderly close
+
+    first = run(store, settings)
+    second = run(store, settings, later=timedelta(hours=1))
+
+    delivery = store.get_delivery(ada.id, TODAY)
+    assert delivery is not None
+    if resend:
+        assert (first.outcomes, second.outcomes) == ({Outcome.RETRY: 1}, {Outcome.SENT: 1})
+        assert delivery.status is DeliveryStatus.SENT
+    else:
+        assert first.outcomes == {Outcome.IN_DOUBT: 1}
+        assert second.outcomes == {Outcome.ALREADY_HANDLED: 1}  # never resent by itself
+        assert delivery.status is DeliveryStatus.IN_DOUBT
+        assert delivery.message_id is not None
