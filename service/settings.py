@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         "a private CA.",
     )
     mail_timeout_seconds: float = Field(30.0, description="SMTP connect and command timeout.")
+    mail_max_messages_per_connection: int = Field(
+        100,
+        ge=0,
+        description="Messages sent on one SMTP connection before reconnecting (0: no cap).",
+    )
     mail_from_name: str = Field("Paperwire", description="Display name on outgoing mail.")
     mail_from_address: str = Field(
         "digest@paperwire.localhost", description="Sender address of outgoing mail."

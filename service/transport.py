@@ -78,7 +78,8 @@ def transport_for(settings: Settings) -> MailTransport:
         return SmtpTransport(
             smtp_config(
                 url, timeout=settings.mail_timeout_seconds, local_hostname=settings.mail_domain
-            )
+            ),
+            max_messages_per_connection=settings.mail_max_messages_per_connection,
         )
     if scheme == "file":
         return OutboxTransport(outbox_path(url))
@@ -173,8 +174,12 @@ class _ServerGone(Exception):
 class SmtpTransport:
     """One SMTP connection, opened on the first send and reused for every later message."""
 
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(self, config: SmtpConfig, *, max_messages_per_connection: int = 0) -> None:
         self._config = config
+        # Relays cap messages per session (often 100, then 421); reconnecting first is
+        # cheaper than a refused message. 0 means no cap.
+        self._max_messages = max_messages_per_connection
+        self._sent_on_connection = 0
         # Built once, here: a bad cafile is a configuration error at start, not at each send.
         self._tls_context = (
             client_tls_context(config.cafile) if config.use_tls or config.start_tls else None
@@ -192,6 +197,9 @@ class SmtpTransport:
                 # Typically an idle connection the server closed (or a 421): nothing of this
                 # message was accepted, so one retry on a fresh connection is safe.
                 await self._attempt(message, sender, recipients, retry_allowed=False)
+            self._sent_on_connection += 1
+            if self._max_messages and self._sent_on_connection >= self._max_messages:
+                await self.close()
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -278,6 +286,7 @@ class SmtpTransport:
                 smtp_code=getattr(exc, "code", None),
             ) from exc
         self._client = client
+        self._sent_on_connection = 0
         return client
 
     async def _reset(self, client: aiosmtplib.SMTP) -> None:

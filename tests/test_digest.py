@@ -11,7 +11,7 @@ from service.models import DeliveryStatus, Frequency, Interests
 from service.settings import Settings
 from service.store import Store
 from tests.factories import NOW, TODAY, add_subscriber, make_paper
-from tests.smtp_sink import DROP, RESET, SmtpSink
+from tests.smtp_sink import DROP, RESET, SmtpCommand, SmtpSink
 
 DIFFUSION_PAPERS = [
     make_paper(id="2511.00001", title="Consistency models for fast diffusion sampling"),
@@ -314,3 +314,30 @@ def test_a_connection_closed_after_the_final_dot_leaves_the_issue_in_doubt(
         assert second.outcomes == {Outcome.ALREADY_HANDLED: 1}  # never resent by itself
         assert delivery.status is DeliveryStatus.IN_DOUBT
         assert delivery.message_id is not None
+
+
+def test_a_relay_that_caps_messages_per_connection_gets_them_all_without_503(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
+    for number in range(12):
+        add_subscriber(store, f"reader{number}@example.org")
+    per_session: dict[int, int] = {}
+
+    def five_per_connection(command: SmtpCommand) -> str | None:
+        if command.verb != "MAIL":
+            return None
+        per_session[command.session_id] = per_session.get(command.session_id, 0) + 1
+        return "421 4.7.0 too many messages" if per_session[command.session_id] > 5 else None
+
+    smtp_sink.fault = five_per_connection
+    uncapped = run(store, smtp_settings)
+    # A 421 reconnects and resends at once; a 503 would have failed an issue.
+    assert uncapped.outcomes == {Outcome.SENT: 12}
+
+    capped = smtp_settings.model_copy(update={"mail_max_messages_per_connection": 5})
+    for number in range(12, 24):
+        add_subscriber(store, f"reader{number}@example.org")
+    before = smtp_sink.session_count
+    assert run(store, capped).outcomes == {Outcome.SENT: 12, Outcome.ALREADY_HANDLED: 12}
+    assert smtp_sink.session_count - before == 3  # 5 + 5 + 2, never refused
