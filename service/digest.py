@@ -18,8 +18,6 @@ from service.transport import DeliveryError, MailTransport, open_transport
 # A digest brings news: papers first seen more than a week before the issue are never candidates,
 # however long a subscriber has gone without an issue.
 LOOKBACK = timedelta(days=7)
-# How long a claim protects an issue being sent; past it, a crashed sender's issue is claimable.
-CLAIM_LEASE = timedelta(minutes=10)
 
 
 # Replies that say the mailbox does not exist or cannot be used: a hard bounce.
@@ -133,7 +131,7 @@ async def deliver_digest(
         subscriber.id,
         issue_date,
         now=now(),
-        lease=CLAIM_LEASE,
+        lease=timedelta(seconds=settings.claim_lease_seconds),
         max_attempts=settings.max_attempts,
     )
     if attempt is None:
@@ -148,8 +146,12 @@ async def deliver_digest(
         # An address that cannot be put in a header safely will not become sendable later.
         store.record_failure(subscriber.id, issue_date, error=str(exc), now=now())
         return Outcome.FAILED, str(exc)
+
+    def before_data() -> None:
+        store.mark_data_started(subscriber.id, issue_date, now=now())
+
     try:
-        await transport.send(message)
+        await transport.send(message, before_data=before_data)
     except DeliveryError as exc:
         if exc.in_doubt and not settings.resend_in_doubt:
             store.record_in_doubt(
@@ -245,7 +247,8 @@ async def deliver_batch(
                 continue  # erased since planning, ledger rows with them
             if subscriber.status is not SubscriptionStatus.CONFIRMED:
                 # Left or suppressed since the issue was planned: nothing goes out.
-                if store.claim_issue(subscriber_id, issue_date, now=now(), lease=CLAIM_LEASE):
+                lease = timedelta(seconds=settings.claim_lease_seconds)
+                if store.claim_issue(subscriber_id, issue_date, now=now(), lease=lease):
                     store.record_skipped(subscriber_id, issue_date, now=now())
                 outcomes[Outcome.SKIPPED] += 1
                 continue

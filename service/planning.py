@@ -5,9 +5,6 @@ from datetime import date, datetime, timedelta
 from service.settings import Settings
 from service.store import Store
 
-# A planned issue not claimed this long after it was enqueued is taken for lost (Redis lost
-# the message, or the worker holding it died) and enqueued again; a claim makes that harmless.
-REQUEUE_AFTER = timedelta(minutes=10)
 # Signups not confirmed within this time are deleted; confirmation links expire before that.
 PENDING_SIGNUP_LIFETIME = timedelta(days=3)
 
@@ -28,8 +25,10 @@ def plan_due_issues(store: Store, *, now: datetime, settings: Settings) -> list[
     return planned
 
 
-def issues_to_sweep(store: Store, *, now: datetime) -> list[IssueKey]:
-    return store.issues_to_sweep(now=now, requeue_after=REQUEUE_AFTER)
+def issues_to_sweep(store: Store, *, now: datetime, settings: Settings) -> list[IssueKey]:
+    """What a lost broker message, a dead worker or a due retry left waiting."""
+    requeue_after = timedelta(seconds=settings.requeue_after_seconds)
+    return store.issues_to_sweep(now=now, requeue_after=requeue_after)
 
 
 def batches(keys: list[IssueKey], *, size: int) -> list[list[IssueKey]]:

@@ -9,8 +9,11 @@ interest equally well. Collection statistics come from `build_corpus_stats` over
 stored corpus, not only the papers being ranked.
 """
 
+import heapq
+import itertools
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -26,6 +29,7 @@ B = 0.75
 # BM25F field weight: a title names what the paper is about; an abstract also mentions
 # baselines, related work and applications in passing.
 TITLE_WEIGHT = 2.0
+ABSTRACT_WEIGHT = 1.0
 
 # Weight of "the keyword's words stand next to each other" against "its words appear":
 # equal, so a phrase found intact scores up to twice its words found scattered.
@@ -128,14 +132,8 @@ class _WeightedClause:
     total_idf: float
     # In (0, 1]: how much a full match of this clause counts, by how specific its words are.
     weight: float
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    paper: Paper
-    score: float
-    relevance: float
-    trending: float
+    # A keyword's adjacent stems, for proximity; none for one-word keywords and the sentence.
+    pairs: tuple[tuple[str, str], ...]
 
 
 def build_corpus_stats(papers: Iterable[Paper]) -> CorpusStats:
@@ -220,72 +218,246 @@ def _weigh_clauses(clauses: Sequence[Clause], stats: CorpusStats) -> list[_Weigh
         idfs = {stem: stats.idf(stem) for stem in dict.fromkeys(clause.stems)}
         total_idf = sum(idfs.values())
         weight = min(1.0, total_idf / SPECIFIC_CLAUSE_IDF)
+        pairs = (
+            tuple(zip(clause.stems, clause.stems[1:], strict=False)) if clause.is_keyword else ()
+        )
         weighted.append(
-            _WeightedClause(clause=clause, idfs=idfs, total_idf=total_idf, weight=weight)
+            _WeightedClause(
+                clause=clause, idfs=idfs, total_idf=total_idf, weight=weight, pairs=pairs
+            )
         )
     return weighted
+
+
+# Slack when ruling papers out by an upper bound on their score, far above rounding error, so
+# a paper is never ruled out by a bound that rounding made a hair too low.
+BOUND_SLACK = 1e-9
+
+# A term of the index: a stem, or two stems standing next to each other (for proximity).
+Term = str | tuple[str, str]
+
+
+class _TermIndex:
+    """Which candidate papers hold each stem, and the papers' saturated BM25F weights.
+
+    Everything is computed on first use and kept: a batch's interests use a few hundred of the
+    tens of thousands of words and word pairs in a week's abstracts, and one subscriber ranked
+    on their own then pays no more than scoring every paper would. Threads may share an index:
+    a racing first use computes the same entry twice, never a different one.
+    """
+
+    def __init__(self, papers: Sequence[Paper], stats: CorpusStats) -> None:
+        self.terms = tuple(analyse_paper(paper) for paper in papers)
+        self._norms = tuple(
+            (
+                _length_norm(terms.title.length, stats.avg_title_length),
+                _length_norm(terms.abstract.length, stats.avg_abstract_length),
+            )
+            for terms in self.terms
+        )
+        self._papers_with: dict[str, tuple[int, ...]] = {}
+        self._weights: dict[Term, dict[int, float]] = {}
+
+    def papers_with(self, stem: str) -> tuple[int, ...]:
+        """Positions of the papers whose title or abstract has `stem`, in increasing order."""
+        found = self._papers_with.get(stem)
+        if found is None:
+            found = self._papers_with[stem] = tuple(
+                paper for paper, terms in enumerate(self.terms) if stem in terms.stems
+            )
+        return found
+
+    def weights(self, term: Term) -> dict[int, float]:
+        """Weights of `term` by paper, as far as computed: fill it with weight()."""
+        weights = self._weights.get(term)
+        if weights is None:
+            weights = self._weights[term] = {}
+        return weights
+
+    def weight(self, paper: int, term: Term) -> float:
+        """Saturated BM25F weight of a term in a paper that has all of its stems."""
+        terms = self.terms[paper]
+        if isinstance(term, str):
+            title_count, abstract_count = terms.title.count(term), terms.abstract.count(term)
+        else:
+            title_count = terms.title.count_phrase(term)
+            abstract_count = terms.abstract.count_phrase(term)
+        # The BM25F pseudo frequency: length-normalised, field-weighted counts.
+        title_norm, abstract_norm = self._norms[paper]
+        frequency = 0.0
+        if title_count:
+            frequency += TITLE_WEIGHT * title_count / title_norm
+        if abstract_count:
+            frequency += ABSTRACT_WEIGHT * abstract_count / abstract_norm
+        return _saturate(frequency)
+
+
+def _length_norm(length: int, avg_length: float) -> float:
+    """BM25 length normalisation of one field: above 1 for fields longer than average."""
+    length_ratio = length / avg_length if avg_length > 0 else 1.0
+    return 1.0 - B + B * length_ratio
+
+
+def _saturate(frequency: float) -> float:
+    """BM25 term-frequency saturation, scaled to [0, 1)."""
+    return frequency / (K1 + frequency)
+
+
+@dataclass(frozen=True)
+class _ClauseQuery:
+    """A weighted clause with its terms' weight tables from one index, looked up per paper."""
+
+    weighted: _WeightedClause
+    words: tuple[tuple[str, float, dict[int, float]], ...]
+    pairs: tuple[tuple[tuple[str, str], dict[int, float]], ...]
+
+
+def _query_index(clauses: Sequence[_WeightedClause], index: _TermIndex) -> list[_ClauseQuery]:
+    return [
+        _ClauseQuery(
+            weighted=weighted,
+            words=tuple((stem, idf, index.weights(stem)) for stem, idf in weighted.idfs.items()),
+            pairs=tuple((pair, index.weights(pair)) for pair in weighted.pairs),
+        )
+        for weighted in clauses
+    ]
+
+
+def _relevance(clauses: Sequence[_ClauseQuery], paper: int, index: _TermIndex) -> float:
+    """Noisy or: the chance that at least one interest matches, clause scores as chances."""
+    missed = 1.0
+    for clause in clauses:
+        missed *= 1.0 - clause.weighted.weight * _clause_score(clause, paper, index)
+    return 1.0 - missed
+
+
+def _clause_score(query: _ClauseQuery, paper: int, index: _TermIndex) -> float:
+    """Score in [0, 1]: the idf-weighted share of the clause's words found, then proximity."""
+    weighted = query.weighted
+    stems = index.terms[paper].stems
+    found_idf = matched = 0.0
+    for stem, idf, weights in query.words:
+        if stem in stems:
+            weight = weights.get(paper)
+            if weight is None:
+                weight = weights[paper] = index.weight(paper, stem)
+            found_idf += idf
+            matched += idf * weight
+    word_score = matched / weighted.total_idf
+    if not weighted.clause.is_keyword:
+        return word_score
+    # Coordination (as in Lucene's classic scoring): a keyword's common word alone, "models"
+    # of "consistency models", is weak evidence, so scale by the share of its idf found.
+    word_score *= found_idf / weighted.total_idf
+    if not query.pairs or word_score == 0.0:
+        return word_score
+    found_pairs = []
+    for pair, weights in query.pairs:
+        if pair[0] in stems and pair[1] in stems:
+            weight = weights.get(paper)
+            if weight is None:
+                weight = weights[paper] = index.weight(paper, pair)
+            found_pairs.append(weight)
+    proximity = sum(found_pairs) / len(query.pairs)
+    return (word_score + PROXIMITY_WEIGHT * proximity) / (1.0 + PROXIMITY_WEIGHT)
+
+
+def _relevance_bound(clauses: Sequence[_WeightedClause], stems: AbstractSet[str]) -> float:
+    """The most relevance a paper can have when the query words it holds are among `stems`.
+
+    Saturated weights are below 1, so a clause's word score is at most the share of its idf
+    found (squared, for a keyword), and its proximity the share of its word pairs found.
+    """
+    missed = 1.0
+    for weighted in clauses:
+        share = sum(idf for stem, idf in weighted.idfs.items() if stem in stems)
+        share /= weighted.total_idf
+        if weighted.clause.is_keyword:
+            share *= share
+            if weighted.pairs:
+                pairs = sum(1 for first, second in weighted.pairs if {first, second} <= stems)
+                proximity = pairs / len(weighted.pairs)
+                share = (share + PROXIMITY_WEIGHT * proximity) / (1.0 + PROXIMITY_WEIGHT)
+        missed *= 1.0 - weighted.weight * min(1.0, share)
+    return 1.0 - missed
+
+
+def _best_papers(
+    clauses: Sequence[_WeightedClause],
+    prepared: "PreparedCandidates",
+    *,
+    trending_weight: float,
+    limit: int,
+    excluded: AbstractSet[str],
+) -> list[tuple[float, str, int, float]]:
+    """The `limit` best (-score, id, paper, relevance) of papers relevant enough, best first.
+
+    MaxScore (Turtle & Flood, 1995): visit the papers holding each query word, rarest word
+    first. A paper first met at a word holds none of the rarer ones, which bounds its
+    relevance; with its trending score, that bounds its score. A paper whose bound is below
+    the `limit`th best score so far cannot make the list, so it is not scored: a query's common
+    words ("models", "learning") then cost a glance per paper, not a score. Prepared papers
+    are in falling trending order, so along one word's papers the bound only falls.
+    """
+    index = prepared.index
+    papers = prepared.papers
+    trending = prepared.trending
+    queries = _query_index(clauses, index)
+    stems = sorted(
+        {stem for clause in clauses for stem in clause.idfs},
+        key=lambda stem: (len(index.papers_with(stem)), stem),
+    )
+    # The bound assumes positive idfs, as statistics of any real corpus give.
+    can_bound = all(idf > 0.0 for clause in clauses for idf in clause.idfs.values())
+    best_scores: list[float] = []  # a min-heap of the `limit` best scores so far
+    ranked: list[tuple[float, str, int, float]] = []
+    seen: set[int] = set()
+    for position, stem in enumerate(stems):
+        bound = _relevance_bound(clauses, set(stems[position:])) if can_bound else 1.0
+        if bound < MIN_RELEVANCE - BOUND_SLACK:
+            break  # papers holding only commoner words cannot be relevant enough
+        holders = index.papers_with(stem)
+        for rank, paper in enumerate(holders):
+            if paper in seen:
+                continue
+            if len(best_scores) == limit:
+                reach = (1.0 - trending_weight) * bound + trending_weight * trending[paper]
+                if reach < best_scores[0] - BOUND_SLACK:
+                    # The rest trend no more, so reach no further; they hold this word, so
+                    # the bounds of commoner words' papers would not hold for them.
+                    seen.update(holders[rank:])
+                    break
+            seen.add(paper)
+            if papers[paper].id in excluded:
+                continue
+            relevance = _relevance(queries, paper, index)
+            if relevance < MIN_RELEVANCE:
+                continue
+            score = (1.0 - trending_weight) * relevance + trending_weight * trending[paper]
+            ranked.append((-score, papers[paper].id, paper, relevance))
+            if len(best_scores) < limit:
+                heapq.heappush(best_scores, score)
+            elif score > best_scores[0]:
+                heapq.heapreplace(best_scores, score)
+    # Ids are unique among prepared papers, so ties never compare further.
+    ranked.sort()
+    return ranked[:limit]
 
 
 def relevance_scores(
     papers: Iterable[Paper], interests: Interests, *, stats: CorpusStats
 ) -> dict[str, float]:
     """Relevance in [0, 1] of each paper, by id, with no threshold (for evaluation)."""
+    papers = list(papers)
+    index = _TermIndex(papers, stats)
     clauses = _weigh_clauses(analyse_interests(interests), stats)
-    return {paper.id: _relevance(clauses, analyse_paper(paper), stats) for paper in papers}
-
-
-def _relevance(clauses: Sequence[_WeightedClause], terms: PaperTerms, stats: CorpusStats) -> float:
-    """Noisy or: the chance that at least one interest matches, clause scores as chances."""
-    missed = 1.0
-    for clause in clauses:
-        missed *= 1.0 - clause.weight * _clause_score(clause, terms, stats)
-    return 1.0 - missed
-
-
-def _clause_score(weighted: _WeightedClause, terms: PaperTerms, stats: CorpusStats) -> float:
-    """Score in [0, 1]: the idf-weighted share of the clause's words found, then proximity."""
-    clause = weighted.clause
-    found_idf = matched = 0.0
-    for stem, idf in weighted.idfs.items():
-        if stem in terms.stems:
-            found_idf += idf
-            matched += idf * _saturate(_field_weighted_count(terms, stats, stem))
-    word_score = matched / weighted.total_idf
-    if not clause.is_keyword:
-        return word_score
-    # Coordination (as in Lucene's classic scoring): a keyword's common word alone, "models"
-    # of "consistency models", is weak evidence, so scale by the share of its idf found.
-    word_score *= found_idf / weighted.total_idf
-    if len(clause.stems) == 1 or word_score == 0.0:
-        return word_score
-    pairs = list(zip(clause.stems, clause.stems[1:], strict=False))
-    proximity = sum(
-        _saturate(_field_weighted_count(terms, stats, *pair))
-        for pair in pairs
-        if terms.stems.issuperset(pair)
-    )
-    proximity /= len(pairs)
-    return (word_score + PROXIMITY_WEIGHT * proximity) / (1.0 + PROXIMITY_WEIGHT)
-
-
-def _field_weighted_count(terms: PaperTerms, stats: CorpusStats, *phrase: str) -> float:
-    """BM25F pseudo frequency of a stem or phrase: length-normalised, field-weighted counts."""
-    fields = (
-        (terms.title, TITLE_WEIGHT, stats.avg_title_length),
-        (terms.abstract, 1.0, stats.avg_abstract_length),
-    )
-    total = 0.0
-    for field, weight, avg_length in fields:
-        count = field.count(phrase[0]) if len(phrase) == 1 else field.count_phrase(phrase)
-        if count:
-            length_ratio = field.length / avg_length if avg_length > 0 else 1.0
-            total += weight * count / (1.0 - B + B * length_ratio)
-    return total
-
-
-def _saturate(frequency: float) -> float:
-    """BM25 term-frequency saturation, scaled to [0, 1)."""
-    return frequency / (K1 + frequency)
+    queries = _query_index(clauses, index)
+    # A paper holding no query word scores 0 on every clause, so has relevance 0.
+    matching = {
+        paper for clause in clauses for stem in clause.idfs for paper in index.papers_with(stem)
+    }
+    relevances = {paper: _relevance(queries, paper, index) for paper in matching}
+    return {paper.id: relevances.get(number, 0.0) for number, paper in enumerate(papers)}
 
 
 def trending_score(paper: Paper, *, today: date) -> float:
@@ -317,6 +489,44 @@ def _recency(paper: Paper, *, today: date) -> float:
     return float(0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS))
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedCandidates:
+    """Candidate papers analysed against corpus statistics, for ranking many subscribers.
+
+    Built once by prepare_candidates for a batch (or a day) of subscribers who share the same
+    candidates, statistics and issue date; rank each with rank_prepared.
+    """
+
+    # Best trending first, ties by id: the digest of empty interests, and the order in which
+    # ranking visits papers.
+    papers: tuple[Paper, ...]
+    trending: tuple[float, ...]
+    stats: CorpusStats
+    today: date
+    index: _TermIndex
+
+
+def prepare_candidates(
+    candidates: Sequence[Paper], *, stats: CorpusStats, today: date
+) -> PreparedCandidates:
+    """Analyse the candidates once; a paper listed twice counts once, as its first listing."""
+    unique: dict[str, Paper] = {}
+    for paper in candidates:
+        unique.setdefault(paper.id, paper)
+    scored = sorted(
+        ((trending_score(paper, today=today), paper) for paper in unique.values()),
+        key=lambda pair: (-pair[0], pair[1].id),
+    )
+    papers = tuple(paper for _, paper in scored)
+    return PreparedCandidates(
+        papers=papers,
+        trending=tuple(trending for trending, _ in scored),
+        stats=stats,
+        today=today,
+        index=_TermIndex(papers, stats),
+    )
+
+
 def rank_papers(
     candidates: Sequence[Paper],
     interests: Interests,
@@ -329,61 +539,111 @@ def rank_papers(
 ) -> list[ScoredPaper]:
     """The best `limit` papers for these interests, best first, ties broken by paper id.
 
+    One subscriber's ranking; see rank_prepared for what it returns. A batch of subscribers
+    sharing candidates should prepare them once and call rank_prepared for each.
+    """
+    _check_trending_weight(trending_weight)
+    prepared = prepare_candidates(candidates, stats=stats, today=today)
+    return rank_prepared(
+        prepared,
+        interests,
+        trending_weight=trending_weight,
+        limit=limit,
+        exclude_ids=exclude_ids,
+    )
+
+
+def rank_prepared(
+    prepared: PreparedCandidates,
+    interests: Interests,
+    *,
+    trending_weight: float,
+    limit: int,
+    exclude_ids: Collection[str] = frozenset(),
+) -> list[ScoredPaper]:
+    """The best `limit` prepared papers for these interests, best first, ties broken by id.
+
     Score = (1 - trending_weight) * relevance + trending_weight * trending, both in [0, 1].
     With interests set, papers below MIN_RELEVANCE are left out whatever the weight. Empty
     interests (or only stop words) give the trending digest: trending alone, then id.
     """
+    _check_trending_weight(trending_weight)
+    if limit <= 0:
+        return []
+    excluded = exclude_ids if isinstance(exclude_ids, AbstractSet) else frozenset(exclude_ids)
+    papers = prepared.papers
+    clauses = _weigh_clauses(analyse_interests(interests), prepared.stats)
+    if not clauses:
+        best = itertools.islice(
+            (number for number, paper in enumerate(papers) if paper.id not in excluded), limit
+        )
+        return [
+            _to_scored_paper(
+                papers[number],
+                score=prepared.trending[number],
+                relevance=0.0,
+                trending=prepared.trending[number],
+                clause_scores=[],
+                terms=prepared.index.terms[number],
+            )
+            for number in best
+        ]
+    ranked = _best_papers(
+        clauses, prepared, trending_weight=trending_weight, limit=limit, excluded=excluded
+    )
+    # Why-lines only for the papers sent: explaining a match costs more than scoring it.
+    queries = _query_index(clauses, prepared.index)
+    return [
+        _to_scored_paper(
+            papers[number],
+            score=-negated_score,
+            relevance=relevance,
+            trending=prepared.trending[number],
+            clause_scores=[
+                (query, _clause_score(query, number, prepared.index)) for query in queries
+            ],
+            terms=prepared.index.terms[number],
+        )
+        for negated_score, _, number, relevance in ranked
+    ]
+
+
+def _check_trending_weight(trending_weight: float) -> None:
     if not 0.0 <= trending_weight <= 1.0:
         raise ValueError(f"trending_weight must be within [0, 1], got {trending_weight}")
-    clauses = _weigh_clauses(analyse_interests(interests), stats)
-    query_stems = frozenset(stem for clause in clauses for stem in clause.idfs)
-    ranked: list[_Candidate] = []
-    seen_ids = set(exclude_ids)
-    for paper in candidates:
-        if paper.id in seen_ids:
-            continue
-        seen_ids.add(paper.id)
-        trending = trending_score(paper, today=today)
-        if not clauses:
-            ranked.append(_Candidate(paper, score=trending, relevance=0.0, trending=trending))
-            continue
-        terms = analyse_paper(paper)
-        if terms.stems.isdisjoint(query_stems):
-            continue
-        relevance = _relevance(clauses, terms, stats)
-        if relevance >= MIN_RELEVANCE:
-            score = (1.0 - trending_weight) * relevance + trending_weight * trending
-            ranked.append(_Candidate(paper, score=score, relevance=relevance, trending=trending))
-    ranked.sort(key=lambda candidate: (-candidate.score, candidate.paper.id))
-    return [_to_scored_paper(candidate, clauses, stats) for candidate in ranked[: max(0, limit)]]
 
 
 def _to_scored_paper(
-    candidate: _Candidate, clauses: Sequence[_WeightedClause], stats: CorpusStats
+    paper: Paper,
+    *,
+    score: float,
+    relevance: float,
+    trending: float,
+    clause_scores: Sequence[tuple[_ClauseQuery, float]],
+    terms: PaperTerms,
 ) -> ScoredPaper:
-    phrases, words = _matched_labels(clauses, analyse_paper(candidate.paper), stats)
+    phrases, words = _matched_labels(clause_scores, terms)
     return ScoredPaper(
-        paper=candidate.paper,
-        score=candidate.score,
-        relevance=candidate.relevance,
-        trending=candidate.trending,
-        why=explain_match(phrases, words, candidate.paper),
+        paper=paper,
+        score=score,
+        relevance=relevance,
+        trending=trending,
+        why=explain_match(phrases, words, paper),
         matched_terms=(*phrases, *words),
     )
 
 
 def _matched_labels(
-    clauses: Sequence[_WeightedClause], terms: PaperTerms, stats: CorpusStats
+    clause_scores: Sequence[tuple[_ClauseQuery, float]], terms: PaperTerms
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Keywords found intact (as typed), then other matched words (as typed), best first."""
     # The subscriber's own keywords explain a match better than words of their sentence.
-    by_score = sorted(
-        clauses,
-        key=lambda weighted: (
-            not weighted.clause.is_keyword,
-            -_clause_score(weighted, terms, stats),
-        ),
-    )
+    by_score = [
+        query.weighted
+        for query, _ in sorted(
+            clause_scores, key=lambda pair: (not pair[0].weighted.clause.is_keyword, -pair[1])
+        )
+    ]
     intact = [weighted.clause for weighted in by_score if _phrase_found(weighted.clause, terms)]
     covered = {stem for clause in intact for stem in clause.stems}
     # The words of the best-matching interests first, each interest's rarest words first.

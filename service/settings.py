@@ -63,6 +63,21 @@ class Settings(BaseSettings):
         60.0, gt=0, description="First retry delay after a transient failure; doubles each time."
     )
     retry_max_seconds: float = Field(3600.0, gt=0, description="Longest delay between retries.")
+    claim_lease_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="How long a claimed issue is protected while being sent; a sender that "
+        "died is noticed after this.",
+    )
+    requeue_after_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="A planned issue still unclaimed this long after it was enqueued is "
+        "enqueued again (the broker may have lost it).",
+    )
+    sweep_interval_seconds: float = Field(
+        300.0, gt=0, description="How often beat runs the sweep of lost and due issues."
+    )
     give_up_hours: float = Field(
         20.0, gt=0, description="An issue not sent this long after its hour expires unsent."
     )

@@ -321,9 +321,7 @@ class Store:
         not_yet_enqueued_for_retry = DeliveryRow.enqueued_at.is_(None) | (
             DeliveryRow.enqueued_at < DeliveryRow.next_attempt_at
         )
-        lease_ran_out = (DeliveryRow.status == DeliveryStatus.SENDING) & (
-            DeliveryRow.lease_expires_at < now
-        )
+        lease_ran_out = _lease_ran_out(now)
         query = (
             select(DeliveryRow.subscriber_id, DeliveryRow.issue_date)
             .where(
@@ -372,6 +370,21 @@ class Store:
                 ],
                 conflict_columns=("subscriber_id", "issue_date"),
             )
+            session.execute(
+                update(DeliveryRow)
+                .where(
+                    _issue_key(subscriber_id, issue_date),
+                    _lease_ran_out(now),
+                    DeliveryRow.data_started_at.is_not(None),
+                )
+                .values(
+                    status=DeliveryStatus.IN_DOUBT,
+                    last_error="the sender was lost after handing the message to the relay",
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
             this_issue = _issue_key(subscriber_id, issue_date) & _claimable(now)
             session.execute(
                 update(DeliveryRow)
@@ -401,12 +414,24 @@ class Store:
                     lease_expires_at=now + lease,
                     # Until told otherwise, a lost attempt reads as a lost worker.
                     last_error="the worker was lost while sending",
+                    data_started_at=None,
                     updated_at=now,
                 )
                 .returning(DeliveryRow.attempts)
                 .execution_options(synchronize_session=False)
             )
             return attempt
+
+    def mark_data_started(self, subscriber_id: int, issue_date: date, *, now: datetime) -> None:
+        """Committed before the message goes out: from here a lost sender leaves it in doubt."""
+        with self._session() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(_issue_key(subscriber_id, issue_date))
+                .where(DeliveryRow.status == DeliveryStatus.SENDING)
+                .values(data_started_at=now)
+                .execution_options(synchronize_session=False)
+            )
 
     def record_sent(
         self,
@@ -650,15 +675,19 @@ def _insert_ignoring_conflict(
     session.execute(statement, rows)
 
 
+def _lease_ran_out(now: datetime) -> ColumnElement[bool]:
+    """A claim whose sender died: it never recorded an outcome and its lease is over."""
+    return (DeliveryRow.status == DeliveryStatus.SENDING) & (DeliveryRow.lease_expires_at < now)
+
+
 def _claimable(now: datetime) -> ColumnElement[bool]:
-    """Rows a sender may take now: planned, retry whose time has come, or an expired lease."""
+    """Rows a sender may take now: planned, retry whose time has come, or a lost claim that
+    never reached the point of sending the message."""
     retry_due = (DeliveryRow.status == DeliveryStatus.RETRY) & (
         (DeliveryRow.next_attempt_at.is_(None)) | (DeliveryRow.next_attempt_at <= now)
     )
-    lease_ran_out = (DeliveryRow.status == DeliveryStatus.SENDING) & (
-        DeliveryRow.lease_expires_at < now
-    )
-    return or_(DeliveryRow.status == DeliveryStatus.PLANNED, retry_due, lease_ran_out)
+    lost_before_data = _lease_ran_out(now) & DeliveryRow.data_started_at.is_(None)
+    return or_(DeliveryRow.status == DeliveryStatus.PLANNED, retry_due, lost_before_data)
 
 
 def _issue_key(subscriber_id: int, issue_date: date) -> ColumnElement[bool]:

@@ -121,6 +121,9 @@ class DeliveryRow(Base):
     expires_at: Mapped[datetime | None]
     # When the row was last handed to the broker, so the sweep can tell lost messages.
     enqueued_at: Mapped[datetime | None]
+    # Set just before the message goes to the relay: a sender lost after this point may have
+    # delivered it, so its issue is in doubt rather than safe to send again.
+    data_started_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]

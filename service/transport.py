@@ -11,7 +11,7 @@ import os
 import re
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,8 +54,15 @@ class DeliveryError(PaperwireError):
         self.in_doubt = in_doubt
 
 
+# Called once every recipient is accepted, just before the message itself goes out; from
+# then on a lost connection may mean the relay has the message.
+BeforeData = Callable[[], None]
+
+
 class MailTransport(Protocol):
-    async def send(self, message: EmailMessage) -> None: ...
+    async def send(
+        self, message: EmailMessage, *, before_data: BeforeData | None = None
+    ) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -188,15 +195,19 @@ class SmtpTransport:
         # One transaction at a time: MAIL/RCPT/DATA of two messages must not interleave.
         self._lock = asyncio.Lock()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, before_data: BeforeData | None = None) -> None:
         sender, recipients = envelope_of(message)
         async with self._lock:
             try:
-                await self._attempt(message, sender, recipients, retry_allowed=True)
+                await self._attempt(
+                    message, sender, recipients, retry_allowed=True, before_data=before_data
+                )
             except _ServerGone:
                 # Typically an idle connection the server closed (or a 421): nothing of this
                 # message was accepted, so one retry on a fresh connection is safe.
-                await self._attempt(message, sender, recipients, retry_allowed=False)
+                await self._attempt(
+                    message, sender, recipients, retry_allowed=False, before_data=before_data
+                )
             self._sent_on_connection += 1
             if self._max_messages and self._sent_on_connection >= self._max_messages:
                 await self.close()
@@ -212,7 +223,13 @@ class SmtpTransport:
         _hang_up(client, connection)
 
     async def _attempt(
-        self, message: EmailMessage, sender: str, recipients: list[str], *, retry_allowed: bool
+        self,
+        message: EmailMessage,
+        sender: str,
+        recipients: list[str],
+        *,
+        retry_allowed: bool,
+        before_data: BeforeData | None,
     ) -> None:
         client = await self._connected()
         data, options = _payload(client, message, sender, recipients)
@@ -235,6 +252,8 @@ class SmtpTransport:
                 await self._reset(client)
                 raise _refusal(refused)
             stage = "DATA"
+            if before_data is not None:
+                before_data()
             await client.data(data)
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421 or not client.is_connected:
@@ -441,7 +460,9 @@ class OutboxTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, before_data: BeforeData | None = None) -> None:
+        if before_data is not None:
+            before_data()
         await asyncio.to_thread(self._write, message)
 
     async def close(self) -> None:

@@ -4,7 +4,7 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 
 from service.models import DeliveryStatus, Frequency, SubscriptionStatus
-from service.planning import REQUEUE_AFTER, issues_to_sweep, plan_due_issues
+from service.planning import issues_to_sweep, plan_due_issues
 from service.settings import Settings
 from service.store import Store
 from tests.factories import TODAY, add_subscriber
@@ -70,8 +70,11 @@ def test_an_issue_not_sent_within_the_give_up_window_expires(
     assert delivery is not None and delivery.status is DeliveryStatus.EXPIRED
 
 
-def test_the_sweep_finds_lost_messages_dead_workers_and_due_retries(store: Store) -> None:
+def test_the_sweep_finds_lost_messages_dead_workers_and_due_retries(
+    store: Store, settings: Settings
+) -> None:
     now = EIGHT_IN_LONDON
+    requeue_after = timedelta(seconds=settings.requeue_after_seconds)
     never_enqueued, lost, dead_worker, retry, waiting, done = (
         add_subscriber(store, f"{name}@example.org").id
         for name in ("never", "lost", "dead", "retry", "waiting", "done")
@@ -93,12 +96,14 @@ def test_the_sweep_finds_lost_messages_dead_workers_and_due_retries(store: Store
         connection.execute(
             DeliveryRow.__table__.update()  # type: ignore[attr-defined]
             .where(DeliveryRow.subscriber_id == waiting)
-            .values(status=DeliveryStatus.PLANNED, enqueued_at=now + REQUEUE_AFTER)
+            .values(status=DeliveryStatus.PLANNED, enqueued_at=now + requeue_after)
         )
 
-    later = now + REQUEUE_AFTER + timedelta(minutes=1)
-    swept = {subscriber_id for subscriber_id, _ in issues_to_sweep(store, now=later)}
+    later = now + requeue_after + timedelta(minutes=1)
+    swept = {
+        subscriber_id for subscriber_id, _ in issues_to_sweep(store, now=later, settings=settings)
+    }
 
     assert swept == {never_enqueued, lost, dead_worker, retry}
     store.mark_enqueued([(key, TODAY) for key in swept], now=later)
-    assert issues_to_sweep(store, now=later + timedelta(minutes=1)) == []
+    assert issues_to_sweep(store, now=later + timedelta(minutes=1), settings=settings) == []

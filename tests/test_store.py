@@ -207,3 +207,17 @@ def test_removing_a_subscriber_removes_their_history(store: Store) -> None:
         store.find_subscriber(alice.email)
     assert store.list_deliveries() == []
     assert store.sent_paper_ids(alice.id) == set()
+
+
+def test_a_sender_lost_after_handing_over_the_message_leaves_it_in_doubt(store: Store) -> None:
+    before, after = add_subscriber(store, "before@example.org"), add_subscriber(store)
+    for subscriber in (before, after):
+        assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE) == 1
+    store.mark_data_started(after.id, TODAY, now=NOW)
+    # Both senders die; their leases run out.
+    later = NOW + LEASE * 2
+
+    assert store.claim_issue(before.id, TODAY, now=later, lease=LEASE) == 2
+    assert store.claim_issue(after.id, TODAY, now=later, lease=LEASE) is None
+    delivery = store.get_delivery(after.id, TODAY)
+    assert delivery is not None and delivery.status is DeliveryStatus.IN_DOUBT

@@ -28,24 +28,28 @@ def make_celery_app(settings: Settings) -> Celery:
         result_backend_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         timezone="UTC",
-        beat_schedule=BEAT_SCHEDULE,
+        beat_schedule=beat_schedule(settings),
     )
     return app
 
 
-BEAT_SCHEDULE = {
-    # Delivery hours are whole hours in each subscriber's zone; quarter-hour ticks also catch
-    # the zones whose offset is not a whole number of hours (India, Nepal, parts of Australia).
-    "enqueue-due-digests": {
-        "task": "paperwire.enqueue_due_digests",
-        "schedule": crontab(minute="*/15"),
-    },
-    "sweep-deliveries": {"task": "paperwire.sweep_deliveries", "schedule": 300.0},
-    "prune-pending-signups": {
-        "task": "paperwire.prune_pending_signups",
-        "schedule": crontab(hour=3, minute=30),
-    },
-}
+def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
+    return {
+        # Delivery hours are whole hours in each subscriber's zone; quarter-hour ticks also
+        # catch zones whose offset is not a whole number of hours (India, Nepal, …).
+        "enqueue-due-digests": {
+            "task": "paperwire.enqueue_due_digests",
+            "schedule": crontab(minute="*/15"),
+        },
+        "sweep-deliveries": {
+            "task": "paperwire.sweep_deliveries",
+            "schedule": settings.sweep_interval_seconds,
+        },
+        "prune-pending-signups": {
+            "task": "paperwire.prune_pending_signups",
+            "schedule": crontab(hour=3, minute=30),
+        },
+    }
 
 
 app = make_celery_app(get_settings())

@@ -65,7 +65,7 @@ def sweep_deliveries_task() -> int:
     """Enqueue again what a lost message, a dead worker or a retry time left waiting."""
     settings = get_settings()
     with task_store(settings) as store:
-        due = issues_to_sweep(store, now=datetime.now(UTC))
+        due = issues_to_sweep(store, now=datetime.now(UTC), settings=settings)
         return enqueue_batches(store, due, settings=settings)
 
 

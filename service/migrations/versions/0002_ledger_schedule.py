@@ -1,4 +1,5 @@
-"""Ledger for scheduled delivery: retry time, give-up deadline, when a row was last enqueued.
+"""Ledger for scheduled delivery: retry time, give-up deadline, when a row was last enqueued,
+when its message started going out.
 
 Revision ID: 0002
 Revises: 0001
@@ -21,12 +22,14 @@ def upgrade() -> None:
         batch.add_column(sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("data_started_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_deliveries_issue_date", "deliveries", ["issue_date"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_deliveries_issue_date", table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
+        batch.drop_column("data_started_at")
         batch.drop_column("enqueued_at")
         batch.drop_column("expires_at")
         batch.drop_column("next_attempt_at")
