@@ -99,3 +99,22 @@ def add_subscriber(
     **overrides: Any,
 ) -> Subscriber:
     return store.add_subscriber(email, make_preferences(**overrides), status=status, now=now)
+
+
+# Older papers give the corpus statistics a realistic spread: in a store where every paper is
+# about diffusion, "diffusion" would carry no information at all.
+BACKGROUND_PAPERS = [
+    make_paper(id=f"2401.{n:05d}", title=title, abstract=title + ".", upvotes=None)
+    for n, title in enumerate(
+        [
+            "Protein folding with language models",
+            "Speech recognition for low-resource languages",
+            "Robust control of quadruped robots",
+            "Sparse attention for long documents",
+            "Federated learning under label shift",
+            "Graph neural networks for molecules",
+            "Neural radiance fields from a single image",
+            "Retrieval augmented question answering",
+        ]
+    )
+]

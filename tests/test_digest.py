@@ -10,7 +10,7 @@ from service.digest import LOOKBACK, Outcome, RunSummary, preview_digest, retry_
 from service.models import DeliveryStatus, Frequency, Interests
 from service.settings import Settings
 from service.store import Store
-from tests.factories import NOW, TODAY, add_subscriber, make_paper
+from tests.factories import BACKGROUND_PAPERS, NOW, TODAY, add_subscriber, make_paper
 from tests.smtp_sink import DROP, RESET, SmtpCommand, SmtpSink
 
 DIFFUSION_PAPERS = [
@@ -30,28 +30,9 @@ OFF_TOPIC = make_paper(
 )
 
 
-# Older papers give the corpus statistics a realistic spread: in a store where every paper is
-# about diffusion, "diffusion" would carry no information at all.
-BACKGROUND = [
-    make_paper(id=f"2401.{n:05d}", title=title, abstract=title + ".", upvotes=None)
-    for n, title in enumerate(
-        [
-            "Protein folding with language models",
-            "Speech recognition for low-resource languages",
-            "Robust control of quadruped robots",
-            "Sparse attention for long documents",
-            "Federated learning under label shift",
-            "Graph neural networks for molecules",
-            "Neural radiance fields from a single image",
-            "Retrieval augmented question answering",
-        ]
-    )
-]
-
-
 @pytest.fixture(autouse=True)
 def background_papers(store: Store) -> None:
-    store.upsert_papers(BACKGROUND, now=NOW - timedelta(days=60))
+    store.upsert_papers(BACKGROUND_PAPERS, now=NOW - timedelta(days=60))
 
 
 @pytest.fixture

@@ -1,0 +1,162 @@
+"""The scheduled job with real parts: Celery workers in subprocesses, a private Redis broker,
+PostgreSQL, and an SMTP sink on 127.0.0.1. Nothing is sent twice and nothing is lost."""
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from service.models import DeliveryStatus, Interests
+from service.store import Store
+from tests.factories import BACKGROUND_PAPERS, add_subscriber, make_paper
+from tests.services import CeleryWorker, CeleryWorkerFactory, celery_client
+from tests.smtp_sink import SmtpSink
+
+UNRESOLVED = {DeliveryStatus.PLANNED, DeliveryStatus.SENDING, DeliveryStatus.RETRY}
+# Short enough that a dead worker's issues come back within the test; in production minutes.
+FAST_RECOVERY = {
+    "PAPERWIRE_CLAIM_LEASE_SECONDS": "3",
+    "PAPERWIRE_REQUEUE_AFTER_SECONDS": "3",
+    "PAPERWIRE_BATCH_SIZE": "50",
+}
+
+
+@pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[Store]:
+    """The PostgreSQL store the workers share, emptied for each test."""
+    from tests.conftest import _empty_all_tables
+
+    store = Store(postgres_url)
+    _empty_all_tables(store)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def start_worker(
+    celery_worker_factory: CeleryWorkerFactory, postgres_url: str, smtp_sink: SmtpSink
+) -> Callable[..., CeleryWorker]:
+    def start(concurrency: int = 2) -> CeleryWorker:
+        env = {
+            "PAPERWIRE_DATABASE_URL": postgres_url,
+            "PAPERWIRE_MAIL_URL": smtp_sink.url,
+            "PAPERWIRE_SECRET_KEY": "worker-test-secret",
+            "PAPERWIRE_MAIL_FROM_ADDRESS": "digest@paperwire.test",
+            **FAST_RECOVERY,
+        }
+        return celery_worker_factory(env=env, concurrency=concurrency)
+
+    return start
+
+
+def due_now(store: Store, count: int) -> date:
+    """`count` subscribers whose issue is due this hour, and papers they all want."""
+    now = datetime.now(UTC)
+    store.upsert_papers(BACKGROUND_PAPERS, now=now - timedelta(days=60))
+    store.upsert_papers(
+        [make_paper(id=f"2511.{n:05d}", title=f"Diffusion models, part {n}") for n in range(1, 4)],
+        now=now - timedelta(hours=1),
+    )
+    for number in range(count):
+        add_subscriber(
+            store,
+            f"reader{number}@example.org",
+            now=now,
+            time_zone="UTC",
+            delivery_hour=now.hour,
+            interests=Interests(keywords=("diffusion models",)),
+        )
+    return now.date()
+
+
+def statuses(store: Store, issue_date: date) -> Counter[DeliveryStatus]:
+    return Counter(d.status for d in store.list_deliveries(issue_date=issue_date))
+
+
+def sweep_until_resolved(
+    store: Store, redis_url: str, issue_date: date, *, expected: int, timeout: float
+) -> None:
+    """Run the sweep as beat would, only more often, until every issue has an outcome."""
+    deadline = time.monotonic() + timeout
+    with celery_client(redis_url) as client:
+        while time.monotonic() < deadline:
+            counts = statuses(store, issue_date)
+            if sum(counts.values()) == expected and not UNRESOLVED & set(counts):
+                return
+            client.send_task("paperwire.sweep_deliveries")
+            time.sleep(1.0)
+    pytest.fail(f"issues still unresolved after {timeout:.0f} s: {statuses(store, issue_date)}")
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def assert_one_message_each(store: Store, smtp_sink: SmtpSink, issue_date: date) -> None:
+    received = Counter(rcpt for message in smtp_sink.messages for rcpt in message.rcpt_tos)
+    emails = {s.id: s.email for s in store.list_subscribers()}
+    in_doubt = 0
+    for delivery in store.list_deliveries(issue_date=issue_date):
+        email = emails[delivery.subscriber_id]
+        if delivery.status is DeliveryStatus.IN_DOUBT:
+            in_doubt += 1
+            assert received[email] <= 1, email
+        else:
+            assert delivery.status is DeliveryStatus.SENT, (email, delivery)
+            assert received[email] == 1, email
+    duplicates = sum(count - 1 for count in received.values() if count > 1)
+    assert duplicates <= in_doubt
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_sends_nothing_twice(
+    pg_store: Store,
+    redis_url: str,
+    smtp_sink: SmtpSink,
+    start_worker: Callable[..., CeleryWorker],
+) -> None:
+    subscribers = 2000
+    issue_date = due_now(pg_store, subscribers)
+    first = start_worker()
+    with celery_client(redis_url) as client:
+        client.send_task("paperwire.enqueue_due_digests")
+    wait_for(lambda: len(smtp_sink.messages) >= 300, timeout=120, what="300 messages")
+
+    first.kill()  # SIGKILL, pool children included: no shutdown, no acks
+    killed_at = len(smtp_sink.messages)
+    assert killed_at < subscribers
+    start_worker()
+    sweep_until_resolved(pg_store, redis_url, issue_date, expected=subscribers, timeout=300)
+
+    assert_one_message_each(pg_store, smtp_sink, issue_date)
+    counts = statuses(pg_store, issue_date)
+    assert counts[DeliveryStatus.SENT] + counts[DeliveryStatus.IN_DOUBT] == subscribers
+    print(f"killed after {killed_at} messages; ledger {dict(counts)}")
+
+
+def test_planning_fired_twice_at_once_sends_one_issue_each(
+    pg_store: Store,
+    redis_url: str,
+    smtp_sink: SmtpSink,
+    start_worker: Callable[..., CeleryWorker],
+) -> None:
+    subscribers = 300
+    issue_date = due_now(pg_store, subscribers)
+    start_worker(concurrency=2)
+    with celery_client(redis_url) as client:
+        # Two planners at the same moment (two beats), then a later tick of the one beat.
+        client.send_task("paperwire.enqueue_due_digests")
+        client.send_task("paperwire.enqueue_due_digests")
+        wait_for(lambda: len(smtp_sink.messages) >= subscribers, timeout=120, what="every message")
+        client.send_task("paperwire.enqueue_due_digests")
+    sweep_until_resolved(pg_store, redis_url, issue_date, expected=subscribers, timeout=60)
+
+    assert len(pg_store.list_deliveries(issue_date=issue_date)) == subscribers
+    assert len(smtp_sink.messages) == subscribers
+    assert_one_message_each(pg_store, smtp_sink, issue_date)
