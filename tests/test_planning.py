@@ -2,6 +2,7 @@
 
 import threading
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from service.models import DeliveryStatus, Frequency, SubscriptionStatus
 from service.planning import issues_to_sweep, plan_due_issues
@@ -107,3 +108,48 @@ def test_the_sweep_finds_lost_messages_dead_workers_and_due_retries(
     assert swept == {never_enqueued, lost, dead_worker, retry}
     store.mark_enqueued([(key, TODAY) for key in swept], now=later)
     assert issues_to_sweep(store, now=later + timedelta(minutes=1), settings=settings) == []
+
+
+def test_planning_every_quarter_hour_across_dst_gives_one_issue_per_local_day(
+    sqlite_store: Store, settings: Settings
+) -> None:
+    store = sqlite_store  # the SQL is the same on PostgreSQL; 960 ticks are enough once
+    zones = ("Europe/London", "America/Los_Angeles", "Asia/Tokyo")
+    daily = {
+        zone: add_subscriber(
+            store, f"{zone.split('/')[1]}@example.org", time_zone=zone, delivery_hour=7
+        )
+        for zone in zones
+    }
+    weekly = add_subscriber(
+        store,
+        "weekly@example.org",
+        time_zone="America/Los_Angeles",
+        delivery_hour=9,
+        frequency=Frequency.WEEKLY,
+        weekday=6,  # Sundays, including 1 November 2026 when Los Angeles leaves DST
+    )
+    # 24 October to 3 November 2026: London leaves summer time on the 25th (01:00 UTC),
+    # Los Angeles on 1 November, Tokyo never.
+    start = datetime(2026, 10, 24, tzinfo=UTC)
+    first_planned: dict[tuple[int, date], datetime] = {}
+    for tick in range(10 * 24 * 4):
+        now = start + timedelta(minutes=15 * tick)
+        for key in plan_due_issues(store, now=now, settings=settings):
+            assert key not in first_planned, f"{key} planned twice"
+            first_planned[key] = now
+    # Issues due before the first tick are planned late, at that tick: leave them out.
+    first_planned = {k: v for k, v in first_planned.items() if v > start}
+
+    for zone, subscriber in daily.items():
+        dates = sorted(day for sid, day in first_planned if sid == subscriber.id)
+        assert dates == sorted(set(dates))
+        assert len(dates) >= 9, zone
+        for day in dates:
+            local = first_planned[(subscriber.id, day)].astimezone(ZoneInfo(zone))
+            assert (local.date(), local.hour, local.minute) == (day, 7, 0), (zone, day, local)
+    sundays = sorted(day for sid, day in first_planned if sid == weekly.id)
+    assert sundays == [date(2026, 10, 25), date(2026, 11, 1)]
+    for day in sundays:
+        local = first_planned[(weekly.id, day)].astimezone(ZoneInfo("America/Los_Angeles"))
+        assert (local.hour, local.minute) == (9, 0)
