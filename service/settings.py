@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         60.0, gt=0, description="First retry delay after a transient failure; doubles each time."
     )
     retry_max_seconds: float = Field(3600.0, gt=0, description="Longest delay between retries.")
+    task_time_limit_seconds: float = Field(
+        1800.0, gt=0, description="Longest a delivery task may run before its worker kills it."
+    )
     claim_lease_seconds: float = Field(
         600.0,
         gt=0,

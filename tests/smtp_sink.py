@@ -44,6 +44,9 @@ DROP = "drop"
 # that its message was not taken. DROP at DATA, an orderly close after the final dot with no
 # reply, leaves the client in doubt instead.
 RESET = "reset"
+# Never answer (for HANG_SECONDS): a relay that stalls, to make a sender hit its time limit.
+HANG = "hang"
+HANG_SECONDS = 60.0
 FAULT_VERBS = ("MAIL", "RCPT", "DATA")
 
 
@@ -194,7 +197,11 @@ class _Handler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> Any:
-        return self._answer(server, "RCPT", address)
+        reply = self._answer(server, "RCPT", address)
+        if reply == HANG:
+            await asyncio.sleep(HANG_SECONDS)
+            server.transport.abort()
+        return reply
 
     async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> Any:
         with self._sink._lock:

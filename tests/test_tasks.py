@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import get_settings
+from service.settings import Settings, get_settings
 from service.store import Store
 from tests.factories import NOW, TODAY, add_subscriber, make_paper
-from workers.celery_app import VISIBILITY_TIMEOUT_SECONDS, app
+from workers.celery_app import app, make_celery_app, visibility_timeout
 from workers.tasks import run_digest_day_task
 
 
@@ -39,7 +39,10 @@ def test_the_day_task_delivers_once_however_often_it_runs(env_store: Store, tmp_
 
 
 def test_redis_redelivers_only_after_the_longest_task_could_have_finished() -> None:
-    assert app.conf.task_time_limit < VISIBILITY_TIMEOUT_SECONDS
-    assert app.conf.broker_transport_options["visibility_timeout"] == VISIBILITY_TIMEOUT_SECONDS
+    configured = make_celery_app(Settings(task_time_limit_seconds=120))
+    timeout = visibility_timeout(Settings(task_time_limit_seconds=120))
+    assert configured.conf.task_soft_time_limit < configured.conf.task_time_limit < timeout
+    assert configured.conf.broker_transport_options["visibility_timeout"] == timeout
+    assert configured.conf.result_backend_transport_options["visibility_timeout"] == timeout
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
     assert "paperwire.run_digest_day" in app.tasks

@@ -12,7 +12,7 @@ from service.models import DeliveryStatus, Interests
 from service.store import Store
 from tests.factories import BACKGROUND_PAPERS, add_subscriber, make_paper
 from tests.services import CeleryWorker, CeleryWorkerFactory, celery_client
-from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import HANG, SmtpCommand, SmtpSink
 
 UNRESOLVED = {DeliveryStatus.PLANNED, DeliveryStatus.SENDING, DeliveryStatus.RETRY}
 # Short enough that a dead worker's issues come back within the test; in production minutes.
@@ -38,13 +38,14 @@ def pg_store(postgres_url: str) -> Iterator[Store]:
 def start_worker(
     celery_worker_factory: CeleryWorkerFactory, postgres_url: str, smtp_sink: SmtpSink
 ) -> Callable[..., CeleryWorker]:
-    def start(concurrency: int = 2) -> CeleryWorker:
+    def start(concurrency: int = 2, **overrides: str) -> CeleryWorker:
         env = {
             "PAPERWIRE_DATABASE_URL": postgres_url,
             "PAPERWIRE_MAIL_URL": smtp_sink.url,
             "PAPERWIRE_SECRET_KEY": "worker-test-secret",
             "PAPERWIRE_MAIL_FROM_ADDRESS": "digest@paperwire.test",
             **FAST_RECOVERY,
+            **overrides,
         }
         return celery_worker_factory(env=env, concurrency=concurrency)
 
@@ -160,3 +161,88 @@ def test_planning_fired_twice_at_once_sends_one_issue_each(
     assert len(pg_store.list_deliveries(issue_date=issue_date)) == subscribers
     assert len(smtp_sink.messages) == subscribers
     assert_one_message_each(pg_store, smtp_sink, issue_date)
+
+
+def test_refusals_retry_transient_and_fail_permanent_issues_through_the_workers(
+    pg_store: Store,
+    redis_url: str,
+    smtp_sink: SmtpSink,
+    start_worker: Callable[..., CeleryWorker],
+) -> None:
+    subscribers = 200
+    issue_date = due_now(pg_store, subscribers)
+    # Chosen by address, so a retried RCPT meets the same relay mood: 30 % are told 451 twice,
+    # 5 % always 550 (no such user), 5 % 552 once (mailbox full: transient by RFC 5321 practice).
+    busy = {f"reader{n}@example.org" for n in range(0, subscribers, 10) for n in (n, n + 1, n + 2)}
+    unknown = {f"reader{n}@example.org" for n in range(3, subscribers, 20)}
+    full = {f"reader{n}@example.org" for n in range(13, subscribers, 20)}
+    refusals: Counter[str] = Counter()
+
+    def relay(command: SmtpCommand) -> str | None:
+        if command.verb != "RCPT":
+            return None
+        address = command.argument.strip("<>")
+        refusals[address] += 1
+        if address in unknown:
+            return "550 5.1.1 no such user"
+        if address in busy and refusals[address] <= 2:
+            return "451 4.3.0 mailbox busy, try later"
+        if address in full and refusals[address] == 1:
+            return "552 5.2.2 mailbox full"
+        return None
+
+    smtp_sink.fault = relay
+    start_worker(concurrency=2, PAPERWIRE_RETRY_BASE_SECONDS="0.5", PAPERWIRE_RETRY_MAX_SECONDS="1")
+    with celery_client(redis_url) as client:
+        client.send_task("paperwire.enqueue_due_digests")
+    sweep_until_resolved(pg_store, redis_url, issue_date, expected=subscribers, timeout=180)
+
+    emails = {s.id: s.email for s in pg_store.list_subscribers()}
+    received = Counter(rcpt for message in smtp_sink.messages for rcpt in message.rcpt_tos)
+    for delivery in pg_store.list_deliveries(issue_date=issue_date):
+        email = emails[delivery.subscriber_id]
+        if email in unknown:
+            assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, 1)
+            assert refusals[email] == 1  # a permanent refusal is never tried again
+            assert received[email] == 0
+        else:
+            assert delivery.status is DeliveryStatus.SENT, (email, delivery)
+            assert received[email] == 1
+            expected_attempts = 3 if email in busy else 2 if email in full else 1
+            assert delivery.attempts == expected_attempts, email
+    assert len(unknown) == 10 and len(busy) == 60
+    _, hard_bounces = pg_store.subscriber_counts()
+    assert hard_bounces == 10  # one per unknown mailbox, counted on the subscriber
+
+
+def test_an_issue_that_kills_its_worker_every_time_fails_after_the_attempt_cap(
+    pg_store: Store,
+    redis_url: str,
+    smtp_sink: SmtpSink,
+    start_worker: Callable[..., CeleryWorker],
+) -> None:
+    subscribers = 60
+    issue_date = due_now(pg_store, subscribers)
+    victim = "reader7@example.org"
+    # The relay never answers this one: the task hits its hard time limit and the pool kills
+    # the worker process, every time the issue is tried.
+    smtp_sink.fault = lambda c: HANG if c.verb == "RCPT" and victim in c.argument else None
+    start_worker(
+        concurrency=2,
+        PAPERWIRE_TASK_TIME_LIMIT_SECONDS="3",
+        PAPERWIRE_MAX_ATTEMPTS="3",
+        PAPERWIRE_CLAIM_LEASE_SECONDS="4",
+    )
+    with celery_client(redis_url) as client:
+        client.send_task("paperwire.enqueue_due_digests")
+    sweep_until_resolved(pg_store, redis_url, issue_date, expected=subscribers, timeout=180)
+
+    emails = {s.id: s.email for s in pg_store.list_subscribers()}
+    for delivery in pg_store.list_deliveries(issue_date=issue_date):
+        if emails[delivery.subscriber_id] == victim:
+            assert delivery.status is DeliveryStatus.FAILED
+            assert delivery.attempts == 3
+            assert (delivery.last_error or "").startswith("gave up after 3 attempts")
+        else:
+            assert delivery.status is DeliveryStatus.SENT
+    assert len(smtp_sink.messages) == subscribers - 1

@@ -5,15 +5,13 @@ from celery.schedules import crontab
 
 from service.settings import Settings, get_settings
 
-# Longest a digest task may run before the worker kills it; the Redis visibility timeout must
-# stay above it, or Redis hands a still-running task to a second worker.
-TASK_HARD_TIME_LIMIT_SECONDS = 30 * 60
-VISIBILITY_TIMEOUT_SECONDS = 2 * TASK_HARD_TIME_LIMIT_SECONDS
-
 
 def make_celery_app(settings: Settings) -> Celery:
     app = Celery("paperwire", broker=settings.redis_url, include=["workers.tasks"])
-    transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+    hard_limit = settings.task_time_limit_seconds
+    # Redis hands an unacknowledged task to another worker after the visibility timeout: it
+    # must stay above the longest a task can run, or a slow task runs twice at once.
+    transport_options = {"visibility_timeout": visibility_timeout(settings)}
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -22,8 +20,9 @@ def make_celery_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_soft_time_limit=TASK_HARD_TIME_LIMIT_SECONDS - 60,
-        task_time_limit=TASK_HARD_TIME_LIMIT_SECONDS,
+        # The soft limit raises inside the task so it can stop cleanly; the hard one kills it.
+        task_soft_time_limit=hard_limit * 0.9,
+        task_time_limit=hard_limit,
         broker_transport_options=transport_options,
         result_backend_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
@@ -31,6 +30,10 @@ def make_celery_app(settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     return app
+
+
+def visibility_timeout(settings: Settings) -> int:
+    return int(2 * settings.task_time_limit_seconds)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
