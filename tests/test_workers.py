@@ -11,7 +11,7 @@ import pytest
 from service.models import DeliveryStatus, Interests
 from service.store import Store
 from tests.factories import BACKGROUND_PAPERS, add_subscriber, make_paper
-from tests.services import CeleryWorker, CeleryWorkerFactory, celery_client
+from tests.services import CeleryWorker, CeleryWorkerFactory, RedisServer, celery_client
 from tests.smtp_sink import HANG, SmtpCommand, SmtpSink
 
 UNRESOLVED = {DeliveryStatus.PLANNED, DeliveryStatus.SENDING, DeliveryStatus.RETRY}
@@ -246,3 +246,30 @@ def test_an_issue_that_kills_its_worker_every_time_fails_after_the_attempt_cap(
         else:
             assert delivery.status is DeliveryStatus.SENT
     assert len(smtp_sink.messages) == subscribers - 1
+
+
+def test_redis_killed_and_restarted_mid_run_loses_no_issue(
+    pg_store: Store,
+    redis_server: RedisServer,
+    redis_url: str,
+    smtp_sink: SmtpSink,
+    start_worker: Callable[..., CeleryWorker],
+) -> None:
+    subscribers = 600
+    issue_date = due_now(pg_store, subscribers)
+    worker = start_worker(concurrency=2)
+    with celery_client(redis_url) as client:
+        client.send_task("paperwire.enqueue_due_digests")
+    wait_for(lambda: len(smtp_sink.messages) >= 100, timeout=120, what="100 messages")
+
+    redis_server.kill()  # SIGKILL; it keeps nothing on disk, so every queued batch is gone
+    time.sleep(1.0)
+    redis_server.restart()
+    assert worker.is_running
+    sweep_until_resolved(pg_store, redis_url, issue_date, expected=subscribers, timeout=240)
+
+    assert_one_message_each(pg_store, smtp_sink, issue_date)
+    # The same worker process reconnected by itself and took the sweep's batches.
+    log = worker.log_text()
+    assert worker.is_running and "Connection to broker lost" in log
+    assert log.count("Connected to redis://") >= 2
