@@ -2,7 +2,8 @@
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
@@ -11,6 +12,7 @@ from enum import StrEnum
 from service.emails import render_digest
 from service.models import Digest, Paper, Subscriber, SubscriptionStatus
 from service.ranking import CorpusStats, build_corpus_stats, rank_papers
+from service.ratelimit import SendRateLimiter
 from service.settings import Settings
 from service.store import Store
 from service.transport import DeliveryError, MailTransport, open_transport
@@ -125,6 +127,7 @@ async def deliver_digest(
     issue_date: date,
     settings: Settings,
     now: Callable[[], datetime],
+    limiter: SendRateLimiter | None = None,
 ) -> tuple[Outcome, str | None]:
     """Send one issue at most once; the ledger, not the caller, decides whether to send."""
     attempt = store.claim_issue(
@@ -150,6 +153,8 @@ async def deliver_digest(
     def before_data() -> None:
         store.mark_data_started(subscriber.id, issue_date, now=now())
 
+    if limiter is not None:
+        await limiter.acquire()
     try:
         await transport.send(message, before_data=before_data)
     except DeliveryError as exc:
@@ -210,7 +215,7 @@ async def run_day(
                 on_progress(done, len(subscribers))
         return summary
     # One transport for the whole run: an SMTP connection serves many messages.
-    async with open_transport(settings) as transport:
+    async with open_transport(settings) as transport, rate_limiter(settings) as limiter:
         for done, subscriber in enumerate(subscribers, start=1):
             outcome, error = await deliver_digest(
                 store,
@@ -220,6 +225,7 @@ async def run_day(
                 issue_date=issue_date,
                 settings=settings,
                 now=now,
+                limiter=limiter,
             )
             summary.outcomes[outcome] += 1
             if error is not None:
@@ -240,7 +246,7 @@ async def deliver_batch(
     outcomes: Counter[Outcome] = Counter()
     subscribers = store.get_subscribers([subscriber_id for subscriber_id, _ in keys])
     days: dict[date, DayPapers] = {}
-    async with open_transport(settings) as transport:
+    async with open_transport(settings) as transport, rate_limiter(settings) as limiter:
         for subscriber_id, issue_date in keys:
             subscriber = subscribers.get(subscriber_id)
             if subscriber is None:
@@ -262,9 +268,27 @@ async def deliver_batch(
                 issue_date=issue_date,
                 settings=settings,
                 now=now,
+                limiter=limiter,
             )
             outcomes[outcome] += 1
     return outcomes
+
+
+@asynccontextmanager
+async def rate_limiter(settings: Settings) -> AsyncIterator[SendRateLimiter | None]:
+    """The shared send-rate limit when one is configured; none otherwise (no Redis needed)."""
+    if settings.mail_rate_per_second <= 0:
+        yield None
+        return
+    limiter = SendRateLimiter(
+        settings.redis_url,
+        rate_per_second=settings.mail_rate_per_second,
+        burst=settings.mail_rate_burst,
+    )
+    try:
+        yield limiter
+    finally:
+        await limiter.close()
 
 
 def _digest_for(

@@ -36,6 +36,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Messages sent on one SMTP connection before reconnecting (0: no cap).",
     )
+    mail_rate_per_second: float = Field(
+        0.0,
+        ge=0,
+        description="Most messages per second across all workers (a token bucket in Redis); "
+        "0: no limit.",
+    )
+    mail_rate_burst: int = Field(
+        10, ge=1, description="Messages that may go out at once before the rate applies."
+    )
     mail_from_name: str = Field("Paperwire", description="Display name on outgoing mail.")
     mail_from_address: str = Field(
         "digest@paperwire.localhost", description="Sender address of outgoing mail."
