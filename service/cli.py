@@ -2,8 +2,10 @@
 
 import asyncio
 import json
+import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +31,7 @@ from service.models import (
     SubscriptionStatus,
 )
 from service.papers import read_papers_file
+from service.planning import plan_day
 from service.ranking import build_corpus_stats, rank_papers
 from service.settings import Settings, get_settings
 from service.store import Store
@@ -307,13 +310,74 @@ def digest_preview(
 def digest_run(
     issue_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; today.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Rank and render only; send nothing.")] = False,
+    via_celery: Annotated[
+        bool, typer.Option(help="Enqueue to the workers and follow their progress.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="With --via-celery: stop following after seconds.")
+    ] = 3600,
 ) -> None:
     """Send the day's issue to every confirmed subscriber due that day."""
     settings = get_settings()
+    day = _parse_date(issue_date)
     with _open_store(settings) as store:
-        summary = _run_day(store, settings, _parse_date(issue_date), dry_run=dry_run)
+        if via_celery:
+            unresolved = _run_day_via_celery(store, settings, day, timeout=timeout)
+            if unresolved:
+                raise typer.Exit(1)
+            return
+        summary = _run_day(store, settings, day, dry_run=dry_run)
     if summary.outcomes[Outcome.FAILED] or summary.outcomes[Outcome.RETRY]:
         raise typer.Exit(1)
+
+
+UNRESOLVED = (DeliveryStatus.PLANNED, DeliveryStatus.SENDING, DeliveryStatus.RETRY)
+
+
+def _run_day_via_celery(store: Store, settings: Settings, day: date, *, timeout: float) -> int:
+    """Plan and enqueue the day, then follow the ledger until every issue has an outcome."""
+    # Imported here: only this command needs Celery, and it costs a second of start-up.
+    from workers.tasks import enqueue_batches
+
+    planned = plan_day(store, day, now=datetime.now(UTC))
+    enqueue_batches(store, planned, settings=settings)
+    out.print(f"{len(planned)} issues of {day} enqueued")
+    deadline = time.monotonic() + timeout
+    with _progress() as progress:
+        task = progress.add_task(f"digest {day} (workers)", total=None)
+        while True:
+            counts = store.delivery_counts(since=day).get(day, {})
+            total = sum(counts.values())
+            unresolved = sum(counts.get(status, 0) for status in UNRESOLVED)
+            progress.update(task, completed=total - unresolved, total=total)
+            if unresolved == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+    table = Table("status", "issues", title=f"digest {day}")
+    for status in DeliveryStatus:
+        if counts.get(status):
+            table.add_row(status.value, str(counts[status]))
+    out.print(table)
+    if unresolved:
+        err.print(f"{unresolved} issues still unresolved; the workers go on with them")
+    return unresolved
+
+
+@app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(context: typer.Context) -> None:
+    """Run a Celery worker (arguments go to `celery worker`)."""
+    _exec_celery("worker", context.args)
+
+
+@app.command("beat", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(context: typer.Context) -> None:
+    """Run the Celery beat scheduler; run exactly one (arguments go to `celery beat`)."""
+    _exec_celery("beat", context.args)
+
+
+def _exec_celery(command: str, args: list[str]) -> NoReturn:
+    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", command, *args]
+    os.execv(sys.executable, argv)
 
 
 @app.command("stats")

@@ -25,6 +25,17 @@ def plan_due_issues(store: Store, *, now: datetime, settings: Settings) -> list[
     return planned
 
 
+def plan_day(store: Store, issue_date: date, *, now: datetime) -> list[IssueKey]:
+    """Plan the issue of `issue_date` for every confirmed subscriber due that day, whatever
+    their hour (an operator's run of a whole day); no give-up deadline."""
+    planned: list[IssueKey] = []
+    for schedule in store.schedules():
+        if schedule.is_issue_day(issue_date):
+            subscriber_ids = store.plan_issues(schedule, issue_date, now=now, expires_at=None)
+            planned.extend((subscriber_id, issue_date) for subscriber_id in subscriber_ids)
+    return planned
+
+
 def issues_to_sweep(store: Store, *, now: datetime, settings: Settings) -> list[IssueKey]:
     """What a lost broker message, a dead worker or a due retry left waiting."""
     requeue_after = timedelta(seconds=settings.requeue_after_seconds)

@@ -256,7 +256,12 @@ class Store:
     # -- the delivery ledger ------------------------------------------------------------------
 
     def plan_issues(
-        self, schedule: Schedule, issue_date: date, *, now: datetime, expires_at: datetime
+        self,
+        schedule: Schedule,
+        issue_date: date,
+        *,
+        now: datetime,
+        expires_at: datetime | None,
     ) -> list[int]:
         """Add a planned ledger row for every confirmed subscriber on `schedule` who has none
         for `issue_date`; return their ids. Rows that exist are left alone, so a second tick or

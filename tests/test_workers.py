@@ -1,10 +1,14 @@
 """The scheduled job with real parts: Celery workers in subprocesses, a private Redis broker,
 PostgreSQL, and an SMTP sink on 127.0.0.1. Nothing is sent twice and nothing is lost."""
 
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -273,3 +277,46 @@ def test_redis_killed_and_restarted_mid_run_loses_no_issue(
     log = worker.log_text()
     assert worker.is_running and "Connection to broker lost" in log
     assert log.count("Connected to redis://") >= 2
+
+
+def test_the_cli_runs_a_day_through_the_workers_and_follows_it(
+    pg_store: Store,
+    postgres_url: str,
+    redis_url: str,
+    smtp_sink: SmtpSink,
+    start_worker: Callable[..., CeleryWorker],
+    tmp_path: Path,
+) -> None:
+    subscribers = 120
+    issue_date = due_now(pg_store, subscribers)
+    start_worker()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PAPERWIRE_")},
+        "PAPERWIRE_DATABASE_URL": postgres_url,
+        "PAPERWIRE_REDIS_URL": redis_url,
+        "PAPERWIRE_MAIL_URL": smtp_sink.url,
+        "COLUMNS": "200",
+    }
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "paperwire"),
+            "digest",
+            "run",
+            "--via-celery",
+            "--date",
+            issue_date.isoformat(),
+            "--timeout",
+            "120",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=180,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert f"{subscribers} issues of {issue_date} enqueued" in result.stdout
+    assert statuses(pg_store, issue_date) == {DeliveryStatus.SENT: subscribers}
+    assert len(smtp_sink.messages) == subscribers
