@@ -23,7 +23,12 @@ from pydantic import SecretStr
 
 from service.digest import build_digest, load_day_papers, run_day
 from service.emails import render_digest
-from service.models import Interests, SubscriptionPreferences, SubscriptionStatus
+from service.models import (
+    Interests,
+    ReadingHistory,
+    SubscriptionPreferences,
+    SubscriptionStatus,
+)
 from service.papers import read_papers_file
 from service.settings import Settings
 from service.store import Store
@@ -121,8 +126,7 @@ def _print_stage_times(store: Store, settings: Settings, *, sample: int) -> None
             subscriber,
             day,
             issue_date=issue_date,
-            last_sent_at=None,
-            sent_paper_ids=set(),
+            history=ReadingHistory(),
             limit=settings.digest_size,
         )
         rank_s += time.perf_counter() - started

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from enum import StrEnum
 
 from service.emails import render_digest
-from service.models import Digest, Paper, Subscriber, SubscriptionStatus
+from service.models import Digest, Paper, ReadingHistory, Subscriber, SubscriptionStatus
 from service.ranking import CorpusStats, build_corpus_stats, rank_papers
 from service.ratelimit import SendRateLimiter
 from service.settings import Settings
@@ -92,19 +92,18 @@ def build_digest(
     day: DayPapers,
     *,
     issue_date: date,
-    last_sent_at: datetime | None,
-    sent_paper_ids: set[str],
+    history: ReadingHistory,
     limit: int,
 ) -> Digest:
     """Rank the subscriber's candidate papers; pure apart from the data passed in."""
     ranked = rank_papers(
-        day.candidates_for(last_sent_at),
+        day.candidates_for(history.last_sent_at),
         subscriber.interests,
         stats=day.stats,
         trending_weight=subscriber.trending_weight,
         limit=limit,
         today=issue_date,
-        exclude_ids=sent_paper_ids,
+        exclude_ids=history.sent_paper_ids,
     )
     return Digest(subscriber=subscriber, issue_date=issue_date, papers=tuple(ranked))
 
@@ -128,6 +127,7 @@ async def deliver_digest(
     settings: Settings,
     now: Callable[[], datetime],
     limiter: SendRateLimiter | None = None,
+    history: ReadingHistory | None = None,
 ) -> tuple[Outcome, str | None]:
     """Send one issue at most once; the ledger, not the caller, decides whether to send."""
     attempt = store.claim_issue(
@@ -139,7 +139,11 @@ async def deliver_digest(
     )
     if attempt is None:
         return Outcome.ALREADY_HANDLED, None
-    digest = _digest_for(store, subscriber, day, issue_date=issue_date, settings=settings)
+    if history is None:
+        history = store.reading_history([subscriber.id], before=issue_date)[subscriber.id]
+    digest = build_digest(
+        subscriber, day, issue_date=issue_date, history=history, limit=settings.digest_size
+    )
     if not digest.papers:
         store.record_skipped(subscriber.id, issue_date, now=now())
         return Outcome.SKIPPED, None
@@ -246,6 +250,7 @@ async def deliver_batch(
     outcomes: Counter[Outcome] = Counter()
     subscribers = store.get_subscribers([subscriber_id for subscriber_id, _ in keys])
     days: dict[date, DayPapers] = {}
+    histories: dict[date, dict[int, ReadingHistory]] = {}
     async with open_transport(settings) as transport, rate_limiter(settings) as limiter:
         for subscriber_id, issue_date in keys:
             subscriber = subscribers.get(subscriber_id)
@@ -260,6 +265,9 @@ async def deliver_batch(
                 continue
             if issue_date not in days:
                 days[issue_date] = load_day_papers(store, issue_date)
+                # One query for the batch, not one per subscriber.
+                same_day = [sid for sid, day in keys if day == issue_date]
+                histories[issue_date] = store.reading_history(same_day, before=issue_date)
             outcome, _ = await deliver_digest(
                 store,
                 transport,
@@ -269,6 +277,7 @@ async def deliver_batch(
                 settings=settings,
                 now=now,
                 limiter=limiter,
+                history=histories[issue_date].get(subscriber_id),
             )
             outcomes[outcome] += 1
     return outcomes
@@ -294,11 +303,7 @@ async def rate_limiter(settings: Settings) -> AsyncIterator[SendRateLimiter | No
 def _digest_for(
     store: Store, subscriber: Subscriber, day: DayPapers, *, issue_date: date, settings: Settings
 ) -> Digest:
+    history = store.reading_history([subscriber.id], before=issue_date)[subscriber.id]
     return build_digest(
-        subscriber,
-        day,
-        issue_date=issue_date,
-        last_sent_at=store.last_sent_at(subscriber.id, before=issue_date),
-        sent_paper_ids=store.sent_paper_ids(subscriber.id),
-        limit=settings.digest_size,
+        subscriber, day, issue_date=issue_date, history=history, limit=settings.digest_size
     )

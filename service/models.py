@@ -141,6 +141,15 @@ class Digest(BaseModel):
     papers: tuple[ScoredPaper, ...]
 
 
+class ReadingHistory(BaseModel):
+    """What a subscriber already has: when their last issue went out and every paper sent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    last_sent_at: datetime | None = None
+    sent_paper_ids: frozenset[str] = frozenset()
+
+
 class Delivery(BaseModel):
     """A row of the delivery ledger."""
 

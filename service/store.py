@@ -35,6 +35,7 @@ from service.models import (
     Frequency,
     Interests,
     Paper,
+    ReadingHistory,
     Subscriber,
     SubscriptionPreferences,
     SubscriptionStatus,
@@ -636,25 +637,41 @@ class Store:
         with self._session() as session:
             return sorted((row.subscriber_id, row.issue_date) for row in session.execute(query))
 
-    def sent_paper_ids(self, subscriber_id: int) -> set[str]:
-        query = select(SentPaperRow.paper_id).where(SentPaperRow.subscriber_id == subscriber_id)
-        with self._session() as session:
-            return set(session.scalars(query))
-
-    def last_sent_at(self, subscriber_id: int, *, before: date) -> datetime | None:
-        """When the subscriber's latest issue dated before `before` was sent."""
-        query = (
-            select(DeliveryRow.sent_at)
+    def reading_history(
+        self, subscriber_ids: Sequence[int], *, before: date
+    ) -> dict[int, ReadingHistory]:
+        """Each subscriber's papers sent so far and when their latest issue dated before
+        `before` went out; two queries for a whole batch."""
+        ids = list(subscriber_ids)
+        sent: dict[int, set[str]] = {subscriber_id: set() for subscriber_id in ids}
+        last_sent: dict[int, datetime] = {}
+        papers_query = select(SentPaperRow.subscriber_id, SentPaperRow.paper_id).where(
+            SentPaperRow.subscriber_id.in_(ids)
+        )
+        # The latest send, not the send of the latest issue date: a day re-run by hand later
+        # still delivered those papers at that time.
+        last_query = (
+            select(DeliveryRow.subscriber_id, func.max(DeliveryRow.sent_at))
             .where(
-                DeliveryRow.subscriber_id == subscriber_id,
+                DeliveryRow.subscriber_id.in_(ids),
                 DeliveryRow.status == DeliveryStatus.SENT,
                 DeliveryRow.issue_date < before,
             )
-            .order_by(DeliveryRow.issue_date.desc())
-            .limit(1)
+            .group_by(DeliveryRow.subscriber_id)
         )
         with self._session() as session:
-            return session.scalar(query)
+            for subscriber_id, paper_id in session.execute(papers_query):
+                sent[subscriber_id].add(paper_id)
+            for subscriber_id, sent_at in session.execute(last_query):
+                if sent_at is not None:
+                    last_sent[subscriber_id] = sent_at
+        return {
+            subscriber_id: ReadingHistory(
+                last_sent_at=last_sent.get(subscriber_id),
+                sent_paper_ids=frozenset(sent[subscriber_id]),
+            )
+            for subscriber_id in ids
+        }
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

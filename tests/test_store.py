@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import inspect
 
 from service.errors import AlreadySubscribed, UnknownSubscriber
-from service.models import DeliveryStatus, Frequency, SubscriptionStatus
+from service.models import DeliveryStatus, Frequency, ReadingHistory, SubscriptionStatus
 from service.store import Store
 from tests.factories import NOW, TODAY, add_subscriber, make_paper
 
@@ -183,7 +183,7 @@ def test_outcomes_are_recorded_only_by_the_claim_holder(store: Store) -> None:
     subscriber = add_subscriber(store)
     store.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
     assert store.get_delivery(subscriber.id, TODAY) is None
-    assert store.sent_paper_ids(subscriber.id) == set()
+    assert store.reading_history([subscriber.id], before=TODAY)[subscriber.id] == ReadingHistory()
 
 
 def test_sent_papers_are_remembered_per_subscriber(store: Store) -> None:
@@ -191,11 +191,15 @@ def test_sent_papers_are_remembered_per_subscriber(store: Store) -> None:
     bob = add_subscriber(store, "bob@example.org")
     store.claim_issue(alice.id, TODAY, now=NOW, lease=LEASE)
     store.record_sent(alice.id, TODAY, message_id="<m@x>", paper_ids=["p1", "p2"], now=NOW)
-    assert store.sent_paper_ids(alice.id) == {"p1", "p2"}
-    assert store.sent_paper_ids(bob.id) == set()
     tomorrow = TODAY + timedelta(days=1)
-    assert store.last_sent_at(alice.id, before=tomorrow) == NOW
-    assert store.last_sent_at(alice.id, before=TODAY) is None
+    history = store.reading_history([alice.id, bob.id], before=tomorrow)
+    assert history[alice.id] == ReadingHistory(
+        last_sent_at=NOW, sent_paper_ids=frozenset({"p1", "p2"})
+    )
+    assert history[bob.id] == ReadingHistory()
+    # Issues dated on or after `before` are not "the last issue" yet; their papers still count.
+    same_day = store.reading_history([alice.id], before=TODAY)[alice.id]
+    assert same_day.last_sent_at is None and same_day.sent_paper_ids == {"p1", "p2"}
 
 
 def test_removing_a_subscriber_removes_their_history(store: Store) -> None:
@@ -206,7 +210,7 @@ def test_removing_a_subscriber_removes_their_history(store: Store) -> None:
     with pytest.raises(UnknownSubscriber):
         store.find_subscriber(alice.email)
     assert store.list_deliveries() == []
-    assert store.sent_paper_ids(alice.id) == set()
+    assert store.reading_history([alice.id], before=TODAY)[alice.id] == ReadingHistory()
 
 
 def test_a_sender_lost_after_handing_over_the_message_leaves_it_in_doubt(store: Store) -> None:
