@@ -445,8 +445,7 @@ def deliveries_retry(
         reopened = store.reopen_issues(issue_date=day, statuses=statuses, now=datetime.now(UTC))
         out.print(f"{len(reopened)} issues of {day} reopened")
         if now_ and reopened:
-            outcomes = asyncio.run(deliver_batch(store, reopened, settings=settings))
-            summary = RunSummary(issue_date=day, outcomes=outcomes)
+            summary = asyncio.run(deliver_batch(store, reopened, settings=settings))
             _print_summary(summary)
         elif reopened:
             out.print("the workers' next sweep sends them (within 5 minutes)")

@@ -207,35 +207,23 @@ async def run_day(
 ) -> RunSummary:
     """Deliver the issue of `issue_date` to every confirmed subscriber due that day."""
     subscribers = store.due_subscribers(issue_date)
+    if not dry_run:
+        keys = [(subscriber.id, issue_date) for subscriber in subscribers]
+        return await deliver_batch(store, keys, settings=settings, now=now, on_progress=on_progress)
     day = load_day_papers(store, issue_date)
     summary = RunSummary(issue_date=issue_date)
-    if on_progress is not None:
-        on_progress(0, len(subscribers))
-    if dry_run:
-        for done, subscriber in enumerate(subscribers, start=1):
-            digest = _digest_for(store, subscriber, day, issue_date=issue_date, settings=settings)
-            summary.outcomes[Outcome.WOULD_SEND if digest.papers else Outcome.SKIPPED] += 1
-            if on_progress is not None:
-                on_progress(done, len(subscribers))
-        return summary
-    # One transport for the whole run: an SMTP connection serves many messages.
-    async with open_transport(settings) as transport, rate_limiter(settings) as limiter:
-        for done, subscriber in enumerate(subscribers, start=1):
-            outcome, error = await deliver_digest(
-                store,
-                transport,
-                subscriber,
-                day,
-                issue_date=issue_date,
-                settings=settings,
-                now=now,
-                limiter=limiter,
-            )
-            summary.outcomes[outcome] += 1
-            if error is not None:
-                summary.errors[subscriber.email] = error
-            if on_progress is not None:
-                on_progress(done, len(subscribers))
+    histories = store.reading_history([s.id for s in subscribers], before=issue_date)
+    for done, subscriber in enumerate(subscribers, start=1):
+        digest = build_digest(
+            subscriber,
+            day,
+            issue_date=issue_date,
+            history=histories[subscriber.id],
+            limit=settings.digest_size,
+        )
+        summary.outcomes[Outcome.WOULD_SEND if digest.papers else Outcome.SKIPPED] += 1
+        if on_progress is not None:
+            on_progress(done, len(subscribers))
     return summary
 
 
@@ -245,14 +233,19 @@ async def deliver_batch(
     *,
     settings: Settings,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Counter[Outcome]:
-    """Deliver a batch of planned issues over one mail connection; safe to run twice."""
-    outcomes: Counter[Outcome] = Counter()
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Deliver planned issues over one mail connection; safe to run twice."""
+    summary = RunSummary(issue_date=min((day for _, day in keys), default=now().date()))
     subscribers = store.get_subscribers([subscriber_id for subscriber_id, _ in keys])
     days: dict[date, DayPapers] = {}
     histories: dict[date, dict[int, ReadingHistory]] = {}
+    if on_progress is not None:
+        on_progress(0, len(keys))
     async with open_transport(settings) as transport, rate_limiter(settings) as limiter:
-        for subscriber_id, issue_date in keys:
+        for done, (subscriber_id, issue_date) in enumerate(keys, start=1):
+            if on_progress is not None:
+                on_progress(done - 1, len(keys))
             subscriber = subscribers.get(subscriber_id)
             if subscriber is None:
                 continue  # erased since planning, ledger rows with them
@@ -261,14 +254,14 @@ async def deliver_batch(
                 lease = timedelta(seconds=settings.claim_lease_seconds)
                 if store.claim_issue(subscriber_id, issue_date, now=now(), lease=lease):
                     store.record_skipped(subscriber_id, issue_date, now=now())
-                outcomes[Outcome.SKIPPED] += 1
+                summary.outcomes[Outcome.SKIPPED] += 1
                 continue
             if issue_date not in days:
                 days[issue_date] = load_day_papers(store, issue_date)
-                # One query for the batch, not one per subscriber.
+                # One query for all of the day's subscribers, not one per subscriber.
                 same_day = [sid for sid, day in keys if day == issue_date]
                 histories[issue_date] = store.reading_history(same_day, before=issue_date)
-            outcome, _ = await deliver_digest(
+            outcome, error = await deliver_digest(
                 store,
                 transport,
                 subscriber,
@@ -279,8 +272,12 @@ async def deliver_batch(
                 limiter=limiter,
                 history=histories[issue_date].get(subscriber_id),
             )
-            outcomes[outcome] += 1
-    return outcomes
+            summary.outcomes[outcome] += 1
+            if error is not None:
+                summary.errors[subscriber.email] = error
+    if on_progress is not None:
+        on_progress(len(keys), len(keys))
+    return summary
 
 
 @asynccontextmanager

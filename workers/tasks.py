@@ -56,8 +56,8 @@ def send_digest_batch_task(items: list[list[int | str]]) -> dict[str, int]:
     keys = [(int(subscriber_id), date.fromisoformat(str(day))) for subscriber_id, day in items]
     settings = get_settings()
     with task_store(settings) as store:
-        outcomes = asyncio.run(deliver_batch(store, keys, settings=settings))
-    return {outcome.value: count for outcome, count in outcomes.items()}
+        summary = asyncio.run(deliver_batch(store, keys, settings=settings))
+    return {outcome.value: count for outcome, count in summary.outcomes.items()}
 
 
 @app.task(name="paperwire.sweep_deliveries")  # type: ignore[untyped-decorator]
