@@ -1,4 +1,4 @@
-"""Rank papers for one subscriber: BM25F relevance to their interests, blended with trending.
+"""Rank papers for subscribers: BM25F relevance to their interests, blended with trending.
 
 Each interest keyword is a query clause scored over title and abstract with BM25F (title words
 weigh more), plus proximity: the clause's adjacent word pairs found next to each other, so a
@@ -7,11 +7,16 @@ of words. Clause scores lie in [0, 1] and combine like independent chances ("noi
 long phrase cannot dominate and a paper matching two interests beats one matching a single
 interest equally well. Collection statistics come from `build_corpus_stats` over the whole
 stored corpus, not only the papers being ranked.
+
+Subscribers ranked from the same candidates (a batch of a day's digests) share the work on the
+papers: `prepare_candidates` once, then `rank_prepared` per subscriber, which scores only the
+papers that can make the subscriber's list. `rank_papers` does both for a single subscriber.
 """
 
 import heapq
 import itertools
 import math
+import operator
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -65,6 +70,15 @@ MAX_WORDS_SHOWN = 3
 # A batch of subscribers ranks the same candidates, so each paper is tokenised and stemmed
 # once, not once per subscriber. Sized for a week of new papers with room to spare.
 PAPER_CACHE_SIZE = 8192
+# Each paper's term weights under the day's statistics: a few days of new papers.
+WEIGHTS_CACHE_SIZE = 4096
+# Indexes of whole candidate sets: the day's, and a few more for subscribers whose candidates
+# differ (a longer wait since their last issue).
+INDEX_CACHE_SIZE = 4
+
+# Slack when ruling papers out by an upper bound on their score, far above rounding error, so
+# a paper is never ruled out by a bound that rounding made a hair too low.
+BOUND_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -79,14 +93,27 @@ class FieldTerms:
 
     def count_phrase(self, stems: Sequence[str]) -> int:
         """How often `stems` occur contiguously, in this order."""
+        starts = self.positions.get(stems[0], ())
+        following = []
+        for stem in stems[1:]:
+            positions = self.positions.get(stem)
+            if positions is None:
+                return 0
+            following.append(positions)
         return sum(
             1
-            for start in self.positions.get(stems[0], ())
+            for start in starts
             if all(
-                start + offset in self.positions.get(stem, ())
-                for offset, stem in enumerate(stems[1:], start=1)
+                start + offset in positions for offset, positions in enumerate(following, start=1)
             )
         )
+
+    def count_pair(self, first: str, second: str) -> int:
+        """How often `second` directly follows `first`."""
+        following = self.positions.get(second)
+        if following is None:
+            return 0
+        return sum(start + 1 in following for start in self.positions.get(first, ()))
 
 
 @dataclass(frozen=True)
@@ -229,118 +256,157 @@ def _weigh_clauses(clauses: Sequence[Clause], stats: CorpusStats) -> list[_Weigh
     return weighted
 
 
-# Slack when ruling papers out by an upper bound on their score, far above rounding error, so
-# a paper is never ruled out by a bound that rounding made a hair too low.
-BOUND_SLACK = 1e-9
-
-# A term of the index: a stem, or two stems standing next to each other (for proximity).
-Term = str | tuple[str, str]
-
-
 class _TermIndex:
-    """Which candidate papers hold each stem, and the papers' saturated BM25F weights.
+    """Candidate papers by the stems they hold, and their saturated BM25F weights.
 
-    Everything is computed on first use and kept: a batch's interests use a few hundred of the
-    tens of thousands of words and word pairs in a week's abstracts, and one subscriber ranked
-    on their own then pays no more than scoring every paper would. Threads may share an index:
-    a racing first use computes the same entry twice, never a different one.
+    Built up stem by stem as rankings need it, so ranking one subscriber costs little more
+    than scoring the papers holding their words. An index serving a second ranking is serving
+    a batch, so it then indexes every stem and weighs every paper at once, which costs about
+    as much as indexing a few subscribers' words one by one. Threads may share an index: a
+    racing first use computes the same entry twice, never a different one.
     """
 
-    def __init__(self, papers: Sequence[Paper], stats: CorpusStats) -> None:
-        self.terms = tuple(analyse_paper(paper) for paper in papers)
-        self._norms = tuple(
-            (
-                _length_norm(terms.title.length, stats.avg_title_length),
-                _length_norm(terms.abstract.length, stats.avg_abstract_length),
-            )
-            for terms in self.terms
-        )
+    def __init__(
+        self,
+        texts: Iterable[tuple[str, str]],
+        *,
+        avg_title_length: float,
+        avg_abstract_length: float,
+    ) -> None:
+        self._texts = tuple(texts)
+        self.terms = tuple(_analyse_paper_text(title, abstract) for title, abstract in self._texts)
+        self._stems = tuple(terms.stems for terms in self.terms)
+        self._avg_lengths = (avg_title_length, avg_abstract_length)
+        self._rankings = 0
+        self._complete = False
         self._papers_with: dict[str, tuple[int, ...]] = {}
-        self._weights: dict[Term, dict[int, float]] = {}
+        self._stem_weights: list[Mapping[str, float] | None] = [None] * len(self.terms)
+        self._pair_weights: dict[tuple[str, str], dict[int, float]] = {}
+
+    def start_ranking(self) -> None:
+        """Note a ranking about to use the index; the second completes the index."""
+        self._rankings += 1
+        if self._rankings == 2:
+            papers_with: dict[str, list[int]] = {}
+            for paper, stems in enumerate(self._stems):
+                for stem in stems:
+                    papers_with.setdefault(stem, []).append(paper)
+            self._papers_with = {stem: tuple(found) for stem, found in papers_with.items()}
+            self._complete = True
+            for paper in range(len(self.terms)):
+                self.stem_weights(paper)
 
     def papers_with(self, stem: str) -> tuple[int, ...]:
         """Positions of the papers whose title or abstract has `stem`, in increasing order."""
         found = self._papers_with.get(stem)
         if found is None:
-            found = self._papers_with[stem] = tuple(
-                paper for paper, terms in enumerate(self.terms) if stem in terms.stems
-            )
+            if self._complete:
+                return ()
+            # map and compress keep the test of every paper out of the interpreter's loop.
+            holds = map(operator.contains, self._stems, itertools.repeat(stem))
+            found = self._papers_with[stem] = tuple(itertools.compress(itertools.count(), holds))
         return found
 
-    def weights(self, term: Term) -> dict[int, float]:
-        """Weights of `term` by paper, as far as computed: fill it with weight()."""
-        weights = self._weights.get(term)
+    def stem_weights(self, paper: int) -> Mapping[str, float]:
+        """Saturated BM25F weight of each stem of a paper."""
+        weights = self._stem_weights[paper]
         if weights is None:
-            weights = self._weights[term] = {}
+            weights = self._stem_weights[paper] = _stem_weights(
+                *self._texts[paper], *self._avg_lengths
+            )
         return weights
 
-    def weight(self, paper: int, term: Term) -> float:
-        """Saturated BM25F weight of a term in a paper that has all of its stems."""
-        terms = self.terms[paper]
-        if isinstance(term, str):
-            title_count, abstract_count = terms.title.count(term), terms.abstract.count(term)
-        else:
-            title_count = terms.title.count_phrase(term)
-            abstract_count = terms.abstract.count_phrase(term)
-        # The BM25F pseudo frequency: length-normalised, field-weighted counts.
-        title_norm, abstract_norm = self._norms[paper]
-        frequency = 0.0
-        if title_count:
-            frequency += TITLE_WEIGHT * title_count / title_norm
-        if abstract_count:
-            frequency += ABSTRACT_WEIGHT * abstract_count / abstract_norm
-        return _saturate(frequency)
+    def pair_weight(self, paper: int, pair: tuple[str, str]) -> float:
+        """Saturated BM25F weight of two stems standing next to each other, in this order."""
+        weights = self._pair_weights.get(pair)
+        if weights is None:
+            weights = self._pair_weights[pair] = {}
+        weight = weights.get(paper)
+        if weight is None:
+            terms = self.terms[paper]
+            weight = weights[paper] = _weigh_counts(
+                (terms.title.count_pair(*pair), terms.abstract.count_pair(*pair)),
+                terms,
+                *self._avg_lengths,
+            )
+        return weight
 
 
-def _length_norm(length: int, avg_length: float) -> float:
-    """BM25 length normalisation of one field: above 1 for fields longer than average."""
-    length_ratio = length / avg_length if avg_length > 0 else 1.0
-    return 1.0 - B + B * length_ratio
+# A day's batches of subscribers share their candidates and statistics, so they can share an
+# index and the weights it has computed.
+@lru_cache(maxsize=INDEX_CACHE_SIZE)
+def _index_candidates(
+    texts: tuple[tuple[str, str], ...], avg_title_length: float, avg_abstract_length: float
+) -> _TermIndex:
+    """The index of papers with these titles and abstracts, in this order."""
+    return _TermIndex(
+        texts, avg_title_length=avg_title_length, avg_abstract_length=avg_abstract_length
+    )
 
 
-def _saturate(frequency: float) -> float:
-    """BM25 term-frequency saturation, scaled to [0, 1)."""
+# Keyed by the text, like the analysis: a paper keeps its weights from batch to batch, and from
+# one subscriber's candidates to the next. Read-only: shared by everyone who ranks the paper.
+@lru_cache(maxsize=WEIGHTS_CACHE_SIZE)
+def _stem_weights(
+    title: str, abstract: str, avg_title_length: float, avg_abstract_length: float
+) -> Mapping[str, float]:
+    terms = _analyse_paper_text(title, abstract)
+    title_positions, abstract_positions = terms.title.positions, terms.abstract.positions
+    # Most stems of a paper occur once or twice: weigh each pair of counts once.
+    by_counts: dict[tuple[int, int], float] = {}
+    weights = {}
+    for stem in terms.stems:
+        counts = (len(title_positions.get(stem, ())), len(abstract_positions.get(stem, ())))
+        weight = by_counts.get(counts)
+        if weight is None:
+            weight = by_counts[counts] = _weigh_counts(
+                counts, terms, avg_title_length, avg_abstract_length
+            )
+        weights[stem] = weight
+    return weights
+
+
+def _weigh_counts(
+    counts: tuple[int, int], terms: PaperTerms, avg_title_length: float, avg_abstract_length: float
+) -> float:
+    """Saturated BM25F weight of a stem or phrase found so many times in title and abstract."""
+    # The BM25F pseudo frequency: length-normalised, field-weighted counts.
+    fields = (
+        (terms.title, TITLE_WEIGHT, avg_title_length),
+        (terms.abstract, ABSTRACT_WEIGHT, avg_abstract_length),
+    )
+    frequency = 0.0
+    for count, (field, weight, avg_length) in zip(counts, fields, strict=True):
+        if count:
+            length_ratio = field.length / avg_length if avg_length > 0 else 1.0
+            frequency += weight * count / (1.0 - B + B * length_ratio)
+    # BM25 term-frequency saturation, scaled to [0, 1).
     return frequency / (K1 + frequency)
 
 
-@dataclass(frozen=True)
-class _ClauseQuery:
-    """A weighted clause with its terms' weight tables from one index, looked up per paper."""
-
-    weighted: _WeightedClause
-    words: tuple[tuple[str, float, dict[int, float]], ...]
-    pairs: tuple[tuple[tuple[str, str], dict[int, float]], ...]
+def _clause_scores(
+    clauses: Sequence[_WeightedClause], paper: int, index: _TermIndex
+) -> list[tuple[_WeightedClause, float]]:
+    weights = index.stem_weights(paper)
+    return [(clause, _clause_score(clause, weights, paper, index)) for clause in clauses]
 
 
-def _query_index(clauses: Sequence[_WeightedClause], index: _TermIndex) -> list[_ClauseQuery]:
-    return [
-        _ClauseQuery(
-            weighted=weighted,
-            words=tuple((stem, idf, index.weights(stem)) for stem, idf in weighted.idfs.items()),
-            pairs=tuple((pair, index.weights(pair)) for pair in weighted.pairs),
-        )
-        for weighted in clauses
-    ]
-
-
-def _relevance(clauses: Sequence[_ClauseQuery], paper: int, index: _TermIndex) -> float:
+def _relevance(clause_scores: Iterable[tuple[_WeightedClause, float]]) -> float:
     """Noisy or: the chance that at least one interest matches, clause scores as chances."""
     missed = 1.0
-    for clause in clauses:
-        missed *= 1.0 - clause.weighted.weight * _clause_score(clause, paper, index)
+    for clause, score in clause_scores:
+        missed *= 1.0 - clause.weight * score
     return 1.0 - missed
 
 
-def _clause_score(query: _ClauseQuery, paper: int, index: _TermIndex) -> float:
+def _clause_score(
+    weighted: _WeightedClause, weights: Mapping[str, float], paper: int, index: _TermIndex
+) -> float:
     """Score in [0, 1]: the idf-weighted share of the clause's words found, then proximity."""
-    weighted = query.weighted
-    stems = index.terms[paper].stems
     found_idf = matched = 0.0
-    for stem, idf, weights in query.words:
-        if stem in stems:
-            weight = weights.get(paper)
-            if weight is None:
-                weight = weights[paper] = index.weight(paper, stem)
+    for stem, idf in weighted.idfs.items():
+        weight = weights.get(stem)
+        if weight is not None:
             found_idf += idf
             matched += idf * weight
     word_score = matched / weighted.total_idf
@@ -349,37 +415,106 @@ def _clause_score(query: _ClauseQuery, paper: int, index: _TermIndex) -> float:
     # Coordination (as in Lucene's classic scoring): a keyword's common word alone, "models"
     # of "consistency models", is weak evidence, so scale by the share of its idf found.
     word_score *= found_idf / weighted.total_idf
-    if not query.pairs or word_score == 0.0:
+    if not weighted.pairs or word_score == 0.0:
         return word_score
-    found_pairs = []
-    for pair, weights in query.pairs:
-        if pair[0] in stems and pair[1] in stems:
-            weight = weights.get(paper)
-            if weight is None:
-                weight = weights[paper] = index.weight(paper, pair)
-            found_pairs.append(weight)
-    proximity = sum(found_pairs) / len(query.pairs)
+    proximity = sum(
+        index.pair_weight(paper, pair)
+        for pair in weighted.pairs
+        if pair[0] in weights and pair[1] in weights
+    )
+    proximity /= len(weighted.pairs)
     return (word_score + PROXIMITY_WEIGHT * proximity) / (1.0 + PROXIMITY_WEIGHT)
 
 
-def _relevance_bound(clauses: Sequence[_WeightedClause], stems: AbstractSet[str]) -> float:
-    """The most relevance a paper can have when the query words it holds are among `stems`.
+class _QueryBounds:
+    """Upper bounds on a paper's relevance from which query stems it holds, and one weight.
 
-    Saturated weights are below 1, so a clause's word score is at most the share of its idf
-    found (squared, for a keyword), and its proximity the share of its word pairs found.
+    A paper's stems held are bits of their positions in `stems`. Saturated weights are below
+    1; a word pair's weight is at most either word's (it cannot occur more often than its
+    words); a clause's found idf is that of its stems held. So if x is the paper's weight of
+    one stem held, the lead, a clause scores at most a + b x: b is 0 for clauses without the
+    lead, and x = 1 bounds papers by their stems alone.
     """
-    missed = 1.0
-    for weighted in clauses:
-        share = sum(idf for stem, idf in weighted.idfs.items() if stem in stems)
-        share /= weighted.total_idf
+
+    def __init__(self, clauses: Sequence[_WeightedClause], stems: Sequence[str]) -> None:
+        bits = {stem: 1 << number for number, stem in enumerate(stems)}
+        self._shift = len(stems)
+        self._clauses = [
+            (
+                weighted,
+                sum(bits[stem] for stem in weighted.idfs),
+                tuple((bits[stem], idf) for stem, idf in weighted.idfs.items()),
+                tuple((bits[first], bits[second]) for first, second in weighted.pairs),
+            )
+            for weighted in clauses
+        ]
+        # Few clauses have more than a handful of distinct stem sets held, so each clause keeps
+        # its lines by (its stems held, lead), shared by the papers' many sets held.
+        self._lines: list[dict[int, tuple[float, float]]] = [{} for _ in clauses]
+        self._bounds: dict[int, tuple[float, list[tuple[float, float, float]]]] = {}
+
+    def most(self, held: int) -> float:
+        """Most relevance of a paper holding the stems `held`."""
+        missed = 1.0
+        for number, (weighted, clause_bits, _, _) in enumerate(self._clauses):
+            key = (held & clause_bits) << self._shift
+            line = self._lines[number].get(key) or self._line(number, key)
+            missed *= 1.0 - weighted.weight * min(1.0, line[0])
+        return 1.0 - missed
+
+    def most_with(self, held: int, lead: int, weight: float) -> float:
+        """Most relevance of a paper holding the stems `held`, with this weight of `lead`."""
+        key = held << self._shift | lead
+        bound = self._bounds.get(key)
+        if bound is None:
+            bound = self._bounds[key] = self._bound(held, lead)
+        missed, lines = bound
+        for clause_weight, a, b in lines:
+            missed *= 1.0 - clause_weight * min(1.0, a + b * weight)
+        return 1.0 - missed
+
+    def _bound(self, held: int, lead: int) -> tuple[float, list[tuple[float, float, float]]]:
+        missed = 1.0  # by the clauses without the lead
+        lines = []
+        for number, (weighted, clause_bits, _, _) in enumerate(self._clauses):
+            key = (held & clause_bits) << self._shift | lead & clause_bits
+            a, b = self._lines[number].get(key) or self._line(number, key)
+            if b:
+                lines.append((weighted.weight, a, b))
+            else:
+                missed *= 1.0 - weighted.weight * min(1.0, a)
+        return missed, lines
+
+    def _line(self, number: int, key: int) -> tuple[float, float]:
+        """The line (a, b) of a clause, by its stems held and lead packed into `key`."""
+        held, lead = key >> self._shift, key & ((1 << self._shift) - 1)
+        weighted, _, stem_bits, pair_bits = self._clauses[number]
+        total = weighted.total_idf
+        own = others = 0.0
+        for bit, idf in stem_bits:
+            if bit == lead:
+                own = idf
+            elif held & bit:
+                others += idf
+        # Word score: at most (others + own x) / total; for a keyword, times the share of its
+        # idf found, (others + own) / total.
+        a, b = others / total, own / total
         if weighted.clause.is_keyword:
-            share *= share
-            if weighted.pairs:
-                pairs = sum(1 for first, second in weighted.pairs if {first, second} <= stems)
-                proximity = pairs / len(weighted.pairs)
-                share = (share + PROXIMITY_WEIGHT * proximity) / (1.0 + PROXIMITY_WEIGHT)
-        missed *= 1.0 - weighted.weight * min(1.0, share)
-    return 1.0 - missed
+            found = (others + own) / total
+            a, b = a * found, b * found
+            if pair_bits:
+                held_pairs = [pair for pair in pair_bits if held & pair[0] and held & pair[1]]
+                own_pairs = sum(lead in pair for pair in held_pairs)
+                other_share = (len(held_pairs) - own_pairs) / len(pair_bits)
+                own_share = own_pairs / len(pair_bits)
+                a = (a + PROXIMITY_WEIGHT * other_share) / (1.0 + PROXIMITY_WEIGHT)
+                b = (b + PROXIMITY_WEIGHT * own_share) / (1.0 + PROXIMITY_WEIGHT)
+        line = self._lines[number][key] = (a, b)
+        return line
+
+
+# -score, paper id, the paper's position among the prepared papers, relevance, clause scores.
+_Ranked = tuple[float, str, int, float, list[tuple[_WeightedClause, float]]]
 
 
 def _best_papers(
@@ -389,58 +524,108 @@ def _best_papers(
     trending_weight: float,
     limit: int,
     excluded: AbstractSet[str],
-) -> list[tuple[float, str, int, float]]:
-    """The `limit` best (-score, id, paper, relevance) of papers relevant enough, best first.
+) -> list[_Ranked]:
+    """The `limit` best papers relevant enough, best first.
 
-    MaxScore (Turtle & Flood, 1995): visit the papers holding each query word, rarest word
-    first. A paper first met at a word holds none of the rarer ones, which bounds its
-    relevance; with its trending score, that bounds its score. A paper whose bound is below
-    the `limit`th best score so far cannot make the list, so it is not scored: a query's common
-    words ("models", "learning") then cost a glance per paper, not a score. Prepared papers
-    are in falling trending order, so along one word's papers the bound only falls.
+    Scoring a paper costs far more than bounding its score, so papers are bounded first, by
+    the query stems they hold (_QueryBounds) and their trending score, and taken best bound
+    first until the `limit`th best score so far is out of reach of the rest. A paper taken
+    has its bound tightened by its weight of the rarest query stem it holds, and goes back in
+    line if that puts it behind another: most papers cost a glance, some a second one, and
+    only the likely best a score. A paper holding only the common half of a keyword
+    ("networks" of "neural networks"), or a one-word keyword's word only in passing, or
+    trending too little, is not scored.
     """
     index = prepared.index
     papers = prepared.papers
     trending = prepared.trending
-    queries = _query_index(clauses, index)
+    relevance_share = 1.0 - trending_weight
     stems = sorted(
         {stem for clause in clauses for stem in clause.idfs},
-        key=lambda stem: (len(index.papers_with(stem)), stem),
+        key=lambda stem: (-len(index.papers_with(stem)), stem),
     )
-    # The bound assumes positive idfs, as statistics of any real corpus give.
-    can_bound = all(idf > 0.0 for clause in clauses for idf in clause.idfs.values())
+    # The bounds need positive idfs, which statistics of any real corpus give.
+    prune = all(idf > 0.0 for clause in clauses for idf in clause.idfs.values())
+    bounds = _QueryBounds(clauses, stems)
+    # MaxScore (Turtle & Flood, 1995): while a paper holding the commonest stems and no rarer
+    # one cannot be relevant enough, those stems' papers need not be looked up. Every paper is
+    # taken to hold them, which only loosens its bound.
+    assumed = common = 0
+    while prune and common < len(stems):
+        if bounds.most(assumed | 1 << common) >= MIN_RELEVANCE - BOUND_SLACK:
+            break
+        assumed |= 1 << common
+        common += 1
+    if common == len(stems):
+        return []  # no paper is relevant enough
+    # Which query stems each paper holds, as bits of their positions in `stems`: the commonest
+    # looked up in one go, the rarer ones paper by paper.
+    holds = dict.fromkeys(index.papers_with(stems[common]), assumed | 1 << common)
+    for bit in range(common + 1, len(stems)):
+        get = holds.get
+        holds.update(
+            {paper: get(paper, assumed) | 1 << bit for paper in index.papers_with(stems[bit])}
+        )
+    relevance_parts = {}
+    for held in set(holds.values()):
+        most_relevance = bounds.most(held) if prune else 1.0
+        if most_relevance >= MIN_RELEVANCE - BOUND_SLACK:
+            relevance_parts[held] = relevance_share * most_relevance
+    # (-bound on the score, paper, whether the bound is tightened), best bound first.
+    line = [
+        (-(relevance_parts[held] + trending_weight * trending[paper]), paper, not prune)
+        for paper, held in holds.items()
+        if held in relevance_parts
+    ]
+    heapq.heapify(line)
+    # The rarest stem a paper holds is the one whose weight tightens its bound most; only the
+    # stems looked up are known to be held.
+    idfs = {stem: idf for clause in clauses for stem, idf in clause.idfs.items()}
+    rarest_first = sorted(
+        range(common, len(stems)), key=lambda number: (-idfs[stems[number]], stems[number])
+    )
+    leads: dict[int, int] = {}  # by the stems held: the position of the rarest in `stems`
     best_scores: list[float] = []  # a min-heap of the `limit` best scores so far
-    ranked: list[tuple[float, str, int, float]] = []
-    seen: set[int] = set()
-    for position, stem in enumerate(stems):
-        bound = _relevance_bound(clauses, set(stems[position:])) if can_bound else 1.0
-        if bound < MIN_RELEVANCE - BOUND_SLACK:
-            break  # papers holding only commoner words cannot be relevant enough
-        holders = index.papers_with(stem)
-        for rank, paper in enumerate(holders):
-            if paper in seen:
+    bar = -math.inf  # what a paper must reach to count: the `limit`th best score, less slack
+    ranked: list[_Ranked] = []
+    while line:
+        negated_reach, paper, tightened = heapq.heappop(line)
+        if -negated_reach < bar:
+            break  # nor can any paper after it
+        if len(best_scores) == limit and trending_weight == 1.0:
+            # The score is then trending alone, exactly the bound, and papers of equal bound
+            # come in id order (prepared papers are in trending order, then id order), so
+            # every paper after this one ranks below the `limit` found.
+            break
+        if not tightened:
+            held = holds[paper]
+            lead = leads.get(held)
+            if lead is None:
+                lead = leads[held] = next(n for n in rarest_first if held >> n & 1)
+            weight = index.stem_weights(paper)[stems[lead]]
+            most_relevance = bounds.most_with(held, 1 << lead, weight)
+            if most_relevance < MIN_RELEVANCE - BOUND_SLACK:
                 continue
-            if len(best_scores) == limit:
-                reach = (1.0 - trending_weight) * bound + trending_weight * trending[paper]
-                if reach < best_scores[0] - BOUND_SLACK:
-                    # The rest trend no more, so reach no further; they hold this word, so
-                    # the bounds of commoner words' papers would not hold for them.
-                    seen.update(holders[rank:])
-                    break
-            seen.add(paper)
-            if papers[paper].id in excluded:
+            reach = relevance_share * most_relevance + trending_weight * trending[paper]
+            if line and reach < -line[0][0]:
+                heapq.heappush(line, (-reach, paper, True))
                 continue
-            relevance = _relevance(queries, paper, index)
-            if relevance < MIN_RELEVANCE:
-                continue
-            score = (1.0 - trending_weight) * relevance + trending_weight * trending[paper]
-            ranked.append((-score, papers[paper].id, paper, relevance))
-            if len(best_scores) < limit:
-                heapq.heappush(best_scores, score)
-            elif score > best_scores[0]:
-                heapq.heapreplace(best_scores, score)
+        if papers[paper].id in excluded:
+            continue
+        clause_scores = _clause_scores(clauses, paper, index)
+        relevance = _relevance(clause_scores)
+        if relevance < MIN_RELEVANCE:
+            continue
+        score = relevance_share * relevance + trending_weight * trending[paper]
+        ranked.append((-score, papers[paper].id, paper, relevance, clause_scores))
+        if len(best_scores) < limit:
+            heapq.heappush(best_scores, score)
+        elif score > best_scores[0]:
+            heapq.heapreplace(best_scores, score)
+        if prune and len(best_scores) == limit:
+            bar = best_scores[0] - BOUND_SLACK
     # Ids are unique among prepared papers, so ties never compare further.
-    ranked.sort()
+    ranked.sort(key=lambda entry: (entry[0], entry[1]))
     return ranked[:limit]
 
 
@@ -449,14 +634,17 @@ def relevance_scores(
 ) -> dict[str, float]:
     """Relevance in [0, 1] of each paper, by id, with no threshold (for evaluation)."""
     papers = list(papers)
-    index = _TermIndex(papers, stats)
+    index = _TermIndex(
+        ((paper.title, paper.abstract) for paper in papers),
+        avg_title_length=stats.avg_title_length,
+        avg_abstract_length=stats.avg_abstract_length,
+    )
     clauses = _weigh_clauses(analyse_interests(interests), stats)
-    queries = _query_index(clauses, index)
-    # A paper holding no query word scores 0 on every clause, so has relevance 0.
+    # A paper holding no query stem scores 0 on every clause, so has relevance 0.
     matching = {
         paper for clause in clauses for stem in clause.idfs for paper in index.papers_with(stem)
     }
-    relevances = {paper: _relevance(queries, paper, index) for paper in matching}
+    relevances = {paper: _relevance(_clause_scores(clauses, paper, index)) for paper in matching}
     return {paper.id: relevances.get(number, 0.0) for number, paper in enumerate(papers)}
 
 
@@ -468,6 +656,8 @@ def trending_score(paper: Paper, *, today: date) -> float:
 
 def _popularity(paper: Paper) -> float:
     """The strongest known signal, log-scaled; papers nobody has voted on yet score 0."""
+    if not (paper.upvotes or paper.comments or paper.github_stars):
+        return 0.0  # most papers of a day: spare them the logarithms
     signals = (
         (paper.upvotes, UPVOTES_AT_FULL_SCALE),
         (paper.comments, COMMENTS_AT_FULL_SCALE),
@@ -493,8 +683,9 @@ def _recency(paper: Paper, *, today: date) -> float:
 class PreparedCandidates:
     """Candidate papers analysed against corpus statistics, for ranking many subscribers.
 
-    Built once by prepare_candidates for a batch (or a day) of subscribers who share the same
-    candidates, statistics and issue date; rank each with rank_prepared.
+    Built by prepare_candidates for a batch (or a day) of subscribers who share candidates,
+    statistics and issue date; rank each subscriber with rank_prepared. Read-only for its users,
+    so threads may share one.
     """
 
     # Best trending first, ties by id: the digest of empty interests, and the order in which
@@ -509,7 +700,11 @@ class PreparedCandidates:
 def prepare_candidates(
     candidates: Sequence[Paper], *, stats: CorpusStats, today: date
 ) -> PreparedCandidates:
-    """Analyse the candidates once; a paper listed twice counts once, as its first listing."""
+    """Analyse and weigh the candidates once for every subscriber ranked from them.
+
+    A paper listed twice counts once, as its first listing. Preparing the same candidates
+    again (the next batch of the day) reuses the index already built for them.
+    """
     unique: dict[str, Paper] = {}
     for paper in candidates:
         unique.setdefault(paper.id, paper)
@@ -523,7 +718,11 @@ def prepare_candidates(
         trending=tuple(trending for trending, _ in scored),
         stats=stats,
         today=today,
-        index=_TermIndex(papers, stats),
+        index=_index_candidates(
+            tuple((paper.title, paper.abstract) for paper in papers),
+            stats.avg_title_length,
+            stats.avg_abstract_length,
+        ),
     )
 
 
@@ -539,8 +738,8 @@ def rank_papers(
 ) -> list[ScoredPaper]:
     """The best `limit` papers for these interests, best first, ties broken by paper id.
 
-    One subscriber's ranking; see rank_prepared for what it returns. A batch of subscribers
-    sharing candidates should prepare them once and call rank_prepared for each.
+    One subscriber's ranking, as rank_prepared gives it. Subscribers sharing candidates are
+    better ranked by preparing the candidates once and calling rank_prepared for each.
     """
     _check_trending_weight(trending_weight)
     prepared = prepare_candidates(candidates, stats=stats, today=today)
@@ -573,6 +772,7 @@ def rank_prepared(
     excluded = exclude_ids if isinstance(exclude_ids, AbstractSet) else frozenset(exclude_ids)
     papers = prepared.papers
     clauses = _weigh_clauses(analyse_interests(interests), prepared.stats)
+    prepared.index.start_ranking()
     if not clauses:
         best = itertools.islice(
             (number for number, paper in enumerate(papers) if paper.id not in excluded), limit
@@ -592,19 +792,16 @@ def rank_prepared(
         clauses, prepared, trending_weight=trending_weight, limit=limit, excluded=excluded
     )
     # Why-lines only for the papers sent: explaining a match costs more than scoring it.
-    queries = _query_index(clauses, prepared.index)
     return [
         _to_scored_paper(
             papers[number],
             score=-negated_score,
             relevance=relevance,
             trending=prepared.trending[number],
-            clause_scores=[
-                (query, _clause_score(query, number, prepared.index)) for query in queries
-            ],
+            clause_scores=clause_scores,
             terms=prepared.index.terms[number],
         )
-        for negated_score, _, number, relevance in ranked
+        for negated_score, _, number, relevance, clause_scores in ranked
     ]
 
 
@@ -619,7 +816,7 @@ def _to_scored_paper(
     score: float,
     relevance: float,
     trending: float,
-    clause_scores: Sequence[tuple[_ClauseQuery, float]],
+    clause_scores: Sequence[tuple[_WeightedClause, float]],
     terms: PaperTerms,
 ) -> ScoredPaper:
     phrases, words = _matched_labels(clause_scores, terms)
@@ -634,14 +831,21 @@ def _to_scored_paper(
 
 
 def _matched_labels(
-    clause_scores: Sequence[tuple[_ClauseQuery, float]], terms: PaperTerms
+    clause_scores: Sequence[tuple[_WeightedClause, float]], terms: PaperTerms
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Keywords found intact (as typed), then other matched words (as typed), best first."""
-    # The subscriber's own keywords explain a match better than words of their sentence.
+    stems = terms.stems
+    # The subscriber's own keywords explain a match better than words of their sentence. An
+    # interest none of whose words the paper holds has nothing to show.
     by_score = [
-        query.weighted
-        for query, _ in sorted(
-            clause_scores, key=lambda pair: (not pair[0].weighted.clause.is_keyword, -pair[1])
+        weighted
+        for weighted, _ in sorted(
+            (
+                (weighted, score)
+                for weighted, score in clause_scores
+                if not stems.isdisjoint(weighted.idfs)
+            ),
+            key=lambda pair: (not pair[0].clause.is_keyword, -pair[1]),
         )
     ]
     intact = [weighted.clause for weighted in by_score if _phrase_found(weighted.clause, terms)]
@@ -649,16 +853,21 @@ def _matched_labels(
     # The words of the best-matching interests first, each interest's rarest words first.
     words: dict[str, str] = {}
     for weighted in by_score:
-        found = [stem for stem in weighted.idfs if stem in terms.stems and stem not in covered]
-        for stem in sorted(found, key=lambda stem: (-weighted.idfs[stem], stem)):
+        found = [stem for stem in weighted.idfs if stem in stems and stem not in covered]
+        if len(found) > 1:
+            found.sort(key=lambda stem: (-weighted.idfs[stem], stem))
+        for stem in found:
             words.setdefault(stem, weighted.clause.written_words[stem])
     return tuple(clause.label for clause in intact), tuple(words.values())
 
 
 def _phrase_found(clause: Clause, terms: PaperTerms) -> bool:
-    if not clause.is_keyword:
+    if not clause.is_keyword or not terms.stems.issuperset(clause.stems):
         return False
-    return any(field.count_phrase(clause.stems) for field in (terms.title, terms.abstract))
+    # A one-word keyword is found wherever its word is.
+    return len(clause.stems) == 1 or any(
+        field.count_phrase(clause.stems) for field in (terms.title, terms.abstract)
+    )
 
 
 def explain_match(phrases: Sequence[str], words: Sequence[str], paper: Paper) -> str:

@@ -1,11 +1,37 @@
-from collections.abc import Sequence
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.models import Interests, Paper, ScoredPaper
-from service.ranking import MIN_RELEVANCE, CorpusStats, build_corpus_stats, rank_papers
+from service.papers import read_papers_file
+from service.ranking import (
+    ABSTRACT_WEIGHT,
+    K1,
+    MIN_RELEVANCE,
+    PROXIMITY_WEIGHT,
+    SPECIFIC_CLAUSE_IDF,
+    TITLE_WEIGHT,
+    B,
+    Clause,
+    CorpusStats,
+    FieldTerms,
+    PaperTerms,
+    analyse_interests,
+    analyse_paper,
+    build_corpus_stats,
+    explain_match,
+    prepare_candidates,
+    rank_papers,
+    rank_prepared,
+    relevance_scores,
+    trending_score,
+)
+from service.text import words_as_written
 
 TODAY = date(2025, 6, 2)
 
@@ -324,3 +350,380 @@ def test_corpus_stats_count_documents_not_occurrences() -> None:
 def test_trending_weight_outside_zero_to_one_is_refused(trending_weight: float) -> None:
     with pytest.raises(ValueError, match="trending_weight"):
         rank([INTACT], DIFFUSION, trending_weight=trending_weight)
+
+
+# The batch API must rank exactly as scoring each paper on its own, straight from the
+# definitions below (the scoring rank_papers did before candidates were prepared in batches).
+
+SAMPLE_PAPERS = Path(__file__).parent.parent / "service" / "sample_data" / "papers.jsonl"
+# The day after the newest sample paper, so freshness still tells papers apart.
+SAMPLE_TODAY = date(2025, 10, 25)
+
+
+@dataclass(frozen=True)
+class ReferenceClause:
+    clause: Clause
+    idfs: dict[str, float]
+    total_idf: float
+    weight: float
+
+
+def reference_clauses(interests: Interests, stats: CorpusStats) -> list[ReferenceClause]:
+    clauses = []
+    for clause in analyse_interests(interests):
+        idfs = {stem: stats.idf(stem) for stem in dict.fromkeys(clause.stems)}
+        total_idf = sum(idfs.values())
+        weight = min(1.0, total_idf / SPECIFIC_CLAUSE_IDF)
+        clauses.append(ReferenceClause(clause, idfs, total_idf, weight))
+    return clauses
+
+
+def reference_count(field: FieldTerms, phrase: Sequence[str]) -> int:
+    """Occurrences of the stems of `phrase` one right after another, in this order."""
+    return sum(
+        1
+        for start in field.positions.get(phrase[0], ())
+        if all(
+            start + offset in field.positions.get(stem, ())
+            for offset, stem in enumerate(phrase[1:], start=1)
+        )
+    )
+
+
+def reference_weighted_count(terms: PaperTerms, stats: CorpusStats, *phrase: str) -> float:
+    fields = (
+        (terms.title, TITLE_WEIGHT, stats.avg_title_length),
+        (terms.abstract, ABSTRACT_WEIGHT, stats.avg_abstract_length),
+    )
+    total = 0.0
+    for field, weight, avg_length in fields:
+        count = reference_count(field, phrase)
+        if count:
+            length_ratio = field.length / avg_length if avg_length > 0 else 1.0
+            total += weight * count / (1.0 - B + B * length_ratio)
+    return total
+
+
+def reference_saturate(frequency: float) -> float:
+    return frequency / (K1 + frequency)
+
+
+def reference_clause_score(
+    weighted: ReferenceClause, terms: PaperTerms, stats: CorpusStats
+) -> float:
+    clause = weighted.clause
+    found_idf = matched = 0.0
+    for stem, idf in weighted.idfs.items():
+        if stem in terms.stems:
+            found_idf += idf
+            matched += idf * reference_saturate(reference_weighted_count(terms, stats, stem))
+    word_score = matched / weighted.total_idf
+    if not clause.is_keyword:
+        return word_score
+    word_score *= found_idf / weighted.total_idf
+    if len(clause.stems) == 1 or word_score == 0.0:
+        return word_score
+    pairs = list(zip(clause.stems, clause.stems[1:], strict=False))
+    proximity = sum(
+        reference_saturate(reference_weighted_count(terms, stats, *pair))
+        for pair in pairs
+        if terms.stems.issuperset(pair)
+    )
+    proximity /= len(pairs)
+    return (word_score + PROXIMITY_WEIGHT * proximity) / (1.0 + PROXIMITY_WEIGHT)
+
+
+def reference_relevance(
+    clauses: Sequence[ReferenceClause], terms: PaperTerms, stats: CorpusStats
+) -> float:
+    missed = 1.0
+    for clause in clauses:
+        missed *= 1.0 - clause.weight * reference_clause_score(clause, terms, stats)
+    return 1.0 - missed
+
+
+def reference_labels(
+    clauses: Sequence[ReferenceClause], terms: PaperTerms, stats: CorpusStats
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    by_score = sorted(
+        clauses,
+        key=lambda weighted: (
+            not weighted.clause.is_keyword,
+            -reference_clause_score(weighted, terms, stats),
+        ),
+    )
+    intact = [
+        weighted.clause
+        for weighted in by_score
+        if weighted.clause.is_keyword
+        and any(
+            reference_count(field, weighted.clause.stems) for field in (terms.title, terms.abstract)
+        )
+    ]
+    covered = {stem for clause in intact for stem in clause.stems}
+    words: dict[str, str] = {}
+    for weighted in by_score:
+        found = [stem for stem in weighted.idfs if stem in terms.stems and stem not in covered]
+        for stem in sorted(found, key=lambda stem: (-weighted.idfs[stem], stem)):
+            words.setdefault(stem, weighted.clause.written_words[stem])
+    return tuple(clause.label for clause in intact), tuple(words.values())
+
+
+def rank_by_reference(
+    candidates: Sequence[Paper],
+    interests: Interests,
+    *,
+    stats: CorpusStats,
+    trending_weight: float,
+    limit: int,
+    today: date,
+    exclude_ids: Collection[str] = frozenset(),
+) -> list[ScoredPaper]:
+    """Every candidate scored on its own; the batch API must agree with this."""
+    clauses = reference_clauses(interests, stats)
+    query_stems = frozenset(stem for clause in clauses for stem in clause.idfs)
+    ranked: list[tuple[float, str, Paper, float, float]] = []
+    seen_ids = set(exclude_ids)
+    for paper in candidates:
+        if paper.id in seen_ids:
+            continue
+        seen_ids.add(paper.id)
+        trending = trending_score(paper, today=today)
+        if not clauses:
+            ranked.append((-trending, paper.id, paper, 0.0, trending))
+            continue
+        terms = analyse_paper(paper)
+        if terms.stems.isdisjoint(query_stems):
+            continue
+        relevance = reference_relevance(clauses, terms, stats)
+        if relevance >= MIN_RELEVANCE:
+            score = (1.0 - trending_weight) * relevance + trending_weight * trending
+            ranked.append((-score, paper.id, paper, relevance, trending))
+    ranked.sort(key=lambda entry: (entry[0], entry[1]))
+    scored = []
+    for negated_score, _, paper, relevance, trending in ranked[: max(0, limit)]:
+        phrases, words = reference_labels(clauses, analyse_paper(paper), stats)
+        scored.append(
+            ScoredPaper(
+                paper=paper,
+                score=-negated_score,
+                relevance=relevance,
+                trending=trending,
+                why=explain_match(phrases, words, paper),
+                matched_terms=(*phrases, *words),
+            )
+        )
+    return scored
+
+
+@pytest.fixture(scope="module")
+def sample_papers() -> list[Paper]:
+    papers = read_papers_file(SAMPLE_PAPERS).papers
+    # A paper listed twice counts once, as its first listing.
+    relisted = papers[3].model_copy(update={"title": "Diffusion models, relisted", "upvotes": 999})
+    return [*papers, relisted]
+
+
+@pytest.fixture(scope="module")
+def sample_stats(sample_papers: list[Paper]) -> CorpusStats:
+    return build_corpus_stats(sample_papers)
+
+
+VARIED_INTERESTS = {
+    "one phrase": interests_in("diffusion models"),
+    "two phrases": interests_in("graph neural networks", "recommender systems"),
+    "long phrase": interests_in("reinforcement learning from human feedback"),
+    "common word": interests_in("learning"),
+    "rare word": interests_in("hypernetworks"),
+    "absent word": interests_in("sheafification"),
+    "repeated word": interests_in("learning to learn"),
+    "acronyms and hyphens": interests_in("GNNs", "LLMs", "score-based models"),
+    "sentence": interests_in(text="Agents that learn from trial and error."),
+    "phrases and sentence": interests_in(
+        "continual learning", text="Catastrophic forgetting when training neural networks."
+    ),
+    "many phrases": interests_in(
+        "diffusion models",
+        "consistency models",
+        "vision transformers",
+        "mixture of experts",
+        "speech recognition",
+        "federated learning",
+        "preference optimization",
+        "robot learning",
+    ),
+    "empty": interests_in(),
+    "stop words only": interests_in("the", "of and"),
+}
+
+
+def assert_same_ranking(actual: Sequence[ScoredPaper], expected: Sequence[ScoredPaper]) -> None:
+    assert ids(actual) == ids(expected)
+    assert [(s.why, s.matched_terms) for s in actual] == [
+        (s.why, s.matched_terms) for s in expected
+    ]
+    for got, want in zip(actual, expected, strict=True):
+        assert got.score == pytest.approx(want.score, rel=0, abs=1e-12)
+        assert got.relevance == pytest.approx(want.relevance, rel=0, abs=1e-12)
+        assert got.trending == pytest.approx(want.trending, rel=0, abs=1e-12)
+
+
+@pytest.mark.parametrize("interests", VARIED_INTERESTS.values(), ids=VARIED_INTERESTS.keys())
+def test_batch_ranking_matches_scoring_each_paper(
+    interests: Interests, sample_papers: list[Paper], sample_stats: CorpusStats
+) -> None:
+    prepared = prepare_candidates(sample_papers, stats=sample_stats, today=SAMPLE_TODAY)
+    for trending_weight in (0.0, 0.3, 1.0):
+        everything = rank_by_reference(
+            sample_papers,
+            interests,
+            stats=sample_stats,
+            trending_weight=trending_weight,
+            limit=len(sample_papers),
+            today=SAMPLE_TODAY,
+        )
+        # Leaving out the best papers lets the next ones in, as if never candidates.
+        sent = frozenset(ids(everything)[:3])
+        everything_unsent = [scored for scored in everything if scored.paper.id not in sent]
+        for limit in (1, 10, len(sample_papers)):
+            ranked = rank_prepared(
+                prepared, interests, trending_weight=trending_weight, limit=limit
+            )
+            assert_same_ranking(ranked, everything[:limit])
+            ranked = rank_prepared(
+                prepared,
+                interests,
+                trending_weight=trending_weight,
+                limit=limit,
+                exclude_ids=sent,
+            )
+            assert_same_ranking(ranked, everything_unsent[:limit])
+
+
+def test_rank_papers_matches_scoring_each_paper(
+    sample_papers: list[Paper], sample_stats: CorpusStats
+) -> None:
+    for interests in VARIED_INTERESTS.values():
+        ranked = rank_papers(
+            sample_papers,
+            interests,
+            stats=sample_stats,
+            trending_weight=0.3,
+            limit=10,
+            today=SAMPLE_TODAY,
+            exclude_ids=["8d3b9b2bfaa0"],
+        )
+        expected = rank_by_reference(
+            sample_papers,
+            interests,
+            stats=sample_stats,
+            trending_weight=0.3,
+            limit=10,
+            today=SAMPLE_TODAY,
+            exclude_ids=["8d3b9b2bfaa0"],
+        )
+        assert_same_ranking(ranked, expected)
+
+
+def test_relevance_scores_match_scoring_each_paper(
+    sample_papers: list[Paper], sample_stats: CorpusStats
+) -> None:
+    interests = VARIED_INTERESTS["phrases and sentence"]
+    clauses = reference_clauses(interests, sample_stats)
+
+    scores = relevance_scores(sample_papers[:-1], interests, stats=sample_stats)
+
+    assert scores == {
+        paper.id: pytest.approx(
+            reference_relevance(clauses, analyse_paper(paper), sample_stats), rel=0, abs=1e-12
+        )
+        for paper in sample_papers[:-1]
+    }
+
+
+def test_prepared_candidates_rank_alike_before_and_after_indexing_everything(
+    sample_papers: list[Paper], sample_stats: CorpusStats
+) -> None:
+    # Candidates no other test uses, so their index starts empty: the first ranking indexes
+    # only its own words, the second indexes every word.
+    last = sample_papers[-2]
+    candidates = [*sample_papers[:-2], last.model_copy(update={"title": last.title + " (v2)"})]
+    prepared = prepare_candidates(candidates, stats=sample_stats, today=SAMPLE_TODAY)
+    interests = VARIED_INTERESTS["two phrases"]
+
+    first = rank_prepared(prepared, interests, trending_weight=0.3, limit=10)
+    for other in VARIED_INTERESTS.values():
+        rank_prepared(prepared, other, trending_weight=0.5, limit=10)
+
+    assert rank_prepared(prepared, interests, trending_weight=0.3, limit=10) == first
+    assert ids(first) == ids(
+        rank_by_reference(
+            candidates,
+            interests,
+            stats=sample_stats,
+            trending_weight=0.3,
+            limit=10,
+            today=SAMPLE_TODAY,
+        )
+    )
+
+
+def test_batch_ranking_matches_scoring_each_paper_for_title_phrases(
+    sample_papers: list[Paper], sample_stats: CorpusStats
+) -> None:
+    # Subscribers as the speed benchmark draws them: phrases of consecutive title words, many
+    # of them common ("learning", "neural networks"), which is where bounds prune most.
+    chooser = random.Random(3)
+    titles = [words for paper in sample_papers if (words := words_as_written(paper.title))]
+    prepared = prepare_candidates(sample_papers, stats=sample_stats, today=SAMPLE_TODAY)
+    for _ in range(40):
+        phrases = []
+        for _ in range(chooser.randint(1, 3)):
+            words = chooser.choice(titles)
+            length = min(len(words), chooser.randint(1, 3))
+            start = chooser.randrange(len(words) - length + 1)
+            phrases.append(" ".join(words[start : start + length]))
+        interests = interests_in(*phrases)
+        trending_weight = chooser.choice((0.0, 0.1, 0.3, 0.5, 0.8, 1.0))
+
+        ranked = rank_prepared(prepared, interests, trending_weight=trending_weight, limit=10)
+
+        assert_same_ranking(
+            ranked,
+            rank_by_reference(
+                sample_papers,
+                interests,
+                stats=sample_stats,
+                trending_weight=trending_weight,
+                limit=10,
+                today=SAMPLE_TODAY,
+            ),
+        )
+
+
+def test_first_listing_of_a_paper_counts(
+    sample_papers: list[Paper], sample_stats: CorpusStats
+) -> None:
+    prepared = prepare_candidates(sample_papers, stats=sample_stats, today=SAMPLE_TODAY)
+
+    assert len(prepared.papers) == len(sample_papers) - 1
+    assert sample_papers[3] in prepared.papers
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_no_room_gives_no_papers(
+    limit: int, sample_papers: list[Paper], sample_stats: CorpusStats
+) -> None:
+    prepared = prepare_candidates(sample_papers, stats=sample_stats, today=SAMPLE_TODAY)
+
+    assert rank_prepared(prepared, DIFFUSION, trending_weight=0.3, limit=limit) == []
+
+
+@pytest.mark.parametrize("trending_weight", [-0.1, 1.5])
+def test_batch_refuses_trending_weight_outside_zero_to_one(
+    trending_weight: float, sample_papers: list[Paper], sample_stats: CorpusStats
+) -> None:
+    prepared = prepare_candidates(sample_papers, stats=sample_stats, today=SAMPLE_TODAY)
+
+    with pytest.raises(ValueError, match="trending_weight"):
+        rank_prepared(prepared, DIFFUSION, trending_weight=trending_weight, limit=10)
