@@ -11,7 +11,12 @@ from enum import StrEnum
 
 from service.emails import render_digest
 from service.models import Digest, Paper, ReadingHistory, Subscriber, SubscriptionStatus
-from service.ranking import CorpusStats, build_corpus_stats, rank_papers
+from service.ranking import (
+    PreparedCandidates,
+    build_corpus_stats,
+    prepare_candidates,
+    rank_prepared,
+)
 from service.ratelimit import SendRateLimiter
 from service.settings import Settings
 from service.store import Store
@@ -52,15 +57,21 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class DayPapers:
-    """What a day's issues are ranked from: the recent papers and whole-corpus statistics."""
+    """What a day's issues are ranked from: the recent papers, analysed once for everyone."""
 
     recent: Sequence[Paper]
-    stats: CorpusStats
+    prepared: PreparedCandidates
 
-    def candidates_for(self, since: datetime | None) -> list[Paper]:
+    def seen_by(self, history: ReadingHistory) -> frozenset[str]:
+        """Papers this subscriber has, or had the chance to get: sent, or older than their
+        last issue (a paper passed over then is not news now)."""
+        since = history.last_sent_at
         if since is None:
-            return list(self.recent)
-        return [p for p in self.recent if p.first_seen_at is None or p.first_seen_at > since]
+            return history.sent_paper_ids
+        older = {
+            p.id for p in self.recent if p.first_seen_at is not None and p.first_seen_at <= since
+        }
+        return history.sent_paper_ids | older
 
 
 @dataclass
@@ -84,7 +95,8 @@ def load_day_papers(store: Store, issue_date: date) -> DayPapers:
     recent = store.list_papers(seen_since=end - LOOKBACK, seen_before=end)
     # Term statistics come from everything stored, so a rare term stays rare on a busy day.
     stats = build_corpus_stats(store.list_papers())
-    return DayPapers(recent=recent, stats=stats)
+    prepared = prepare_candidates(recent, stats=stats, today=issue_date)
+    return DayPapers(recent=recent, prepared=prepared)
 
 
 def build_digest(
@@ -96,14 +108,12 @@ def build_digest(
     limit: int,
 ) -> Digest:
     """Rank the subscriber's candidate papers; pure apart from the data passed in."""
-    ranked = rank_papers(
-        day.candidates_for(history.last_sent_at),
+    ranked = rank_prepared(
+        day.prepared,
         subscriber.interests,
-        stats=day.stats,
         trending_weight=subscriber.trending_weight,
         limit=limit,
-        today=issue_date,
-        exclude_ids=history.sent_paper_ids,
+        exclude_ids=day.seen_by(history),
     )
     return Digest(subscriber=subscriber, issue_date=issue_date, papers=tuple(ranked))
 
@@ -134,7 +144,7 @@ async def deliver_digest(
         subscriber.id,
         issue_date,
         now=now(),
-        lease=timedelta(seconds=settings.claim_lease_seconds),
+        lease=claim_lease(settings),
         max_attempts=settings.max_attempts,
     )
     if attempt is None:
@@ -238,46 +248,79 @@ async def deliver_batch(
     """Deliver planned issues over one mail connection; safe to run twice."""
     summary = RunSummary(issue_date=min((day for _, day in keys), default=now().date()))
     subscribers = store.get_subscribers([subscriber_id for subscriber_id, _ in keys])
-    days: dict[date, DayPapers] = {}
-    histories: dict[date, dict[int, ReadingHistory]] = {}
+    done = 0
     if on_progress is not None:
-        on_progress(0, len(keys))
+        on_progress(done, len(keys))
     async with open_transport(settings) as transport, rate_limiter(settings) as limiter:
-        for done, (subscriber_id, issue_date) in enumerate(keys, start=1):
-            if on_progress is not None:
-                on_progress(done - 1, len(keys))
-            subscriber = subscribers.get(subscriber_id)
-            if subscriber is None:
-                continue  # erased since planning, ledger rows with them
-            if subscriber.status is not SubscriptionStatus.CONFIRMED:
-                # Left or suppressed since the issue was planned: nothing goes out.
-                lease = timedelta(seconds=settings.claim_lease_seconds)
-                if store.claim_issue(subscriber_id, issue_date, now=now(), lease=lease):
-                    store.record_skipped(subscriber_id, issue_date, now=now())
-                summary.outcomes[Outcome.SKIPPED] += 1
-                continue
-            if issue_date not in days:
-                days[issue_date] = load_day_papers(store, issue_date)
-                # One query for all of the day's subscribers, not one per subscriber.
-                same_day = [sid for sid, day in keys if day == issue_date]
-                histories[issue_date] = store.reading_history(same_day, before=issue_date)
-            outcome, error = await deliver_digest(
-                store,
-                transport,
-                subscriber,
-                days[issue_date],
-                issue_date=issue_date,
-                settings=settings,
-                now=now,
-                limiter=limiter,
-                history=histories[issue_date].get(subscriber_id),
-            )
-            summary.outcomes[outcome] += 1
-            if error is not None:
-                summary.errors[subscriber.email] = error
-    if on_progress is not None:
-        on_progress(len(keys), len(keys))
+        for issue_date, subscriber_ids in _by_issue_date(keys).items():
+            day = load_day_papers(store, issue_date)
+            # One query for all of the day's subscribers, not one per subscriber.
+            histories = store.reading_history(subscriber_ids, before=issue_date)
+            # Claimed one by one, just before each is sent: an issue's attempts then count
+            # only its own tries, never those of a neighbour that kept killing the worker.
+            for subscriber_id in subscriber_ids:
+                subscriber = subscribers.get(subscriber_id)
+                outcome, error = await _deliver_planned(
+                    store,
+                    transport,
+                    subscriber,
+                    day,
+                    issue_date=issue_date,
+                    history=histories[subscriber_id],
+                    settings=settings,
+                    now=now,
+                    limiter=limiter,
+                )
+                summary.outcomes[outcome] += 1
+                if error is not None and subscriber is not None:
+                    summary.errors[subscriber.email] = error
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, len(keys))
     return summary
+
+
+async def _deliver_planned(
+    store: Store,
+    transport: MailTransport,
+    subscriber: Subscriber | None,
+    day: DayPapers,
+    *,
+    issue_date: date,
+    history: ReadingHistory,
+    settings: Settings,
+    now: Callable[[], datetime],
+    limiter: SendRateLimiter | None,
+) -> tuple[Outcome, str | None]:
+    if subscriber is None:
+        return Outcome.ALREADY_HANDLED, None  # erased since planning, ledger rows with them
+    if subscriber.status is not SubscriptionStatus.CONFIRMED:
+        # Left or suppressed since the issue was planned: nothing goes out.
+        if store.claim_issue(subscriber.id, issue_date, now=now(), lease=claim_lease(settings)):
+            store.record_skipped(subscriber.id, issue_date, now=now())
+        return Outcome.SKIPPED, None
+    return await deliver_digest(
+        store,
+        transport,
+        subscriber,
+        day,
+        issue_date=issue_date,
+        settings=settings,
+        now=now,
+        limiter=limiter,
+        history=history,
+    )
+
+
+def claim_lease(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.claim_lease_seconds)
+
+
+def _by_issue_date(keys: Sequence[tuple[int, date]]) -> dict[date, list[int]]:
+    grouped: dict[date, list[int]] = {}
+    for subscriber_id, issue_date in keys:
+        grouped.setdefault(issue_date, []).append(subscriber_id)
+    return grouped
 
 
 @asynccontextmanager

@@ -351,14 +351,32 @@ class Store:
         lease: timedelta,
         max_attempts: int | None = None,
     ) -> int | None:
-        """Take the issue (subscriber, date) for sending: the attempt number, or None if it
-        is sent, finished or held by another sender.
+        """Take one issue for sending: the attempt number, or None (see `claim_issues`)."""
+        claimed = self.claim_issues(
+            issue_date, [subscriber_id], now=now, lease=lease, max_attempts=max_attempts
+        )
+        return claimed.get(subscriber_id)
+
+    def claim_issues(
+        self,
+        issue_date: date,
+        subscriber_ids: Sequence[int],
+        *,
+        now: datetime,
+        lease: timedelta,
+        max_attempts: int | None = None,
+    ) -> dict[int, int]:
+        """Take these subscribers' issues of `issue_date` for sending; return the attempt
+        number of each one taken. Issues sent, finished or held by another sender are not.
 
         One conditional UPDATE decides, so two workers racing for the same issue cannot both
         win. The claim is committed before any mail is sent. An issue past its give-up time
-        becomes `expired`, and one already tried `max_attempts` times becomes `failed`,
-        instead of being claimed: a task that kills its worker every time must end somewhere.
+        becomes `expired`, one already tried `max_attempts` times becomes `failed` (a task that
+        kills its worker every time must end somewhere), and one whose sender was lost after
+        the message started going out becomes `in_doubt`, instead of being claimed.
         """
+        ids = list(subscriber_ids)
+        these = (DeliveryRow.issue_date == issue_date) & DeliveryRow.subscriber_id.in_(ids)
         with self._session() as session:
             _insert_ignoring_conflict(
                 session,
@@ -373,16 +391,13 @@ class Store:
                         "created_at": now,
                         "updated_at": now,
                     }
+                    for subscriber_id in ids
                 ],
                 conflict_columns=("subscriber_id", "issue_date"),
             )
             session.execute(
                 update(DeliveryRow)
-                .where(
-                    _issue_key(subscriber_id, issue_date),
-                    _lease_ran_out(now),
-                    DeliveryRow.data_started_at.is_not(None),
-                )
+                .where(these, _lease_ran_out(now), DeliveryRow.data_started_at.is_not(None))
                 .values(
                     status=DeliveryStatus.IN_DOUBT,
                     last_error="the sender was lost after handing the message to the relay",
@@ -391,17 +406,17 @@ class Store:
                 )
                 .execution_options(synchronize_session=False)
             )
-            this_issue = _issue_key(subscriber_id, issue_date) & _claimable(now)
+            claimable = these & _claimable(now)
             session.execute(
                 update(DeliveryRow)
-                .where(this_issue, DeliveryRow.expires_at <= now)
+                .where(claimable, DeliveryRow.expires_at <= now)
                 .values(status=DeliveryStatus.EXPIRED, lease_expires_at=None, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
             if max_attempts is not None:
                 session.execute(
                     update(DeliveryRow)
-                    .where(this_issue, DeliveryRow.attempts >= max_attempts)
+                    .where(claimable, DeliveryRow.attempts >= max_attempts)
                     .values(
                         status=DeliveryStatus.FAILED,
                         last_error=f"gave up after {max_attempts} attempts; last error: "
@@ -411,9 +426,9 @@ class Store:
                     )
                     .execution_options(synchronize_session=False)
                 )
-            attempt: int | None = session.scalar(
+            claimed = session.execute(
                 update(DeliveryRow)
-                .where(this_issue)
+                .where(claimable)
                 .values(
                     status=DeliveryStatus.SENDING,
                     attempts=DeliveryRow.attempts + 1,
@@ -423,10 +438,10 @@ class Store:
                     data_started_at=None,
                     updated_at=now,
                 )
-                .returning(DeliveryRow.attempts)
+                .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
                 .execution_options(synchronize_session=False)
             )
-            return attempt
+            return {row.subscriber_id: row.attempts for row in claimed}
 
     def mark_data_started(self, subscriber_id: int, issue_date: date, *, now: datetime) -> None:
         """Committed before the message goes out: from here a lost sender leaves it in doubt."""
