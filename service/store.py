@@ -4,6 +4,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     Engine,
+    Text,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -27,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Update
 
 from service.errors import AlreadySubscribed, UnknownSubscriber
 from service.models import (
@@ -69,6 +73,7 @@ class Store:
         if url.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _configure_sqlite)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._statements = _DialectStatements(url.get_backend_name())
 
     def close(self) -> None:
         self.engine.dispose()
@@ -376,82 +381,31 @@ class Store:
         the message started going out becomes `in_doubt`, instead of being claimed.
         """
         ids = list(subscriber_ids)
-        these = (DeliveryRow.issue_date == issue_date) & DeliveryRow.subscriber_id.in_(ids)
-        with self._session() as session:
-            _insert_ignoring_conflict(
-                session,
-                DeliveryRow,
-                [
-                    {
-                        "subscriber_id": subscriber_id,
-                        "issue_date": issue_date,
-                        "status": DeliveryStatus.PLANNED,
-                        "paper_ids": [],
-                        "attempts": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for subscriber_id in ids
-                ],
-                conflict_columns=("subscriber_id", "issue_date"),
-            )
-            session.execute(
-                update(DeliveryRow)
-                .where(these, _lease_ran_out(now), DeliveryRow.data_started_at.is_not(None))
-                .values(
-                    status=DeliveryStatus.IN_DOUBT,
-                    last_error="the sender was lost after handing the message to the relay",
-                    lease_expires_at=None,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            claimable = these & _claimable(now)
-            session.execute(
-                update(DeliveryRow)
-                .where(claimable, DeliveryRow.expires_at <= now)
-                .values(status=DeliveryStatus.EXPIRED, lease_expires_at=None, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if max_attempts is not None:
-                session.execute(
-                    update(DeliveryRow)
-                    .where(claimable, DeliveryRow.attempts >= max_attempts)
-                    .values(
-                        status=DeliveryStatus.FAILED,
-                        last_error=f"gave up after {max_attempts} attempts; last error: "
-                        + func.coalesce(DeliveryRow.last_error, "the worker was lost"),
-                        lease_expires_at=None,
-                        updated_at=now,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-            claimed = session.execute(
-                update(DeliveryRow)
-                .where(claimable)
-                .values(
-                    status=DeliveryStatus.SENDING,
-                    attempts=DeliveryRow.attempts + 1,
-                    lease_expires_at=now + lease,
-                    # Until told otherwise, a lost attempt reads as a lost worker.
-                    last_error="the worker was lost while sending",
-                    data_started_at=None,
-                    updated_at=now,
-                )
-                .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
-                .execution_options(synchronize_session=False)
-            )
+        params = {
+            "day": issue_date,
+            "ids": ids,
+            "now": now,
+            "lease_until": now + lease,
+            # No cap is a cap nobody reaches.
+            "max_attempts": max_attempts if max_attempts is not None else 2**31 - 1,
+            "gave_up": f"gave up after {max_attempts} attempts; last error: ",
+        }
+        rows = [{"sid": subscriber_id, "day": issue_date, "now": now} for subscriber_id in ids]
+        # Prepared statements: building SQLAlchemy expressions anew for every claim cost
+        # more CPU than the database work itself.
+        with self.engine.begin() as connection:
+            connection.execute(self._statements.plan_if_missing, rows)
+            connection.execute(_MARK_LOST_IN_DOUBT, params)
+            connection.execute(_EXPIRE_CLAIMABLE, params)
+            connection.execute(_FAIL_TRIED_TOO_OFTEN, params)
+            claimed = connection.execute(_CLAIM, params)
             return {row.subscriber_id: row.attempts for row in claimed}
 
     def mark_data_started(self, subscriber_id: int, issue_date: date, *, now: datetime) -> None:
         """Committed before the message goes out: from here a lost sender leaves it in doubt."""
-        with self._session() as session:
-            session.execute(
-                update(DeliveryRow)
-                .where(_issue_key(subscriber_id, issue_date))
-                .where(DeliveryRow.status == DeliveryStatus.SENDING)
-                .values(data_started_at=now)
-                .execution_options(synchronize_session=False)
+        with self.engine.begin() as connection:
+            connection.execute(
+                _MARK_DATA_STARTED, {"sid": subscriber_id, "day": issue_date, "now": now}
             )
 
     def record_sent(
@@ -479,13 +433,10 @@ class Store:
             if not finished:
                 return False
             sent = [
-                {"subscriber_id": subscriber_id, "paper_id": paper_id, "issue_date": issue_date}
-                for paper_id in paper_ids
+                {"sid": subscriber_id, "pid": paper_id, "day": issue_date} for paper_id in paper_ids
             ]
             if sent:
-                _insert_ignoring_conflict(
-                    session, SentPaperRow, sent, conflict_columns=("subscriber_id", "paper_id")
-                )
+                session.connection().execute(self._statements.remember_sent_paper, sent)
         return True
 
     def record_skipped(self, subscriber_id: int, issue_date: date, *, now: datetime) -> bool:
@@ -570,14 +521,11 @@ class Store:
     ) -> bool:
         """Record the outcome of a claimed issue; False if the issue is not being sent."""
         # Only the holder of the claim may record its outcome.
-        result = session.execute(
-            update(DeliveryRow)
-            .where(_issue_key(subscriber_id, issue_date))
-            .where(DeliveryRow.status == DeliveryStatus.SENDING)
-            .values(status=status, lease_expires_at=None, updated_at=now, **values)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        statement = _finish_statement(frozenset(values))
+        params = {f"v_{name}": value for name, value in values.items()}
+        params.update(sid=subscriber_id, day=issue_date, status=status.value, now=now)
+        result = session.connection().execute(statement, params)
+        return bool(result.rowcount == 1)
 
     def get_delivery(self, subscriber_id: int, issue_date: date) -> Delivery | None:
         with self._session() as session:
@@ -689,6 +637,116 @@ class Store:
         }
 
 
+_THESE_ISSUES = (DeliveryRow.issue_date == bindparam("day")) & DeliveryRow.subscriber_id.in_(
+    bindparam("ids", expanding=True)
+)
+_LEASE_RAN_OUT = (DeliveryRow.status == DeliveryStatus.SENDING) & (
+    DeliveryRow.lease_expires_at < bindparam("now")
+)
+_CLAIMABLE = _THESE_ISSUES & or_(
+    DeliveryRow.status == DeliveryStatus.PLANNED,
+    (DeliveryRow.status == DeliveryStatus.RETRY)
+    & (DeliveryRow.next_attempt_at.is_(None) | (DeliveryRow.next_attempt_at <= bindparam("now"))),
+    _LEASE_RAN_OUT & DeliveryRow.data_started_at.is_(None),
+)
+_MARK_LOST_IN_DOUBT = (
+    update(DeliveryRow)
+    .where(_THESE_ISSUES, _LEASE_RAN_OUT, DeliveryRow.data_started_at.is_not(None))
+    .values(
+        status=DeliveryStatus.IN_DOUBT,
+        last_error="the sender was lost after handing the message to the relay",
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+_EXPIRE_CLAIMABLE = (
+    update(DeliveryRow)
+    .where(_CLAIMABLE, DeliveryRow.expires_at <= bindparam("now"))
+    .values(status=DeliveryStatus.EXPIRED, lease_expires_at=None, updated_at=bindparam("now"))
+)
+_FAIL_TRIED_TOO_OFTEN = (
+    update(DeliveryRow)
+    .where(_CLAIMABLE, DeliveryRow.attempts >= bindparam("max_attempts"))
+    .values(
+        status=DeliveryStatus.FAILED,
+        last_error=bindparam("gave_up", type_=Text())
+        + func.coalesce(DeliveryRow.last_error, "the worker was lost"),
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+_CLAIM = (
+    update(DeliveryRow)
+    .where(_CLAIMABLE)
+    .values(
+        status=DeliveryStatus.SENDING,
+        attempts=DeliveryRow.attempts + 1,
+        lease_expires_at=bindparam("lease_until"),
+        # Until told otherwise, a lost attempt reads as a lost worker.
+        last_error="the worker was lost while sending",
+        data_started_at=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
+)
+_ONE_ISSUE = (DeliveryRow.subscriber_id == bindparam("sid")) & (
+    DeliveryRow.issue_date == bindparam("day")
+)
+_MARK_DATA_STARTED = (
+    update(DeliveryRow)
+    .where(_ONE_ISSUE, DeliveryRow.status == DeliveryStatus.SENDING)
+    .values(data_started_at=bindparam("now"))
+)
+
+
+@lru_cache(maxsize=32)
+def _finish_statement(columns: frozenset[str]) -> Update:
+    """UPDATE of a claimed issue's outcome setting `columns`; built once per set of columns."""
+    table_columns = DeliveryRow.__table__.c
+    return (
+        update(DeliveryRow)
+        .where(_ONE_ISSUE, DeliveryRow.status == DeliveryStatus.SENDING)
+        .values(
+            status=bindparam("status"),
+            lease_expires_at=None,
+            updated_at=bindparam("now"),
+            **{
+                name: bindparam(f"v_{name}", type_=table_columns[name].type)
+                for name in sorted(columns)
+            },
+        )
+    )
+
+
+class _DialectStatements:
+    """Statements whose SQL differs between SQLite and PostgreSQL, built once per store."""
+
+    def __init__(self, dialect: str) -> None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.plan_if_missing = (
+            insert(DeliveryRow)
+            .values(
+                subscriber_id=bindparam("sid"),
+                issue_date=bindparam("day"),
+                status=DeliveryStatus.PLANNED.value,
+                paper_ids=[],
+                attempts=0,
+                created_at=bindparam("now"),
+                updated_at=bindparam("now"),
+            )
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "issue_date"])
+        )
+        self.remember_sent_paper = (
+            insert(SentPaperRow)
+            .values(
+                subscriber_id=bindparam("sid"),
+                paper_id=bindparam("pid"),
+                issue_date=bindparam("day"),
+            )
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "paper_id"])
+        )
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (web, CLI) work while a digest run writes.
@@ -698,33 +756,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _insert_ignoring_conflict(
-    session: Session,
-    table: type[Any],
-    rows: list[dict[str, Any]],
-    *,
-    conflict_columns: Sequence[str],
-) -> None:
-    """INSERT … ON CONFLICT DO NOTHING, one statement for all `rows`."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
-    session.execute(statement, rows)
-
-
 def _lease_ran_out(now: datetime) -> ColumnElement[bool]:
     """A claim whose sender died: it never recorded an outcome and its lease is over."""
     return (DeliveryRow.status == DeliveryStatus.SENDING) & (DeliveryRow.lease_expires_at < now)
-
-
-def _claimable(now: datetime) -> ColumnElement[bool]:
-    """Rows a sender may take now: planned, retry whose time has come, or a lost claim that
-    never reached the point of sending the message."""
-    retry_due = (DeliveryRow.status == DeliveryStatus.RETRY) & (
-        (DeliveryRow.next_attempt_at.is_(None)) | (DeliveryRow.next_attempt_at <= now)
-    )
-    lost_before_data = _lease_ran_out(now) & DeliveryRow.data_started_at.is_(None)
-    return or_(DeliveryRow.status == DeliveryStatus.PLANNED, retry_due, lost_before_data)
 
 
 def _issue_key(subscriber_id: int, issue_date: date) -> ColumnElement[bool]:
