@@ -310,15 +310,13 @@ class Store:
             return sorted(session.scalars(statement))
 
     def mark_enqueued(self, keys: Sequence[tuple[int, date]], *, now: datetime) -> None:
-        """Note that these issues were handed to the broker."""
-        with self._session() as session:
-            for subscriber_id, issue_date in keys:
-                session.execute(
-                    update(DeliveryRow)
-                    .where(_issue_key(subscriber_id, issue_date))
-                    .values(enqueued_at=now)
-                    .execution_options(synchronize_session=False)
-                )
+        """Note that these issues were handed to the broker: one UPDATE per issue date."""
+        by_date: dict[date, list[int]] = {}
+        for subscriber_id, issue_date in keys:
+            by_date.setdefault(issue_date, []).append(subscriber_id)
+        with self.engine.begin() as connection:
+            for issue_date, ids in by_date.items():
+                connection.execute(_MARK_ENQUEUED, {"day": issue_date, "ids": ids, "now": now})
 
     def issues_to_sweep(self, *, now: datetime, requeue_after: timedelta) -> list[tuple[int, date]]:
         """Issues that should be with a worker but may not be: never enqueued or enqueued long
@@ -689,6 +687,7 @@ _CLAIM = (
     )
     .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
 )
+_MARK_ENQUEUED = update(DeliveryRow).where(_THESE_ISSUES).values(enqueued_at=bindparam("now"))
 _ONE_ISSUE = (DeliveryRow.subscriber_id == bindparam("sid")) & (
     DeliveryRow.issue_date == bindparam("day")
 )
