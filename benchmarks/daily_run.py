@@ -62,6 +62,7 @@ from sqlalchemy import create_engine, func, insert, text
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 
+from benchmarks.ranking_speed import make_candidates
 from service.digest import build_digest, load_day_papers
 from service.emails import render_digest
 from service.models import (
@@ -78,8 +79,8 @@ from service.schedule import Schedule
 from service.settings import Settings, get_settings
 from service.store import Store
 from service.tables import DeliveryRow, SubscriberRow
-from service.text import words_as_written
 from service.transport import serialize
+from tests.factories import draw_title_phrases, title_phrases
 from tests.services import CeleryWorker, RedisServer, group_pids
 
 HOST = "127.0.0.1"
@@ -323,14 +324,7 @@ def postgres_transactions(url: str) -> dict[str, int]:
 
 def day_papers(count: int) -> list[Paper]:
     """The sample papers, then copies of them under new ids until there are `count`."""
-    sample = read_papers_file(SAMPLE_PAPERS).papers
-    papers = list(sample[:count])
-    copy = 0
-    while len(papers) < count:
-        copy += 1
-        for paper in sample[: count - len(papers)]:
-            papers.append(paper.model_copy(update={"id": f"{paper.id}-c{copy}"}))
-    return papers
+    return make_candidates(read_papers_file(SAMPLE_PAPERS).papers, count)
 
 
 def interest_drawer(seed: int) -> Callable[[], tuple[Interests, float]]:
@@ -338,15 +332,10 @@ def interest_drawer(seed: int) -> Callable[[], tuple[Interests, float]]:
     trending weight; the same seed gives the same readers."""
     chooser = random.Random(seed)
     sample = read_papers_file(SAMPLE_PAPERS).papers
-    titles = [words for paper in sample if (words := words_as_written(paper.title))]
+    titles = title_phrases(sample)
 
     def draw() -> tuple[Interests, float]:
-        phrases = []
-        for _ in range(chooser.randint(1, 3)):
-            words = chooser.choice(titles)
-            length = min(len(words), chooser.randint(1, 3))
-            start = chooser.randrange(len(words) - length + 1)
-            phrases.append(" ".join(words[start : start + length]))
+        phrases = draw_title_phrases(chooser, titles)
         # Through the model, so phrases are cleaned and deduplicated as the store's own are.
         return Interests(keywords=tuple(phrases)), chooser.choice(TRENDING_WEIGHTS)
 

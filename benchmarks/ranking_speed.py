@@ -25,7 +25,7 @@ from pathlib import Path
 from service.models import Interests, Paper, ScoredPaper
 from service.papers import read_papers_file
 from service.ranking import build_corpus_stats, prepare_candidates, rank_papers, rank_prepared
-from service.text import words_as_written
+from tests.factories import draw_title_phrases, title_phrases
 from tests.test_ranking import rank_by_reference
 
 SAMPLE_PAPERS = Path(__file__).resolve().parent.parent / "service" / "sample_data" / "papers.jsonl"
@@ -58,15 +58,10 @@ def make_candidates(papers: Sequence[Paper], count: int) -> list[Paper]:
 def draw_readers(papers: Sequence[Paper], count: int, *, seed: int) -> list[Reader]:
     """Readers whose interests are phrases of consecutive words from the papers' titles."""
     chooser = random.Random(seed)
-    titles = [words for paper in papers if (words := words_as_written(paper.title))]
+    titles = title_phrases(papers)
     readers = []
     for _ in range(count):
-        phrases = []
-        for _ in range(chooser.randint(1, 3)):
-            words = chooser.choice(titles)
-            length = min(len(words), chooser.randint(1, 3))
-            start = chooser.randrange(len(words) - length + 1)
-            phrases.append(" ".join(words[start : start + length]))
+        phrases = draw_title_phrases(chooser, titles)
         readers.append(
             Reader(
                 interests=Interests(keywords=tuple(phrases)),

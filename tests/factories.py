@@ -1,5 +1,6 @@
 """Readable defaults for test data: override only what a test is about."""
 
+import random
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from service.models import (
 )
 from service.settings import Settings
 from service.store import Store
+from service.text import words_as_written
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 25)  # a Wednesday
@@ -118,3 +120,20 @@ BACKGROUND_PAPERS = [
         ]
     )
 ]
+
+
+def title_phrases(papers: Sequence[Paper]) -> list[list[str]]:
+    """The words of each paper's title, as written: what `draw_title_phrases` draws from."""
+    return [words for paper in papers if (words := words_as_written(paper.title))]
+
+
+def draw_title_phrases(chooser: random.Random, titles: Sequence[list[str]]) -> tuple[str, ...]:
+    """1-3 phrases of 1-3 consecutive title words: interests like real readers type, many of
+    them common words ("learning", "neural networks")."""
+    phrases = []
+    for _ in range(chooser.randint(1, 3)):
+        words = chooser.choice(titles)
+        length = min(len(words), chooser.randint(1, 3))
+        start = chooser.randrange(len(words) - length + 1)
+        phrases.append(" ".join(words[start : start + length]))
+    return tuple(phrases)

@@ -31,7 +31,7 @@ from service.ranking import (
     relevance_scores,
     trending_score,
 )
-from service.text import words_as_written
+from tests.factories import draw_title_phrases, title_phrases
 
 TODAY = date(2025, 6, 2)
 
@@ -674,16 +674,10 @@ def test_batch_ranking_matches_scoring_each_paper_for_title_phrases(
     # Subscribers as the speed benchmark draws them: phrases of consecutive title words, many
     # of them common ("learning", "neural networks"), which is where bounds prune most.
     chooser = random.Random(3)
-    titles = [words for paper in sample_papers if (words := words_as_written(paper.title))]
+    titles = title_phrases(sample_papers)
     prepared = prepare_candidates(sample_papers, stats=sample_stats, today=SAMPLE_TODAY)
     for _ in range(40):
-        phrases = []
-        for _ in range(chooser.randint(1, 3)):
-            words = chooser.choice(titles)
-            length = min(len(words), chooser.randint(1, 3))
-            start = chooser.randrange(len(words) - length + 1)
-            phrases.append(" ".join(words[start : start + length]))
-        interests = interests_in(*phrases)
+        interests = interests_in(*draw_title_phrases(chooser, titles))
         trending_weight = chooser.choice((0.0, 0.1, 0.3, 0.5, 0.8, 1.0))
 
         ranked = rank_prepared(prepared, interests, trending_weight=trending_weight, limit=10)
