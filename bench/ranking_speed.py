@@ -2,7 +2,7 @@
 
 Run from the project root (needs the test extras: the reference ranker lives in the tests):
 
-    .venv/bin/python -m benchmarks.ranking_speed --subscribers 1000
+    .venv/bin/python -m bench.ranking_speed --subscribers 1000
 
 Candidates are the sample papers, copied under new ids up to --papers. Each subscriber has 1 to 3
 phrases of 1 to 3 consecutive title words and a trending weight, drawn with a fixed seed.

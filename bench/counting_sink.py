@@ -2,7 +2,7 @@
 
 Run as its own process, so that accepting mail does not take the GIL of the process measuring:
 
-    .venv/bin/python -m benchmarks.counting_sink [--host 127.0.0.1] [--hostname sink.bench.test]
+    .venv/bin/python -m bench.counting_sink [--host 127.0.0.1] [--hostname sink.bench.test]
 
 It prints one JSON line `{"port": N}` once it listens, then answers each `stats` line on its
 standard input with one JSON line of counts, and stops (printing the counts a last time) when its

@@ -2,7 +2,7 @@
 
 Run from the project root (needs the test extras, for the aiosmtpd sink):
 
-    .venv/bin/python -m benchmarks.digest_run --subscribers 500
+    .venv/bin/python -m bench.digest_run --subscribers 500
 
 It builds a SQLite store in a temporary folder, imports the sample papers, adds subscribers with
 interests drawn from a fixed pool, then times `run_day` end to end (claim, rank, render, SMTP

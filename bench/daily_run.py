@@ -2,13 +2,13 @@
 
 Run from the project root (needs the test extras: aiosmtpd, and the service helpers of the tests):
 
-    .venv/bin/python -m benchmarks.daily_run --subscribers 10000 --papers 500 \
+    .venv/bin/python -m bench.daily_run --subscribers 10000 --papers 500 \
         [--workers-concurrency 2] [--database postgresql|sqlite]
 
 Everything runs on 127.0.0.1 and in a temporary folder, and is removed at the end, on error and
 on Ctrl-C too: a private redis-server; a fresh PostgreSQL database `paperwire_bench_<random>` on
 127.0.0.1:5432 (user postgres, trust auth), dropped afterwards (or a SQLite file with
---database sqlite); a counting SMTP sink in a process of its own (benchmarks/counting_sink.py);
+--database sqlite); a counting SMTP sink in a process of its own (bench/counting_sink.py);
 and the Celery worker(s).
 
 The day: the 375 sample papers plus re-id'd copies up to --papers, first seen an hour ago, and
@@ -62,7 +62,7 @@ from sqlalchemy import create_engine, func, insert, text
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 
-from benchmarks.ranking_speed import make_candidates
+from bench.ranking_speed import make_candidates
 from service.digest import build_digest, load_day_papers
 from service.emails import render_digest
 from service.models import (
@@ -220,12 +220,12 @@ def machine_cpu_seconds() -> tuple[float, float]:
 
 
 class SinkProcess:
-    """benchmarks/counting_sink.py: started, asked for counts over its stdin, stopped."""
+    """bench/counting_sink.py: started, asked for counts over its stdin, stopped."""
 
     def __init__(self, *, timeout: float = 15.0) -> None:
         self.timeout = timeout
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.counting_sink", "--host", HOST],
+            [sys.executable, "-m", "bench.counting_sink", "--host", HOST],
             cwd=PROJECT_ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -2,7 +2,7 @@
 
 Run from the project root:
 
-    .venv/bin/python -m benchmarks.ranking_eval \\
+    .venv/bin/python -m bench.ranking_eval \\
         --papers service/sample_data/papers.jsonl \\
         --profiles ../shared/data/dev-profiles.json --qrels ../shared/data/dev-qrels.jsonl
 
