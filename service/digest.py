@@ -19,7 +19,7 @@ from service.ranking import (
 )
 from service.ratelimit import SendRateLimiter
 from service.settings import Settings
-from service.store import Store
+from service.store import Ledger, Store
 from service.transport import DeliveryError, MailTransport, open_transport
 
 # A digest brings news: papers first seen more than a week before the issue are never candidates,
@@ -43,6 +43,10 @@ def retry_delay(
     digest = hashlib.blake2b(f"{subscriber_id}:{issue_date}:{attempt}".encode(), digest_size=4)
     spread = int.from_bytes(digest.digest(), "big") / 2**32
     return timedelta(seconds=ceiling * (0.5 + 0.5 * spread))
+
+
+class ClaimLost(Exception):
+    """This sender's claim on an issue ran out and someone else holds it now."""
 
 
 class Outcome(StrEnum):
@@ -99,6 +103,16 @@ def load_day_papers(store: Store, issue_date: date) -> DayPapers:
     return DayPapers(recent=recent, prepared=prepared)
 
 
+def reading_histories(
+    store: Store, subscriber_ids: Sequence[int], issue_date: date
+) -> dict[int, ReadingHistory]:
+    """What these subscribers were sent that could be a candidate again: papers of issues
+    dated within the look-back (a day's margin for issues sent late). An older issue's papers
+    were first seen before the window opened, so they are never candidates now."""
+    since = issue_date - LOOKBACK - timedelta(days=1)
+    return store.reading_history(subscriber_ids, before=issue_date, since=since)
+
+
 def build_digest(
     subscriber: Subscriber,
     day: DayPapers,
@@ -128,80 +142,82 @@ def preview_digest(
 
 
 async def deliver_digest(
-    store: Store,
+    ledger: Ledger,
     transport: MailTransport,
     subscriber: Subscriber,
     day: DayPapers,
     *,
     issue_date: date,
+    attempt: int,
+    history: ReadingHistory,
     settings: Settings,
     now: Callable[[], datetime],
     limiter: SendRateLimiter | None = None,
-    history: ReadingHistory | None = None,
 ) -> tuple[Outcome, str | None]:
-    """Send one issue at most once; the ledger, not the caller, decides whether to send."""
-    attempt = store.claim_issue(
-        subscriber.id,
-        issue_date,
-        now=now(),
-        lease=claim_lease(settings),
-        max_attempts=settings.max_attempts,
-    )
-    if attempt is None:
-        return Outcome.ALREADY_HANDLED, None
-    if history is None:
-        history = store.reading_history([subscriber.id], before=issue_date)[subscriber.id]
+    """Rank, render and send one issue that this sender has claimed, and record the outcome."""
     digest = build_digest(
         subscriber, day, issue_date=issue_date, history=history, limit=settings.digest_size
     )
     if not digest.papers:
-        store.record_skipped(subscriber.id, issue_date, now=now())
+        ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
         return Outcome.SKIPPED, None
     try:
         message = render_digest(digest, settings=settings)
     except ValueError as exc:
         # An address that cannot be put in a header safely will not become sendable later.
-        store.record_failure(subscriber.id, issue_date, error=str(exc), now=now())
+        ledger.record_failure(subscriber.id, issue_date, error=str(exc), now=now(), attempt=attempt)
         return Outcome.FAILED, str(exc)
 
     def before_data() -> None:
-        store.mark_data_started(subscriber.id, issue_date, now=now())
+        if not ledger.mark_data_started(subscriber.id, issue_date, now=now(), attempt=attempt):
+            raise ClaimLost(f"issue {issue_date} of subscriber {subscriber.id}")
 
     if limiter is not None:
         await limiter.acquire()
     try:
         await transport.send(message, before_data=before_data)
+    except ClaimLost:
+        # The lease ran out and another sender took the issue over: it is theirs to send.
+        return Outcome.ALREADY_HANDLED, None
     except DeliveryError as exc:
         if exc.in_doubt and not settings.resend_in_doubt:
-            store.record_in_doubt(
+            ledger.record_in_doubt(
                 subscriber.id,
                 issue_date,
                 message_id=str(message["Message-ID"]),
                 error=str(exc),
                 now=now(),
+                attempt=attempt,
             )
             return Outcome.IN_DOUBT, str(exc)
         if exc.permanent:
-            store.record_failure(
+            ledger.record_failure(
                 subscriber.id,
                 issue_date,
                 error=str(exc),
                 now=now(),
                 hard_bounce=exc.smtp_code in HARD_BOUNCE_CODES,
                 suppress_after_bounces=settings.hard_bounce_limit,
+                attempt=attempt,
             )
             return Outcome.FAILED, str(exc)
         retry_at = now() + retry_delay(subscriber.id, issue_date, attempt, settings=settings)
-        store.record_failure(
-            subscriber.id, issue_date, error=str(exc), now=now(), retry_at=retry_at
+        ledger.record_failure(
+            subscriber.id,
+            issue_date,
+            error=str(exc),
+            now=now(),
+            retry_at=retry_at,
+            attempt=attempt,
         )
         return Outcome.RETRY, str(exc)
-    store.record_sent(
+    ledger.record_sent(
         subscriber.id,
         issue_date,
         message_id=str(message["Message-ID"]),
         paper_ids=[scored.paper.id for scored in digest.papers],
         now=now(),
+        attempt=attempt,
     )
     return Outcome.SENT, None
 
@@ -222,7 +238,7 @@ async def run_day(
         return await deliver_batch(store, keys, settings=settings, now=now, on_progress=on_progress)
     day = load_day_papers(store, issue_date)
     summary = RunSummary(issue_date=issue_date)
-    histories = store.reading_history([s.id for s in subscribers], before=issue_date)
+    histories = reading_histories(store, [s.id for s in subscribers], issue_date)
     for done, subscriber in enumerate(subscribers, start=1):
         digest = build_digest(
             subscriber,
@@ -248,67 +264,98 @@ async def deliver_batch(
     """Deliver planned issues over one mail connection; safe to run twice."""
     summary = RunSummary(issue_date=min((day for _, day in keys), default=now().date()))
     subscribers = store.get_subscribers([subscriber_id for subscriber_id, _ in keys])
+    lease = claim_lease(settings)
     done = 0
     if on_progress is not None:
         on_progress(done, len(keys))
-    async with open_transport(settings) as transport, rate_limiter(settings) as limiter:
-        for issue_date, subscriber_ids in _by_issue_date(keys).items():
-            day = load_day_papers(store, issue_date)
-            # One query for all of the day's subscribers, not one per subscriber.
-            histories = store.reading_history(subscriber_ids, before=issue_date)
-            # Claimed one by one, just before each is sent: an issue's attempts then count
-            # only its own tries, never those of a neighbour that kept killing the worker.
-            for subscriber_id in subscriber_ids:
-                subscriber = subscribers.get(subscriber_id)
-                outcome, error = await _deliver_planned(
-                    store,
-                    transport,
-                    subscriber,
-                    day,
-                    issue_date=issue_date,
-                    history=histories[subscriber_id],
-                    settings=settings,
-                    now=now,
-                    limiter=limiter,
+    async with (
+        open_transport(settings) as transport,
+        rate_limiter(settings) as limiter,
+    ):
+        with store.ledger() as ledger:
+            for issue_date, subscriber_ids in _by_issue_date(keys).items():
+                day = load_day_papers(store, issue_date)
+                # One query for all of the day's subscribers, not one per subscriber.
+                histories = reading_histories(store, subscriber_ids, issue_date)
+                claimed, tried_before = ledger.claim_first_tries(
+                    issue_date,
+                    subscriber_ids,
+                    now=now(),
+                    lease=lease,
+                    max_attempts=settings.max_attempts,
                 )
-                summary.outcomes[outcome] += 1
-                if error is not None and subscriber is not None:
-                    summary.errors[subscriber.email] = error
-                done += 1
-                if on_progress is not None:
-                    on_progress(done, len(keys))
+                renewed_at = now()
+                for position, subscriber_id in enumerate(subscriber_ids):
+                    if now() - renewed_at > lease / 3:
+                        # A slow relay or a low rate limit: keep the rest of the batch held.
+                        renewed_at = now()
+                        ledger.renew_leases(
+                            issue_date, subscriber_ids[position:], now=renewed_at, lease=lease
+                        )
+                    attempt = claimed.get(subscriber_id)
+                    if attempt is None and subscriber_id in tried_before:
+                        # Claimed one by one, just before it is sent (see claim_first_tries).
+                        attempt = ledger.claim(
+                            issue_date,
+                            [subscriber_id],
+                            now=now(),
+                            lease=lease,
+                            max_attempts=settings.max_attempts,
+                        ).get(subscriber_id)
+                    subscriber = subscribers.get(subscriber_id)
+                    outcome, error = await _deliver_claimed(
+                        ledger,
+                        transport,
+                        subscriber,
+                        day,
+                        issue_date=issue_date,
+                        attempt=attempt,
+                        history=histories[subscriber_id],
+                        settings=settings,
+                        now=now,
+                        limiter=limiter,
+                    )
+                    summary.outcomes[outcome] += 1
+                    if error is not None and subscriber is not None:
+                        summary.errors[subscriber.email] = error
+                    done += 1
+                    if on_progress is not None:
+                        on_progress(done, len(keys))
     return summary
 
 
-async def _deliver_planned(
-    store: Store,
+async def _deliver_claimed(
+    ledger: Ledger,
     transport: MailTransport,
     subscriber: Subscriber | None,
     day: DayPapers,
     *,
     issue_date: date,
+    attempt: int | None,
     history: ReadingHistory,
     settings: Settings,
     now: Callable[[], datetime],
     limiter: SendRateLimiter | None,
 ) -> tuple[Outcome, str | None]:
-    if subscriber is None:
-        return Outcome.ALREADY_HANDLED, None  # erased since planning, ledger rows with them
+    if attempt is None or subscriber is None:
+        # Sent, finished or held by another sender; or erased since planning (ledger rows
+        # go with the subscriber).
+        return Outcome.ALREADY_HANDLED, None
     if subscriber.status is not SubscriptionStatus.CONFIRMED:
         # Left or suppressed since the issue was planned: nothing goes out.
-        if store.claim_issue(subscriber.id, issue_date, now=now(), lease=claim_lease(settings)):
-            store.record_skipped(subscriber.id, issue_date, now=now())
+        ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
         return Outcome.SKIPPED, None
     return await deliver_digest(
-        store,
+        ledger,
         transport,
         subscriber,
         day,
         issue_date=issue_date,
+        attempt=attempt,
+        history=history,
         settings=settings,
         now=now,
         limiter=limiter,
-        history=history,
     )
 
 
@@ -343,7 +390,7 @@ async def rate_limiter(settings: Settings) -> AsyncIterator[SendRateLimiter | No
 def _digest_for(
     store: Store, subscriber: Subscriber, day: DayPapers, *, issue_date: date, settings: Settings
 ) -> Digest:
-    history = store.reading_history([subscriber.id], before=issue_date)[subscriber.id]
+    history = reading_histories(store, [subscriber.id], issue_date)[subscriber.id]
     return build_digest(
         subscriber, day, issue_date=issue_date, history=history, limit=settings.digest_size
     )

@@ -1,6 +1,6 @@
 """The subscription store: the only module that knows how data is persisted."""
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -13,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     Engine,
+    Integer,
     Text,
     bindparam,
     case,
@@ -27,7 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Update
@@ -345,6 +346,17 @@ class Store:
         with self._session() as session:
             return [(row.subscriber_id, row.issue_date) for row in session.execute(query)]
 
+    @contextmanager
+    def ledger(self) -> Iterator["Ledger"]:
+        """The ledger on one connection for a run of claims and outcomes; what is still
+        pending is written on the way out, also when the run ends in an exception."""
+        with self.engine.connect() as connection:
+            ledger = Ledger(connection, self._statements)
+            try:
+                yield ledger
+            finally:
+                ledger.flush()
+
     def claim_issue(
         self,
         subscriber_id: int,
@@ -354,10 +366,11 @@ class Store:
         lease: timedelta,
         max_attempts: int | None = None,
     ) -> int | None:
-        """Take one issue for sending: the attempt number, or None (see `claim_issues`)."""
-        claimed = self.claim_issues(
-            issue_date, [subscriber_id], now=now, lease=lease, max_attempts=max_attempts
-        )
+        """Take one issue for sending: the attempt number, or None (see `Ledger.claim`)."""
+        with self.ledger() as ledger:
+            claimed = ledger.claim(
+                issue_date, [subscriber_id], now=now, lease=lease, max_attempts=max_attempts
+            )
         return claimed.get(subscriber_id)
 
     def claim_issues(
@@ -369,42 +382,14 @@ class Store:
         lease: timedelta,
         max_attempts: int | None = None,
     ) -> dict[int, int]:
-        """Take these subscribers' issues of `issue_date` for sending; return the attempt
-        number of each one taken. Issues sent, finished or held by another sender are not.
-
-        One conditional UPDATE decides, so two workers racing for the same issue cannot both
-        win. The claim is committed before any mail is sent. An issue past its give-up time
-        becomes `expired`, one already tried `max_attempts` times becomes `failed` (a task that
-        kills its worker every time must end somewhere), and one whose sender was lost after
-        the message started going out becomes `in_doubt`, instead of being claimed.
-        """
-        ids = list(subscriber_ids)
-        params = {
-            "day": issue_date,
-            "ids": ids,
-            "now": now,
-            "lease_until": now + lease,
-            # No cap is a cap nobody reaches.
-            "max_attempts": max_attempts if max_attempts is not None else 2**31 - 1,
-            "gave_up": f"gave up after {max_attempts} attempts; last error: ",
-        }
-        rows = [{"sid": subscriber_id, "day": issue_date, "now": now} for subscriber_id in ids]
-        # Prepared statements: building SQLAlchemy expressions anew for every claim cost
-        # more CPU than the database work itself.
-        with self.engine.begin() as connection:
-            connection.execute(self._statements.plan_if_missing, rows)
-            connection.execute(_MARK_LOST_IN_DOUBT, params)
-            connection.execute(_EXPIRE_CLAIMABLE, params)
-            connection.execute(_FAIL_TRIED_TOO_OFTEN, params)
-            claimed = connection.execute(_CLAIM, params)
-            return {row.subscriber_id: row.attempts for row in claimed}
+        with self.ledger() as ledger:
+            return ledger.claim(
+                issue_date, subscriber_ids, now=now, lease=lease, max_attempts=max_attempts
+            )
 
     def mark_data_started(self, subscriber_id: int, issue_date: date, *, now: datetime) -> None:
-        """Committed before the message goes out: from here a lost sender leaves it in doubt."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                _MARK_DATA_STARTED, {"sid": subscriber_id, "day": issue_date, "now": now}
-            )
+        with self.ledger() as ledger:
+            ledger.mark_data_started(subscriber_id, issue_date, now=now)
 
     def record_sent(
         self,
@@ -414,35 +399,15 @@ class Store:
         message_id: str,
         paper_ids: Sequence[str],
         now: datetime,
-    ) -> bool:
-        """Mark a claimed issue sent and remember its papers so they are never sent again."""
-        with self._session() as session:
-            finished = self._finish(
-                session,
-                subscriber_id,
-                issue_date,
-                status=DeliveryStatus.SENT,
-                now=now,
-                message_id=message_id,
-                paper_ids=list(paper_ids),
-                sent_at=now,
-                last_error=None,
+    ) -> None:
+        with self.ledger() as ledger:
+            ledger.record_sent(
+                subscriber_id, issue_date, message_id=message_id, paper_ids=paper_ids, now=now
             )
-            if not finished:
-                return False
-            sent = [
-                {"sid": subscriber_id, "pid": paper_id, "day": issue_date} for paper_id in paper_ids
-            ]
-            if sent:
-                session.connection().execute(self._statements.remember_sent_paper, sent)
-        return True
 
-    def record_skipped(self, subscriber_id: int, issue_date: date, *, now: datetime) -> bool:
-        """Mark a claimed issue skipped: nothing relevant to send that day."""
-        with self._session() as session:
-            return self._finish(
-                session, subscriber_id, issue_date, status=DeliveryStatus.SKIPPED, now=now
-            )
+    def record_skipped(self, subscriber_id: int, issue_date: date, *, now: datetime) -> None:
+        with self.ledger() as ledger:
+            ledger.record_skipped(subscriber_id, issue_date, now=now)
 
     def record_failure(
         self,
@@ -454,76 +419,25 @@ class Store:
         retry_at: datetime | None = None,
         hard_bounce: bool = False,
         suppress_after_bounces: int | None = None,
-    ) -> bool:
-        """Mark a claimed issue due again at `retry_at`, or failed when there is none.
-
-        A hard bounce (the relay said the mailbox does not exist) counts against the
-        subscriber, who is suppressed after `suppress_after_bounces` of them.
-        """
-        status = DeliveryStatus.FAILED if retry_at is None else DeliveryStatus.RETRY
-        with self._session() as session:
-            finished = self._finish(
-                session,
+    ) -> None:
+        with self.ledger() as ledger:
+            ledger.record_failure(
                 subscriber_id,
                 issue_date,
-                status=status,
+                error=error,
                 now=now,
-                last_error=error,
-                next_attempt_at=retry_at,
+                retry_at=retry_at,
+                hard_bounce=hard_bounce,
+                suppress_after_bounces=suppress_after_bounces,
             )
-            if finished and hard_bounce:
-                bounces = SubscriberRow.hard_bounces + 1
-                suppress = (
-                    bounces >= suppress_after_bounces
-                    if suppress_after_bounces is not None
-                    else false()
-                )
-                session.execute(
-                    update(SubscriberRow)
-                    .where(SubscriberRow.id == subscriber_id)
-                    .values(
-                        hard_bounces=bounces,
-                        status=case(
-                            (suppress, SubscriptionStatus.SUPPRESSED.value),
-                            else_=SubscriberRow.status,
-                        ),
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-            return finished
 
     def record_in_doubt(
         self, subscriber_id: int, issue_date: date, *, message_id: str, error: str, now: datetime
-    ) -> bool:
-        """The relay may have the message: the connection was lost after the final dot."""
-        with self._session() as session:
-            return self._finish(
-                session,
-                subscriber_id,
-                issue_date,
-                status=DeliveryStatus.IN_DOUBT,
-                now=now,
-                message_id=message_id,
-                last_error=error,
+    ) -> None:
+        with self.ledger() as ledger:
+            ledger.record_in_doubt(
+                subscriber_id, issue_date, message_id=message_id, error=error, now=now
             )
-
-    def _finish(
-        self,
-        session: Session,
-        subscriber_id: int,
-        issue_date: date,
-        *,
-        status: DeliveryStatus,
-        now: datetime,
-        **values: Any,
-    ) -> bool:
-        """Record the outcome of a claimed issue; False if the issue is not being sent."""
-        # Only the holder of the claim may record its outcome.
-        statement = _finish_statement(frozenset(values))
-        params = {f"v_{name}": value for name, value in values.items()}
-        params.update(sid=subscriber_id, day=issue_date, status=status.value, now=now)
-        result = session.connection().execute(statement, params)
-        return bool(result.rowcount == 1)
 
     def get_delivery(self, subscriber_id: int, issue_date: date) -> Delivery | None:
         with self._session() as session:
@@ -599,9 +513,10 @@ class Store:
             return sorted((row.subscriber_id, row.issue_date) for row in session.execute(query))
 
     def reading_history(
-        self, subscriber_ids: Sequence[int], *, before: date
+        self, subscriber_ids: Sequence[int], *, before: date, since: date | None = None
     ) -> dict[int, ReadingHistory]:
-        """Each subscriber's papers sent so far and when their latest issue dated before
+        """Each subscriber's papers sent so far (in issues dated from `since` on, when given:
+        older issues cannot hold today's candidates) and when their latest issue dated before
         `before` went out; two queries for a whole batch."""
         ids = list(subscriber_ids)
         sent: dict[int, set[str]] = {subscriber_id: set() for subscriber_id in ids}
@@ -609,6 +524,8 @@ class Store:
         papers_query = select(SentPaperRow.subscriber_id, SentPaperRow.paper_id).where(
             SentPaperRow.subscriber_id.in_(ids)
         )
+        if since is not None:
+            papers_query = papers_query.where(SentPaperRow.issue_date >= since)
         # The latest send, not the send of the latest issue date: a day re-run by hand later
         # still delivered those papers at that time.
         last_query = (
@@ -687,14 +604,48 @@ _CLAIM = (
     )
     .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
 )
+# The first try of an issue planned and never claimed; claimed for a whole batch at once.
+_CLAIM_FIRST_TRIES = (
+    update(DeliveryRow)
+    .where(
+        _THESE_ISSUES,
+        DeliveryRow.status == DeliveryStatus.PLANNED,
+        DeliveryRow.attempts == 0,
+    )
+    .values(
+        status=DeliveryStatus.SENDING,
+        attempts=1,
+        lease_expires_at=bindparam("lease_until"),
+        last_error="the worker was lost while sending",
+        data_started_at=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
+)
+_STILL_CLAIMABLE = select(DeliveryRow.subscriber_id).where(_CLAIMABLE)
 _MARK_ENQUEUED = update(DeliveryRow).where(_THESE_ISSUES).values(enqueued_at=bindparam("now"))
 _ONE_ISSUE = (DeliveryRow.subscriber_id == bindparam("sid")) & (
     DeliveryRow.issue_date == bindparam("day")
 )
+# Only the holder of a claim may write to its issue: the claim's attempt number fences off a
+# sender whose lease ran out and whose issue another sender has claimed since. (No attempt
+# given: whoever holds it, for an operator's or a test's direct write.)
+_HELD = (DeliveryRow.status == DeliveryStatus.SENDING) & (
+    func.coalesce(bindparam("attempt", type_=Integer()), DeliveryRow.attempts)
+    == DeliveryRow.attempts
+)
 _MARK_DATA_STARTED = (
+    update(DeliveryRow).where(_ONE_ISSUE, _HELD).values(data_started_at=bindparam("now"))
+)
+# A long batch keeps its claims: the lease is renewed while the sender is alive.
+_RENEW_LEASES = (
     update(DeliveryRow)
-    .where(_ONE_ISSUE, DeliveryRow.status == DeliveryStatus.SENDING)
-    .values(data_started_at=bindparam("now"))
+    .where(
+        _THESE_ISSUES,
+        DeliveryRow.status == DeliveryStatus.SENDING,
+        DeliveryRow.lease_expires_at >= bindparam("now"),
+    )
+    .values(lease_expires_at=bindparam("lease_until"))
 )
 
 
@@ -704,7 +655,7 @@ def _finish_statement(columns: frozenset[str]) -> Update:
     table_columns = DeliveryRow.__table__.c
     return (
         update(DeliveryRow)
-        .where(_ONE_ISSUE, DeliveryRow.status == DeliveryStatus.SENDING)
+        .where(_ONE_ISSUE, _HELD)
         .values(
             status=bindparam("status"),
             lease_expires_at=None,
@@ -713,6 +664,283 @@ def _finish_statement(columns: frozenset[str]) -> Update:
                 name: bindparam(f"v_{name}", type_=table_columns[name].type)
                 for name in sorted(columns)
             },
+        )
+    )
+
+
+# One write of the ledger, run inside a transaction on the ledger's connection.
+_Write = Callable[[Connection], object]
+
+
+class Ledger:
+    """Claims and outcomes of issues, as one sender records them on one connection.
+
+    An outcome is not committed on its own: it waits for the next write, at the latest the
+    mark that the next message is going out (`mark_data_started`), and goes in the same
+    transaction, so a message costs one commit, not three. A sender lost in between leaves
+    that issue `sending` with its data started, which the next claim turns into `in_doubt`:
+    it is never sent twice.
+    """
+
+    def __init__(self, connection: Connection, statements: "_DialectStatements") -> None:
+        self._connection = connection
+        self._statements = statements
+        self._pending: list[_Write] = []
+
+    def claim_first_tries(
+        self,
+        issue_date: date,
+        subscriber_ids: Sequence[int],
+        *,
+        now: datetime,
+        lease: timedelta,
+        max_attempts: int | None = None,
+    ) -> tuple[dict[int, int], set[int]]:
+        """Claim at once these issues that were never tried; return their attempt numbers,
+        and the ids of those tried before that may be claimed now, one by one with `claim`.
+
+        Issues tried before are claimed just before each is sent, so that a lost try counts
+        only against its own issue, never against the neighbours of one that kept killing
+        its worker.
+        """
+        ids = list(subscriber_ids)
+        params = _claim_params(issue_date, ids, now=now, lease=lease, max_attempts=max_attempts)
+        connection = self._connection
+        with connection.begin():
+            self._write_pending()
+            self._settle_lost_and_late(issue_date, ids, params)
+            claimed = {
+                row.subscriber_id: row.attempts
+                for row in connection.execute(_CLAIM_FIRST_TRIES, params)
+            }
+            later = set(connection.scalars(_STILL_CLAIMABLE, params))
+        return claimed, later
+
+    def claim(
+        self,
+        issue_date: date,
+        subscriber_ids: Sequence[int],
+        *,
+        now: datetime,
+        lease: timedelta,
+        max_attempts: int | None = None,
+    ) -> dict[int, int]:
+        """Take these subscribers' issues of `issue_date` for sending; return the attempt
+        number of each one taken. Issues sent, finished or held by another sender are not.
+
+        One conditional UPDATE decides, so two workers racing for the same issue cannot both
+        win. The claim is committed before any mail is sent. An issue past its give-up time
+        becomes `expired`, one already tried `max_attempts` times becomes `failed` (a task that
+        kills its worker every time must end somewhere), and one whose sender was lost after
+        the message started going out becomes `in_doubt`, instead of being claimed.
+        """
+        ids = list(subscriber_ids)
+        params = _claim_params(issue_date, ids, now=now, lease=lease, max_attempts=max_attempts)
+        with self._connection.begin():
+            self._write_pending()
+            self._settle_lost_and_late(issue_date, ids, params)
+            claimed = self._connection.execute(_CLAIM, params)
+            return {row.subscriber_id: row.attempts for row in claimed}
+
+    def mark_data_started(
+        self, subscriber_id: int, issue_date: date, *, now: datetime, attempt: int | None = None
+    ) -> bool:
+        """Committed before the message goes out: from here a lost sender leaves it in doubt.
+        Outcomes still pending are committed with it. False if this sender no longer holds
+        the claim (see `_HELD`): then the message must not go out."""
+        params = {"sid": subscriber_id, "day": issue_date, "now": now, "attempt": attempt}
+        with self._connection.begin():
+            self._write_pending()
+            return bool(self._connection.execute(_MARK_DATA_STARTED, params).rowcount == 1)
+
+    def renew_leases(
+        self, issue_date: date, subscriber_ids: Sequence[int], *, now: datetime, lease: timedelta
+    ) -> None:
+        """Extend the leases of these issues still held, for a batch that runs long."""
+        params = {
+            "day": issue_date,
+            "ids": list(subscriber_ids),
+            "now": now,
+            "lease_until": now + lease,
+        }
+        with self._connection.begin():
+            self._write_pending()
+            self._connection.execute(_RENEW_LEASES, params)
+
+    def record_sent(
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        message_id: str,
+        paper_ids: Sequence[str],
+        now: datetime,
+        attempt: int | None = None,
+    ) -> None:
+        """Mark a claimed issue sent and remember its papers so they are never sent again."""
+        finish = _finish_write(
+            subscriber_id,
+            issue_date,
+            attempt,
+            status=DeliveryStatus.SENT,
+            now=now,
+            message_id=message_id,
+            paper_ids=list(paper_ids),
+            sent_at=now,
+            last_error=None,
+        )
+        sent = [
+            {"sid": subscriber_id, "pid": paper_id, "day": issue_date} for paper_id in paper_ids
+        ]
+        remember = self._statements.remember_sent_paper
+
+        def write(connection: Connection) -> None:
+            if finish(connection) and sent:
+                connection.execute(remember, sent)
+
+        self._pending.append(write)
+
+    def record_skipped(
+        self, subscriber_id: int, issue_date: date, *, now: datetime, attempt: int | None = None
+    ) -> None:
+        """Mark a claimed issue skipped: nothing relevant to send that day."""
+        finish = _finish_write(
+            subscriber_id, issue_date, attempt, status=DeliveryStatus.SKIPPED, now=now
+        )
+        self._pending.append(finish)
+
+    def record_failure(
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        error: str,
+        now: datetime,
+        retry_at: datetime | None = None,
+        hard_bounce: bool = False,
+        suppress_after_bounces: int | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        """Mark a claimed issue due again at `retry_at`, or failed when there is none.
+
+        A hard bounce (the relay said the mailbox does not exist) counts against the
+        subscriber, who is suppressed after `suppress_after_bounces` of them.
+        """
+        finish = _finish_write(
+            subscriber_id,
+            issue_date,
+            attempt,
+            status=DeliveryStatus.FAILED if retry_at is None else DeliveryStatus.RETRY,
+            now=now,
+            last_error=error,
+            next_attempt_at=retry_at,
+        )
+
+        def write(connection: Connection) -> None:
+            if finish(connection) and hard_bounce:
+                connection.execute(_count_hard_bounce(subscriber_id, suppress_after_bounces))
+
+        self._pending.append(write)
+
+    def record_in_doubt(
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        message_id: str,
+        error: str,
+        now: datetime,
+        attempt: int | None = None,
+    ) -> None:
+        """The relay may have the message: the connection was lost after the final dot."""
+        finish = _finish_write(
+            subscriber_id,
+            issue_date,
+            attempt,
+            status=DeliveryStatus.IN_DOUBT,
+            now=now,
+            message_id=message_id,
+            last_error=error,
+        )
+        self._pending.append(finish)
+
+    def flush(self) -> None:
+        """Commit the outcomes still pending."""
+        if self._pending:
+            with self._connection.begin():
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for write in pending:
+            write(self._connection)
+
+    def _settle_lost_and_late(
+        self, issue_date: date, ids: list[int], params: dict[str, Any]
+    ) -> None:
+        """Plan what is missing, then end the issues no claim may take any more."""
+        connection = self._connection
+        rows = [
+            {"sid": subscriber_id, "day": issue_date, "now": params["now"]} for subscriber_id in ids
+        ]
+        connection.execute(self._statements.plan_if_missing, rows)
+        connection.execute(_MARK_LOST_IN_DOUBT, params)
+        connection.execute(_EXPIRE_CLAIMABLE, params)
+        connection.execute(_FAIL_TRIED_TOO_OFTEN, params)
+
+
+def _claim_params(
+    issue_date: date,
+    ids: list[int],
+    *,
+    now: datetime,
+    lease: timedelta,
+    max_attempts: int | None,
+) -> dict[str, Any]:
+    return {
+        "day": issue_date,
+        "ids": ids,
+        "now": now,
+        "lease_until": now + lease,
+        # No cap is a cap nobody reaches.
+        "max_attempts": max_attempts if max_attempts is not None else 2**31 - 1,
+        "gave_up": f"gave up after {max_attempts} attempts; last error: ",
+    }
+
+
+def _finish_write(
+    subscriber_id: int,
+    issue_date: date,
+    attempt: int | None,
+    *,
+    status: DeliveryStatus,
+    now: datetime,
+    **values: Any,
+) -> Callable[[Connection], bool]:
+    """The outcome of a claimed issue; its write says False if the issue was not being sent
+    (only the holder of the claim may record its outcome)."""
+    statement = _finish_statement(frozenset(values))
+    params = {f"v_{name}": value for name, value in values.items()}
+    params.update(sid=subscriber_id, day=issue_date, status=status.value, now=now, attempt=attempt)
+
+    def write(connection: Connection) -> bool:
+        return bool(connection.execute(statement, params).rowcount == 1)
+
+    return write
+
+
+def _count_hard_bounce(subscriber_id: int, suppress_after: int | None) -> Update:
+    bounces = SubscriberRow.hard_bounces + 1
+    suppress = bounces >= suppress_after if suppress_after is not None else false()
+    return (
+        update(SubscriberRow)
+        .where(SubscriberRow.id == subscriber_id)
+        .values(
+            hard_bounces=bounces,
+            status=case(
+                (suppress, SubscriptionStatus.SUPPRESSED.value),
+                else_=SubscriberRow.status,
+            ),
         )
     )
 

@@ -253,7 +253,13 @@ class SmtpTransport:
                 raise _refusal(refused)
             stage = "DATA"
             if before_data is not None:
-                before_data()
+                try:
+                    before_data()
+                except Exception:
+                    # The caller called the message off: end the transaction cleanly, so the
+                    # connection stays usable for the next one.
+                    await self._reset(client)
+                    raise
             await client.data(data)
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421 or not client.is_connected:

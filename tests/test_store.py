@@ -197,6 +197,10 @@ def test_sent_papers_are_remembered_per_subscriber(store: Store) -> None:
         last_sent_at=NOW, sent_paper_ids=frozenset({"p1", "p2"})
     )
     assert history[bob.id] == ReadingHistory()
+    # Only issues dated from `since` on are read when it is given.
+    assert store.reading_history([alice.id], before=tomorrow, since=tomorrow)[alice.id] == (
+        ReadingHistory(last_sent_at=NOW)
+    )
     # Issues dated on or after `before` are not "the last issue" yet; their papers still count.
     same_day = store.reading_history([alice.id], before=TODAY)[alice.id]
     assert same_day.last_sent_at is None and same_day.sent_paper_ids == {"p1", "p2"}
@@ -225,3 +229,71 @@ def test_a_sender_lost_after_handing_over_the_message_leaves_it_in_doubt(store: 
     assert store.claim_issue(after.id, TODAY, now=later, lease=LEASE) is None
     delivery = store.get_delivery(after.id, TODAY)
     assert delivery is not None and delivery.status is DeliveryStatus.IN_DOUBT
+
+
+def test_a_batch_claims_first_tries_at_once_and_leaves_earlier_tries_one_by_one(
+    store: Store,
+) -> None:
+    fresh, retried, sent = (add_subscriber(store, f"{name}@example.org") for name in "abc")
+    ids = [fresh.id, retried.id, sent.id]
+    for subscriber in (retried, sent):
+        assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE) == 1
+    store.record_failure(retried.id, TODAY, error="451", now=NOW, retry_at=NOW)
+    store.record_sent(sent.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+
+    with store.ledger() as ledger:
+        claimed, tried_before = ledger.claim_first_tries(TODAY, ids, now=NOW, lease=LEASE)
+        assert claimed == {fresh.id: 1}
+        assert tried_before == {retried.id}
+        assert ledger.claim(TODAY, [retried.id], now=NOW, lease=LEASE) == {retried.id: 2}
+        # Claimed twice over is claimed once.
+        assert ledger.claim_first_tries(TODAY, ids, now=NOW, lease=LEASE) == ({}, set())
+
+
+def test_an_outcome_waits_for_the_next_write_and_a_lost_sender_leaves_it_in_doubt(
+    store: Store,
+) -> None:
+    first, second = add_subscriber(store, "first@example.org"), add_subscriber(store)
+    with store.ledger() as ledger:
+        claimed, _ = ledger.claim_first_tries(TODAY, [first.id, second.id], now=NOW, lease=LEASE)
+        assert ledger.mark_data_started(first.id, TODAY, now=NOW, attempt=claimed[first.id])
+        ledger.record_sent(first.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+        pending = store.get_delivery(first.id, TODAY)
+        assert pending is not None and pending.status is DeliveryStatus.SENDING
+        # The next message's start commits the first one's outcome with it.
+        assert ledger.mark_data_started(second.id, TODAY, now=NOW, attempt=claimed[second.id])
+        done = store.get_delivery(first.id, TODAY)
+        assert done is not None and done.status is DeliveryStatus.SENT
+        ledger.record_sent(second.id, TODAY, message_id="<n@x>", paper_ids=["p2"], now=NOW)
+        # The sender dies here: the second outcome is never written.
+        ledger._pending.clear()
+
+    later = NOW + LEASE * 2
+    assert store.claim_issue(second.id, TODAY, now=later, lease=LEASE) is None
+    lost = store.get_delivery(second.id, TODAY)
+    assert lost is not None and lost.status is DeliveryStatus.IN_DOUBT
+
+
+def test_a_sender_whose_lease_ran_out_can_no_longer_write_to_the_issue(store: Store) -> None:
+    subscriber = add_subscriber(store)
+    with store.ledger() as slow:
+        claimed, _ = slow.claim_first_tries(TODAY, [subscriber.id], now=NOW, lease=LEASE)
+        later = NOW + LEASE * 2
+        # Another sender takes the issue over; the first one wakes up afterwards.
+        assert store.claim_issue(subscriber.id, TODAY, now=later, lease=LEASE) == 2
+        assert not slow.mark_data_started(subscriber.id, TODAY, now=later, attempt=claimed[subscriber.id])
+        slow.record_failure(subscriber.id, TODAY, error="451", now=later, attempt=claimed[subscriber.id])
+    delivery = store.get_delivery(subscriber.id, TODAY)
+    assert delivery is not None
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENDING, 2)
+
+
+def test_a_long_batch_renews_the_leases_it_still_holds(store: Store) -> None:
+    first, second = add_subscriber(store, "first@example.org"), add_subscriber(store)
+    with store.ledger() as ledger:
+        ledger.claim_first_tries(TODAY, [first.id, second.id], now=NOW, lease=LEASE)
+        ledger.renew_leases(TODAY, [second.id], now=NOW + LEASE / 2, lease=LEASE)
+    # The first lease ran out; the renewed second one still holds.
+    at = NOW + LEASE + timedelta(minutes=1)
+    assert store.claim_issue(first.id, TODAY, now=at, lease=LEASE) == 2
+    assert store.claim_issue(second.id, TODAY, now=at, lease=LEASE) is None
