@@ -77,7 +77,7 @@ from service.papers import read_papers_file
 from service.planning import plan_due_issues
 from service.schedule import Schedule
 from service.settings import Settings, get_settings
-from service.store import Store
+from service.store import Ledger, Store
 from service.tables import DeliveryRow, SubscriberRow
 from service.transport import serialize
 from tests.factories import draw_title_phrases, title_phrases
@@ -840,6 +840,10 @@ def _stage_targets() -> list[tuple[str, Any, str]]:
         if inspect.isfunction(member) and (name == "__init__" or not name.startswith("_")):
             label = "DB: Store() (engine per task)" if name == "__init__" else f"DB: {name}"
             targets.append((label, Store, name))
+    # And every Ledger method: the claims and outcome writes of a batch.
+    for name, member in vars(Ledger).items():
+        if inspect.isfunction(member) and not name.startswith("_"):
+            targets.append((f"DB: ledger.{name}", Ledger, name))
     return targets
 
 

@@ -145,6 +145,14 @@ class Store:
         with self._session() as session:
             return [_paper(row) for row in session.scalars(query)]
 
+    def papers_version(self) -> tuple[int, datetime | None]:
+        """Changes whenever a paper is added or refreshed: how many there are and the latest
+        refresh. Cheap enough to ask before every batch."""
+        query = select(func.count(), func.max(PaperRow.updated_at))
+        with self.engine.connect() as connection:
+            count, latest = connection.execute(query).one()
+        return int(count), latest
+
     def count_papers(self) -> int:
         with self._session() as session:
             return session.scalar(select(func.count()).select_from(PaperRow)) or 0

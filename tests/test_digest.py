@@ -6,7 +6,15 @@ from email.message import EmailMessage
 
 import pytest
 
-from service.digest import LOOKBACK, Outcome, RunSummary, preview_digest, retry_delay, run_day
+from service.digest import (
+    LOOKBACK,
+    DayPapersCache,
+    Outcome,
+    RunSummary,
+    preview_digest,
+    retry_delay,
+    run_day,
+)
 from service.models import DeliveryStatus, Frequency, Interests
 from service.settings import Settings
 from service.store import Store
@@ -322,3 +330,22 @@ def test_a_relay_that_caps_messages_per_connection_gets_them_all_without_503(
     before = smtp_sink.session_count
     assert run(store, capped).outcomes == {Outcome.SENT: 12, Outcome.ALREADY_HANDLED: 12}
     assert smtp_sink.session_count - before == 3  # 5 + 5 + 2, never refused
+
+
+def test_a_worker_analyses_the_day_once_until_the_papers_change(store: Store) -> None:
+    cache = DayPapersCache()
+    store.upsert_papers(DIFFUSION_PAPERS, now=NOW)
+    first = cache.get(store, TODAY)
+    assert cache.get(store, TODAY) is first
+    assert {p.id for p in first.recent} == {p.id for p in DIFFUSION_PAPERS}
+
+    # A new paper, and later a refreshed trending signal: each makes a new analysis.
+    store.upsert_papers([OFF_TOPIC], now=NOW + timedelta(minutes=1))
+    second = cache.get(store, TODAY)
+    assert second is not first and OFF_TOPIC.id in {p.id for p in second.recent}
+    store.upsert_papers(
+        [OFF_TOPIC.model_copy(update={"upvotes": 999})], now=NOW + timedelta(minutes=2)
+    )
+    third = cache.get(store, TODAY)
+    assert third is not second
+    assert {p.id: p.upvotes for p in third.recent}[OFF_TOPIC.id] == 999

@@ -281,8 +281,9 @@ def test_a_sender_whose_lease_ran_out_can_no_longer_write_to_the_issue(store: St
         later = NOW + LEASE * 2
         # Another sender takes the issue over; the first one wakes up afterwards.
         assert store.claim_issue(subscriber.id, TODAY, now=later, lease=LEASE) == 2
-        assert not slow.mark_data_started(subscriber.id, TODAY, now=later, attempt=claimed[subscriber.id])
-        slow.record_failure(subscriber.id, TODAY, error="451", now=later, attempt=claimed[subscriber.id])
+        mine = claimed[subscriber.id]
+        assert not slow.mark_data_started(subscriber.id, TODAY, now=later, attempt=mine)
+        slow.record_failure(subscriber.id, TODAY, error="451", now=later, attempt=mine)
     delivery = store.get_delivery(subscriber.id, TODAY)
     assert delivery is not None
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENDING, 2)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
-from service.digest import deliver_batch, run_day
+from service.digest import DayPapersCache, deliver_batch, run_day
 from service.planning import (
     IssueKey,
     batches,
@@ -20,6 +20,9 @@ from service.planning import (
 from service.settings import Settings, get_settings
 from service.store import Store
 from workers.celery_app import app
+
+# A worker process delivers many batches of the same day: it analyses the day's papers once.
+DAY_PAPERS = DayPapersCache()
 
 
 @contextmanager
@@ -56,7 +59,7 @@ def send_digest_batch_task(items: list[list[int | str]]) -> dict[str, int]:
     keys = [(int(subscriber_id), date.fromisoformat(str(day))) for subscriber_id, day in items]
     settings = get_settings()
     with task_store(settings) as store:
-        summary = asyncio.run(deliver_batch(store, keys, settings=settings))
+        summary = asyncio.run(deliver_batch(store, keys, settings=settings, day_papers=DAY_PAPERS))
     return {outcome.value: count for outcome, count in summary.outcomes.items()}
 
 
