@@ -195,8 +195,12 @@ async def deliver_digest(
         ledger.record_failure(subscriber.id, issue_date, error=str(exc), now=now(), attempt=attempt)
         return Outcome.FAILED, str(exc)
 
+    paper_ids = [scored.paper.id for scored in digest.papers]
+
     def before_data() -> None:
-        if not ledger.mark_data_started(subscriber.id, issue_date, now=now(), attempt=attempt):
+        if not ledger.mark_data_started(
+            subscriber.id, issue_date, now=now(), paper_ids=paper_ids, attempt=attempt
+        ):
             raise ClaimLost(f"issue {issue_date} of subscriber {subscriber.id}")
 
     if limiter is not None:
@@ -214,6 +218,7 @@ async def deliver_digest(
                 message_id=str(message["Message-ID"]),
                 error=str(exc),
                 now=now(),
+                paper_ids=paper_ids,
                 attempt=attempt,
             )
             return Outcome.IN_DOUBT, str(exc)
@@ -242,7 +247,7 @@ async def deliver_digest(
         subscriber.id,
         issue_date,
         message_id=str(message["Message-ID"]),
-        paper_ids=[scored.paper.id for scored in digest.papers],
+        paper_ids=paper_ids,
         now=now(),
         attempt=attempt,
     )

@@ -46,7 +46,7 @@ from service.models import (
     SubscriptionStatus,
 )
 from service.schedule import Schedule
-from service.tables import DeliveryRow, PaperRow, SentPaperRow, SubscriberRow, UtcDateTime
+from service.tables import DeliveryRow, PaperRow, SubscriberRow, UtcDateTime
 
 # Trending signals a re-import refreshes; the rest of a paper is refreshed only when given.
 TRENDING_FIELDS = ("upvotes", "comments", "github_stars")
@@ -205,13 +205,12 @@ class Store:
             return [_subscriber(row) for row in session.scalars(query)]
 
     def remove_subscriber(self, email: str) -> None:
-        """Delete a subscriber with their ledger rows and sent-paper history."""
+        """Delete a subscriber with their ledger rows, which hold their reading history."""
         with self._session() as session:
             row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == email))
             if row is None:
                 raise UnknownSubscriber(f"no subscriber with address {email}")
             # Delete children explicitly: SQLite enforces ON DELETE CASCADE only with a pragma.
-            session.execute(delete(SentPaperRow).where(SentPaperRow.subscriber_id == row.id))
             session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == row.id))
             session.delete(row)
 
@@ -529,11 +528,13 @@ class Store:
         ids = list(subscriber_ids)
         sent: dict[int, set[str]] = {subscriber_id: set() for subscriber_id in ids}
         last_sent: dict[int, datetime] = {}
-        papers_query = select(SentPaperRow.subscriber_id, SentPaperRow.paper_id).where(
-            SentPaperRow.subscriber_id.in_(ids)
+        # An issue in doubt most likely arrived: its papers count as sent.
+        papers_query = select(DeliveryRow.subscriber_id, DeliveryRow.paper_ids).where(
+            DeliveryRow.subscriber_id.in_(ids),
+            DeliveryRow.status.in_([DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT]),
         )
         if since is not None:
-            papers_query = papers_query.where(SentPaperRow.issue_date >= since)
+            papers_query = papers_query.where(DeliveryRow.issue_date >= since)
         # The latest send, not the send of the latest issue date: a day re-run by hand later
         # still delivered those papers at that time.
         last_query = (
@@ -546,8 +547,8 @@ class Store:
             .group_by(DeliveryRow.subscriber_id)
         )
         with self._session() as session:
-            for subscriber_id, paper_id in session.execute(papers_query):
-                sent[subscriber_id].add(paper_id)
+            for subscriber_id, paper_ids in session.execute(papers_query):
+                sent[subscriber_id].update(paper_ids or ())
             for subscriber_id, sent_at in session.execute(last_query):
                 if sent_at is not None:
                     last_sent[subscriber_id] = sent_at
@@ -642,8 +643,15 @@ _HELD = (DeliveryRow.status == DeliveryStatus.SENDING) & (
     func.coalesce(bindparam("attempt", type_=Integer()), DeliveryRow.attempts)
     == DeliveryRow.attempts
 )
+# With the papers going out: if the sender is then lost, the issue is in doubt and its papers
+# count as sent, so the next issue does not repeat them.
 _MARK_DATA_STARTED = (
-    update(DeliveryRow).where(_ONE_ISSUE, _HELD).values(data_started_at=bindparam("now"))
+    update(DeliveryRow)
+    .where(_ONE_ISSUE, _HELD)
+    .values(
+        data_started_at=bindparam("now"),
+        paper_ids=bindparam("paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
+    )
 )
 # A long batch keeps its claims: the lease is renewed while the sender is alive.
 _RENEW_LEASES = (
@@ -751,12 +759,24 @@ class Ledger:
             return {row.subscriber_id: row.attempts for row in claimed}
 
     def mark_data_started(
-        self, subscriber_id: int, issue_date: date, *, now: datetime, attempt: int | None = None
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        now: datetime,
+        paper_ids: Sequence[str] = (),
+        attempt: int | None = None,
     ) -> bool:
-        """Committed before the message goes out: from here a lost sender leaves it in doubt.
-        Outcomes still pending are committed with it. False if this sender no longer holds
-        the claim (see `_HELD`): then the message must not go out."""
-        params = {"sid": subscriber_id, "day": issue_date, "now": now, "attempt": attempt}
+        """Committed before the message with `paper_ids` goes out: from here a lost sender
+        leaves it in doubt. Outcomes still pending are committed with it. False if this
+        sender no longer holds the claim (see `_HELD`): then the message must not go out."""
+        params = {
+            "sid": subscriber_id,
+            "day": issue_date,
+            "now": now,
+            "paper_ids": list(paper_ids),
+            "attempt": attempt,
+        }
         with self._connection.begin():
             self._write_pending()
             return bool(self._connection.execute(_MARK_DATA_STARTED, params).rowcount == 1)
@@ -785,7 +805,7 @@ class Ledger:
         now: datetime,
         attempt: int | None = None,
     ) -> None:
-        """Mark a claimed issue sent and remember its papers so they are never sent again."""
+        """Mark a claimed issue sent; its papers, kept on its row, are never sent again."""
         finish = _finish_write(
             subscriber_id,
             issue_date,
@@ -797,16 +817,7 @@ class Ledger:
             sent_at=now,
             last_error=None,
         )
-        sent = [
-            {"sid": subscriber_id, "pid": paper_id, "day": issue_date} for paper_id in paper_ids
-        ]
-        remember = self._statements.remember_sent_paper
-
-        def write(connection: Connection) -> None:
-            if finish(connection) and sent:
-                connection.execute(remember, sent)
-
-        self._pending.append(write)
+        self._pending.append(finish)
 
     def record_skipped(
         self, subscriber_id: int, issue_date: date, *, now: datetime, attempt: int | None = None
@@ -858,6 +869,7 @@ class Ledger:
         message_id: str,
         error: str,
         now: datetime,
+        paper_ids: Sequence[str] = (),
         attempt: int | None = None,
     ) -> None:
         """The relay may have the message: the connection was lost after the final dot."""
@@ -868,6 +880,7 @@ class Ledger:
             status=DeliveryStatus.IN_DOUBT,
             now=now,
             message_id=message_id,
+            paper_ids=list(paper_ids),
             last_error=error,
         )
         self._pending.append(finish)
@@ -970,15 +983,6 @@ class _DialectStatements:
                 updated_at=bindparam("now"),
             )
             .on_conflict_do_nothing(index_elements=["subscriber_id", "issue_date"])
-        )
-        self.remember_sent_paper = (
-            insert(SentPaperRow)
-            .values(
-                subscriber_id=bindparam("sid"),
-                paper_id=bindparam("pid"),
-                issue_date=bindparam("day"),
-            )
-            .on_conflict_do_nothing(index_elements=["subscriber_id", "paper_id"])
         )
 
 

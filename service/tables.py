@@ -127,15 +127,3 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
-
-
-class SentPaperRow(Base):
-    """Each paper a subscriber has received; the primary key makes a second send impossible."""
-
-    __tablename__ = "sent_papers"
-
-    subscriber_id: Mapped[int] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
-    )
-    paper_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    issue_date: Mapped[date] = mapped_column(Date)

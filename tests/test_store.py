@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from service.errors import AlreadySubscribed, UnknownSubscriber
 from service.models import DeliveryStatus, Frequency, ReadingHistory, SubscriptionStatus
@@ -15,7 +15,7 @@ LEASE = timedelta(minutes=10)
 
 def test_migrations_create_every_table(store: Store) -> None:
     tables = set(inspect(store.engine).get_table_names())
-    assert {"papers", "subscribers", "deliveries", "sent_papers", "alembic_version"} <= tables
+    assert tables == {"papers", "subscribers", "deliveries", "alembic_version"}
 
 
 def test_upgrade_twice_is_harmless(store: Store) -> None:
@@ -261,7 +261,9 @@ def test_an_outcome_waits_for_the_next_write_and_a_lost_sender_leaves_it_in_doub
         pending = store.get_delivery(first.id, TODAY)
         assert pending is not None and pending.status is DeliveryStatus.SENDING
         # The next message's start commits the first one's outcome with it.
-        assert ledger.mark_data_started(second.id, TODAY, now=NOW, attempt=claimed[second.id])
+        assert ledger.mark_data_started(
+            second.id, TODAY, now=NOW, paper_ids=["p2"], attempt=claimed[second.id]
+        )
         done = store.get_delivery(first.id, TODAY)
         assert done is not None and done.status is DeliveryStatus.SENT
         ledger.record_sent(second.id, TODAY, message_id="<n@x>", paper_ids=["p2"], now=NOW)
@@ -272,6 +274,10 @@ def test_an_outcome_waits_for_the_next_write_and_a_lost_sender_leaves_it_in_doub
     assert store.claim_issue(second.id, TODAY, now=later, lease=LEASE) is None
     lost = store.get_delivery(second.id, TODAY)
     assert lost is not None and lost.status is DeliveryStatus.IN_DOUBT
+    # Its papers most likely arrived: the next issue does not repeat them.
+    tomorrow = TODAY + timedelta(days=1)
+    history = store.reading_history([second.id], before=tomorrow)[second.id]
+    assert history.sent_paper_ids == {"p2"}
 
 
 def test_a_sender_whose_lease_ran_out_can_no_longer_write_to_the_issue(store: Store) -> None:
@@ -298,3 +304,28 @@ def test_a_long_batch_renews_the_leases_it_still_holds(store: Store) -> None:
     at = NOW + LEASE + timedelta(minutes=1)
     assert store.claim_issue(first.id, TODAY, now=at, lease=LEASE) == 2
     assert store.claim_issue(second.id, TODAY, now=at, lease=LEASE) is None
+
+
+def test_downgrading_rebuilds_the_sent_papers_table_from_the_ledger(store: Store) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    alice = add_subscriber(store)
+    for day, papers in ((TODAY, ["p1", "p2"]), (TODAY + timedelta(days=1), ["p2", "p3"])):
+        store.claim_issue(alice.id, day, now=NOW, lease=LEASE)
+        store.record_sent(alice.id, day, message_id=f"<{day}@x>", paper_ids=papers, now=NOW)
+
+    config = Config()
+    config.set_main_option("script_location", "service:migrations")
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    with store.engine.connect() as connection:
+        rows = connection.execute(text("SELECT paper_id, issue_date FROM sent_papers")).all()
+    assert sorted((paper, str(day)) for paper, day in rows) == [
+        ("p1", str(TODAY)),
+        ("p2", str(TODAY)),
+        ("p3", str(TODAY + timedelta(days=1))),
+    ]
+    store.upgrade()
+    assert "sent_papers" not in inspect(store.engine).get_table_names()
