@@ -1,5 +1,6 @@
 """Which issues are due now: the planning step of the scheduled job, and the sweep behind it."""
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 from service.settings import Settings
@@ -36,10 +37,32 @@ def plan_day(store: Store, issue_date: date, *, now: datetime) -> list[IssueKey]
     return planned
 
 
-def issues_to_sweep(store: Store, *, now: datetime, settings: Settings) -> list[IssueKey]:
-    """What a lost broker message, a dead worker or a due retry left waiting."""
+def issues_to_sweep(
+    store: Store,
+    *,
+    now: datetime,
+    settings: Settings,
+    waiting_in_broker: Callable[[list[IssueKey]], set[IssueKey]] | None = None,
+) -> list[IssueKey]:
+    """What a lost broker message, a dead worker or a due retry left waiting.
+
+    `waiting_in_broker` says which issues still have their batch in the broker (see
+    `service.queued`): those are only slow, behind a long queue, and are not enqueued again,
+    unless they have waited longer than the broker's visibility timeout, after which the
+    broker itself would have handed them out again.
+    """
     requeue_after = timedelta(seconds=settings.requeue_after_seconds)
-    return store.issues_to_sweep(now=now, requeue_after=requeue_after)
+    candidates = store.issues_to_sweep(now=now, requeue_after=requeue_after)
+    maybe_queued = [c.key for c in candidates if c.maybe_queued]
+    if waiting_in_broker is None or not maybe_queued:
+        return [c.key for c in candidates]
+    still_waiting = waiting_in_broker(maybe_queued)
+    patience = now - timedelta(seconds=settings.broker_visibility_timeout_seconds)
+    return [
+        c.key
+        for c in candidates
+        if c.key not in still_waiting or (c.enqueued_at is not None and c.enqueued_at < patience)
+    ]
 
 
 def batches(keys: list[IssueKey], *, size: int) -> list[list[IssueKey]]:

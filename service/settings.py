@@ -82,10 +82,10 @@ class Settings(BaseSettings):
         "died is noticed after this.",
     )
     requeue_after_seconds: float = Field(
-        600.0,
+        120.0,
         gt=0,
-        description="A planned issue still unclaimed this long after it was enqueued is "
-        "enqueued again (the broker may have lost it).",
+        description="A planned issue still unclaimed this long after it was enqueued, whose "
+        "batch is no longer in the broker, is enqueued again (the broker lost it).",
     )
     sweep_interval_seconds: float = Field(
         300.0, gt=0, description="How often beat runs the sweep of lost and due issues."
@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         if placeholder and self.environment != "development":
             raise ValueError("PAPERWIRE_SECRET_KEY must be set outside development")
         return self
+
+    @property
+    def broker_visibility_timeout_seconds(self) -> float:
+        """Redis hands an unacknowledged task to another worker after this: it must stay above
+        the longest a task can run, or a slow task runs twice at once."""
+        return 2 * self.task_time_limit_seconds
 
     @property
     def mail_domain(self) -> str:

@@ -58,6 +58,21 @@ class UpsertCounts:
     updated: int
 
 
+@dataclass(frozen=True)
+class SweepCandidate:
+    """An issue the sweep may have to enqueue again. `maybe_queued`: it was enqueued for what
+    it waits for now (its plan, or this retry), so its batch may still be in the broker."""
+
+    subscriber_id: int
+    issue_date: date
+    enqueued_at: datetime | None
+    maybe_queued: bool
+
+    @property
+    def key(self) -> tuple[int, date]:
+        return (self.subscriber_id, self.issue_date)
+
+
 class Store:
     """Papers, subscribers and the delivery ledger in one SQL database."""
 
@@ -326,10 +341,10 @@ class Store:
             for issue_date, ids in by_date.items():
                 connection.execute(_MARK_ENQUEUED, {"day": issue_date, "ids": ids, "now": now})
 
-    def issues_to_sweep(self, *, now: datetime, requeue_after: timedelta) -> list[tuple[int, date]]:
+    def issues_to_sweep(self, *, now: datetime, requeue_after: timedelta) -> list["SweepCandidate"]:
         """Issues that should be with a worker but may not be: never enqueued or enqueued long
-        ago and still planned (a message lost with Redis), a retry whose time has come, or a
-        claim whose worker died (lease ran out)."""
+        ago and still planned (a message lost with Redis, or still far back in a long queue),
+        a retry whose time has come, or a claim whose worker died (lease ran out)."""
         stale = DeliveryRow.enqueued_at.is_(None) | (DeliveryRow.enqueued_at < now - requeue_after)
         retry_due = (DeliveryRow.status == DeliveryStatus.RETRY) & (
             DeliveryRow.next_attempt_at.is_(None) | (DeliveryRow.next_attempt_at <= now)
@@ -340,7 +355,16 @@ class Store:
         )
         lease_ran_out = _lease_ran_out(now)
         query = (
-            select(DeliveryRow.subscriber_id, DeliveryRow.issue_date)
+            select(
+                DeliveryRow.subscriber_id,
+                DeliveryRow.issue_date,
+                DeliveryRow.enqueued_at,
+                (
+                    (DeliveryRow.status == DeliveryStatus.PLANNED)
+                    & DeliveryRow.enqueued_at.is_not(None)
+                    | retry_due & ~not_yet_enqueued_for_retry
+                ).label("maybe_queued"),
+            )
             .where(
                 or_(
                     (DeliveryRow.status == DeliveryStatus.PLANNED) & stale,
@@ -351,7 +375,15 @@ class Store:
             .order_by(DeliveryRow.issue_date, DeliveryRow.subscriber_id)
         )
         with self._session() as session:
-            return [(row.subscriber_id, row.issue_date) for row in session.execute(query)]
+            return [
+                SweepCandidate(
+                    subscriber_id=row.subscriber_id,
+                    issue_date=row.issue_date,
+                    enqueued_at=row.enqueued_at,
+                    maybe_queued=bool(row.maybe_queued),
+                )
+                for row in session.execute(query)
+            ]
 
     @contextmanager
     def ledger(self) -> Iterator["Ledger"]:

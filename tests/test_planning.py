@@ -76,6 +76,8 @@ def test_the_sweep_finds_lost_messages_dead_workers_and_due_retries(
 ) -> None:
     now = EIGHT_IN_LONDON
     requeue_after = timedelta(seconds=settings.requeue_after_seconds)
+    # Past the dead worker's lease and the retry's time.
+    later = now + max(requeue_after, LEASE) + timedelta(minutes=1)
     never_enqueued, lost, dead_worker, retry, waiting, done = (
         add_subscriber(store, f"{name}@example.org").id
         for name in ("never", "lost", "dead", "retry", "waiting", "done")
@@ -97,10 +99,9 @@ def test_the_sweep_finds_lost_messages_dead_workers_and_due_retries(
         connection.execute(
             DeliveryRow.__table__.update()  # type: ignore[attr-defined]
             .where(DeliveryRow.subscriber_id == waiting)
-            .values(status=DeliveryStatus.PLANNED, enqueued_at=now + requeue_after)
+            .values(status=DeliveryStatus.PLANNED, enqueued_at=later - requeue_after / 2)
         )
 
-    later = now + requeue_after + timedelta(minutes=1)
     swept = {
         subscriber_id for subscriber_id, _ in issues_to_sweep(store, now=later, settings=settings)
     }
@@ -153,3 +154,33 @@ def test_planning_every_quarter_hour_across_dst_gives_one_issue_per_local_day(
     for day in sundays:
         local = first_planned[(weekly.id, day)].astimezone(ZoneInfo("America/Los_Angeles"))
         assert (local.hour, local.minute) == (9, 0)
+
+
+def test_the_sweep_leaves_issues_whose_batch_is_still_in_the_broker(
+    store: Store, settings: Settings
+) -> None:
+    now = EIGHT_IN_LONDON
+    queued, lost, forgotten = (
+        add_subscriber(store, f"{name}@example.org").id for name in ("queued", "lost", "old")
+    )
+    planned = plan_due_issues(store, now=now, settings=settings)
+    assert {subscriber_id for subscriber_id, _ in planned} == {queued, lost, forgotten}
+    store.mark_enqueued(planned, now=now)
+    # `forgotten` is still in the broker's set, but for longer than the visibility timeout:
+    # the broker would have handed it out again by now, so the set is out of date.
+    patience = timedelta(seconds=settings.broker_visibility_timeout_seconds)
+    store.mark_enqueued([(forgotten, TODAY)], now=now - patience)
+    in_broker = {(queued, TODAY), (forgotten, TODAY)}
+    asked: list[list[tuple[int, date]]] = []
+
+    def waiting_in_broker(keys: list[tuple[int, date]]) -> set[tuple[int, date]]:
+        asked.append(keys)
+        return in_broker & set(keys)
+
+    later = now + timedelta(seconds=settings.requeue_after_seconds) + timedelta(minutes=1)
+    swept = issues_to_sweep(
+        store, now=later, settings=settings, waiting_in_broker=waiting_in_broker
+    )
+
+    assert sorted(swept) == sorted([(lost, TODAY), (forgotten, TODAY)])
+    assert sorted(asked[0]) == sorted(planned)

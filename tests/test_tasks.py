@@ -1,16 +1,21 @@
 """Celery tasks are thin: the task body runs the same service function as the CLI."""
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 
 from service.settings import Settings, get_settings
 from service.store import Store
 from tests.factories import NOW, TODAY, add_subscriber, make_paper
 from workers.celery_app import app, make_celery_app, visibility_timeout
-from workers.tasks import run_digest_day_task
+from workers.tasks import (
+    enqueue_due_digests_task,
+    run_digest_day_task,
+    sweep_deliveries_task,
+)
 
 
 @pytest.fixture
@@ -46,3 +51,46 @@ def test_redis_redelivers_only_after_the_longest_task_could_have_finished() -> N
     assert configured.conf.result_backend_transport_options["visibility_timeout"] == timeout
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
     assert "paperwire.run_digest_day" in app.tasks
+
+
+@pytest.fixture
+def broker(
+    redis_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Store, redis.Redis]]:
+    """Tasks run here, as beat's would, against a private Redis with no worker taking from it."""
+    from tests.conftest import _empty_all_tables
+
+    monkeypatch.setenv("PAPERWIRE_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("PAPERWIRE_REDIS_URL", redis_url)
+    # Every planned issue is old enough to sweep, the moment it is enqueued.
+    monkeypatch.setenv("PAPERWIRE_REQUEUE_AFTER_SECONDS", "0.001")
+    get_settings.cache_clear()
+    store = Store(postgres_url)
+    _empty_all_tables(store)
+    client = redis.Redis.from_url(redis_url)
+    yield store, client
+    client.close()
+    store.close()
+    get_settings.cache_clear()
+
+
+def test_the_sweep_leaves_a_long_queue_alone_and_refills_a_lost_one(
+    broker: tuple[Store, redis.Redis],
+) -> None:
+    store, client = broker
+    now = datetime.now(UTC)
+    for number in range(250):
+        add_subscriber(
+            store, f"reader{number}@example.org", time_zone="UTC", delivery_hour=now.hour, now=now
+        )
+    assert enqueue_due_digests_task.run() == 250
+    assert client.llen("celery") == 3  # batches of 100, 100 and 50, waiting: no worker runs
+
+    # Still in the broker, only slow: nothing is enqueued twice.
+    assert sweep_deliveries_task.run() == 0
+    assert client.llen("celery") == 3
+
+    client.flushall()  # the broker lost everything (a restart without persistence)
+    assert sweep_deliveries_task.run() == 250
+    assert client.llen("celery") == 3
+    assert sweep_deliveries_task.run() == 0

@@ -9,8 +9,7 @@ from service.settings import Settings, get_settings
 def make_celery_app(settings: Settings) -> Celery:
     app = Celery("paperwire", broker=settings.redis_url, include=["workers.tasks"])
     hard_limit = settings.task_time_limit_seconds
-    # Redis hands an unacknowledged task to another worker after the visibility timeout: it
-    # must stay above the longest a task can run, or a slow task runs twice at once.
+    # Set alike for broker and results (celery#7651); see broker_visibility_timeout_seconds.
     transport_options = {"visibility_timeout": visibility_timeout(settings)}
     app.conf.update(
         task_serializer="json",
@@ -33,7 +32,7 @@ def make_celery_app(settings: Settings) -> Celery:
 
 
 def visibility_timeout(settings: Settings) -> int:
-    return int(2 * settings.task_time_limit_seconds)
+    return int(settings.broker_visibility_timeout_seconds)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:

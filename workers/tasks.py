@@ -5,9 +5,12 @@ so a task delivered twice (a lost ack, a killed worker, a second beat) sends not
 """
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+
+from redis.exceptions import RedisError
 
 from service.digest import DayPapersCache, deliver_batch, run_day
 from service.planning import (
@@ -17,9 +20,12 @@ from service.planning import (
     plan_due_issues,
     prune_pending_signups,
 )
+from service.queued import QueuedIssues
 from service.settings import Settings, get_settings
 from service.store import Store
 from workers.celery_app import app
+
+log = logging.getLogger(__name__)
 
 # A worker process delivers many batches of the same day: it analyses the day's papers once.
 DAY_PAPERS = DayPapersCache()
@@ -34,14 +40,45 @@ def task_store(settings: Settings) -> Iterator[Store]:
         store.close()
 
 
+@contextmanager
+def queued_issues(settings: Settings) -> Iterator[QueuedIssues]:
+    queued = QueuedIssues(settings.redis_url)
+    try:
+        yield queued
+    finally:
+        queued.close()
+
+
 def enqueue_batches(store: Store, keys: list[IssueKey], *, settings: Settings) -> int:
-    """Hand the issues to workers in batches; note each batch once the broker has it."""
-    for batch in batches(keys, size=settings.batch_size):
-        send_digest_batch_task.delay(
-            [[subscriber_id, day.isoformat()] for subscriber_id, day in batch]
-        )
-        store.mark_enqueued(batch, now=datetime.now(UTC))
+    """Hand the issues to workers in batches; note each batch once the broker has it.
+
+    The batches and the set of queued issues go to the same Redis, named by the settings.
+    """
+    with (
+        app.connection_for_write(settings.redis_url) as connection,
+        queued_issues(settings) as queued,
+    ):
+        for batch in batches(keys, size=settings.batch_size):
+            items = [[subscriber_id, day.isoformat()] for subscriber_id, day in batch]
+            send_digest_batch_task.apply_async((items,), connection=connection)
+            queued.add(batch)
+            store.mark_enqueued(batch, now=datetime.now(UTC))
     return len(keys)
+
+
+@contextmanager
+def _no_longer_queued(settings: Settings, keys: list[IssueKey]) -> Iterator[None]:
+    """Once a batch has run, its issues are the ledger's to track, not the broker's."""
+    try:
+        yield
+    finally:
+        try:
+            with queued_issues(settings) as queued:
+                queued.discard(keys)
+        except RedisError as exc:
+            # A retry of this batch then waits for the visibility timeout instead of the
+            # sweep's next round; nothing is lost.
+            log.warning("could not unmark a finished batch in Redis: %s", exc)
 
 
 @app.task(name="paperwire.enqueue_due_digests")  # type: ignore[untyped-decorator]
@@ -58,7 +95,7 @@ def send_digest_batch_task(items: list[list[int | str]]) -> dict[str, int]:
     """Deliver a batch of planned issues, each `[subscriber_id, "YYYY-MM-DD"]`."""
     keys = [(int(subscriber_id), date.fromisoformat(str(day))) for subscriber_id, day in items]
     settings = get_settings()
-    with task_store(settings) as store:
+    with task_store(settings) as store, _no_longer_queued(settings, keys):
         summary = asyncio.run(deliver_batch(store, keys, settings=settings, day_papers=DAY_PAPERS))
     return {outcome.value: count for outcome, count in summary.outcomes.items()}
 
@@ -67,8 +104,10 @@ def send_digest_batch_task(items: list[list[int | str]]) -> dict[str, int]:
 def sweep_deliveries_task() -> int:
     """Enqueue again what a lost message, a dead worker or a retry time left waiting."""
     settings = get_settings()
-    with task_store(settings) as store:
-        due = issues_to_sweep(store, now=datetime.now(UTC), settings=settings)
+    with task_store(settings) as store, queued_issues(settings) as queued:
+        due = issues_to_sweep(
+            store, now=datetime.now(UTC), settings=settings, waiting_in_broker=queued.waiting
+        )
         return enqueue_batches(store, due, settings=settings)
 
 

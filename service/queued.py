@@ -1,0 +1,48 @@
+"""Which issues have a batch waiting in the broker, so the sweep does not enqueue them again."""
+
+from collections.abc import Iterable
+from datetime import date
+
+import redis
+
+QUEUED_KEY = "paperwire:queued-issues"
+
+IssueKey = tuple[int, date]
+
+
+class QueuedIssues:
+    """A set, in the broker's own Redis, of the issues whose batch is waiting for a worker.
+
+    Kept beside the queue it describes: a Redis that loses the queue loses this set with it,
+    and the sweep then sees those issues as lost, which they are. A long queue that is merely
+    slow keeps its issues in the set, and the sweep leaves them alone.
+    """
+
+    def __init__(self, redis_url: str) -> None:
+        self._redis = redis.Redis.from_url(redis_url)
+
+    def add(self, keys: Iterable[IssueKey]) -> None:
+        members = [_member(key) for key in keys]
+        if members:
+            self._redis.sadd(QUEUED_KEY, *members)
+
+    def discard(self, keys: Iterable[IssueKey]) -> None:
+        members = [_member(key) for key in keys]
+        if members:
+            self._redis.srem(QUEUED_KEY, *members)
+
+    def waiting(self, keys: Iterable[IssueKey]) -> set[IssueKey]:
+        """Those of `keys` still in the set."""
+        wanted = list(keys)
+        if not wanted:
+            return set()
+        flags = self._redis.smismember(QUEUED_KEY, [_member(key) for key in wanted])
+        return {key for key, flag in zip(wanted, flags, strict=True) if flag}
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _member(key: IssueKey) -> str:
+    subscriber_id, issue_date = key
+    return f"{subscriber_id}:{issue_date.isoformat()}"
