@@ -1,5 +1,6 @@
 """Settings: the only reader of the environment."""
 
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Self
@@ -56,6 +57,16 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(
         SecretStr(PLACEHOLDER_SECRET),
         description="Key that signs links in emails; must be changed in production.",
+    )
+    papers_file: Path | None = Field(
+        None,
+        description="A JSONL file of papers (the import format) that the daily `fetch-papers` "
+        "job imports, e.g. one another job rewrites each day; unset: none.",
+    )
+    fetch_papers_at: time = Field(
+        time(5, 30),
+        description="UTC time of day (HH:MM) at which beat runs `fetch-papers`, before the "
+        "first delivery hours.",
     )
     digest_size: int = Field(10, ge=1, le=50, description="Most papers in one digest.")
     default_delivery_hour: int = Field(

@@ -1,18 +1,20 @@
 """Celery tasks are thin: the task body runs the same service function as the CLI."""
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 import redis
+from celery.schedules import crontab
 
 from service.settings import Settings, get_settings
 from service.store import Store
 from tests.factories import NOW, TODAY, add_subscriber, make_paper
-from workers.celery_app import app, make_celery_app, visibility_timeout
+from workers.celery_app import app, beat_schedule, make_celery_app, visibility_timeout
 from workers.tasks import (
     enqueue_due_digests_task,
+    fetch_papers_task,
     run_digest_day_task,
     sweep_deliveries_task,
 )
@@ -94,3 +96,40 @@ def test_the_sweep_leaves_a_long_queue_alone_and_refills_a_lost_one(
     assert sweep_deliveries_task.run() == 250
     assert client.llen("celery") == 3
     assert sweep_deliveries_task.run() == 0
+
+
+def test_the_daily_fetch_imports_the_configured_papers_file(
+    env_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    papers = tmp_path / "today.jsonl"
+    papers.write_text(
+        '{"id": "2511.00001", "title": "Consistency models", "upvotes": 3}\n'
+        '{"id": "2511.00002", "title": "Discrete diffusion"}\n'
+        '{"title": "a line without an id"}\n',
+        encoding="utf-8",
+    )
+    assert fetch_papers_task.run() == {}  # no source configured: a normal, quiet day
+
+    monkeypatch.setenv("PAPERWIRE_PAPERS_FILE", str(papers))
+    get_settings.cache_clear()
+    source = str(papers)
+    assert fetch_papers_task.run() == {source: {"new": 2, "updated": 0, "rejected": 1}}
+    papers.write_text('{"id": "2511.00001", "title": "Consistency models", "upvotes": 40}\n')
+    assert fetch_papers_task.run() == {source: {"new": 0, "updated": 1, "rejected": 0}}
+    paper = env_store.get_paper("2511.00001")
+    assert paper is not None and paper.upvotes == 40
+
+
+def test_beat_fetches_papers_daily_at_the_configured_time_before_planning() -> None:
+    schedule = beat_schedule(Settings(fetch_papers_at=time(4, 45)))
+    fetch = schedule["fetch-papers"]
+    assert fetch["task"] == "paperwire.fetch_papers" and "paperwire.fetch_papers" in app.tasks
+    crontab_entry = fetch["schedule"]
+    assert isinstance(crontab_entry, crontab)
+    assert crontab_entry.hour == {4} and crontab_entry.minute == {45}
+    assert set(schedule) == {
+        "fetch-papers",
+        "enqueue-due-digests",
+        "sweep-deliveries",
+        "prune-pending-signups",
+    }

@@ -36,7 +36,12 @@ def visibility_timeout(settings: Settings) -> int:
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
+    fetch_at = settings.fetch_papers_at
     return {
+        "fetch-papers": {
+            "task": "paperwire.fetch_papers",
+            "schedule": crontab(hour=fetch_at.hour, minute=fetch_at.minute),
+        },
         # Delivery hours are whole hours in each subscriber's zone; quarter-hour ticks also
         # catch zones whose offset is not a whole number of hours (India, Nepal, …).
         "enqueue-due-digests": {

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from redis.exceptions import RedisError
 
 from service.digest import DayPapersCache, deliver_batch, run_day
+from service.fetching import fetch_papers
 from service.planning import (
     IssueKey,
     batches,
@@ -79,6 +80,17 @@ def _no_longer_queued(settings: Settings, keys: list[IssueKey]) -> Iterator[None
             # A retry of this batch then waits for the visibility timeout instead of the
             # sweep's next round; nothing is lost.
             log.warning("could not unmark a finished batch in Redis: %s", exc)
+
+
+@app.task(name="paperwire.fetch_papers")  # type: ignore[untyped-decorator]
+def fetch_papers_task() -> dict[str, dict[str, int]]:
+    """Bring in the day's papers from every configured source."""
+    settings = get_settings()
+    with task_store(settings) as store:
+        summaries = fetch_papers(store, settings=settings, now=datetime.now(UTC))
+    return {
+        s.source: {"new": s.new, "updated": s.updated, "rejected": s.rejected} for s in summaries
+    }
 
 
 @app.task(name="paperwire.enqueue_due_digests")  # type: ignore[untyped-decorator]
