@@ -10,6 +10,16 @@ reply instead of accepting it. The reply `DROP` closes the connection without an
 as a server shutting down would.
 For anything more, set `smtp_sink.fault` to a function of the `SmtpCommand` being answered.
 
+DATA is answered once the whole message has arrived, so a fault at DATA acts after the final
+dot. To act while the message is still coming in, answer the pseudo-command `DATA_START`
+(asked for once a DATA command is about to be answered 354): `DROP` or `RESET` send the 354
+and then close or reset the connection before reading any of the message; `DROP_MID_DATA` and
+`RESET_MID_DATA` do so once the message's header section has been read.
+
+The header sections of messages cut short are kept in `smtp_sink.interrupted`.
+Every reply the sink writes is kept in `smtp_sink.replies`, e.g. to check that none was a
+503 (command out of sequence); each message records when it arrived (`received_at`).
+
 TLS: the `tls_certificates` fixture makes a throwaway CA and a certificate for 127.0.0.1.
 `SmtpSink(smtp_kwargs={"tls_context": ..., "require_starttls": True})` offers STARTTLS;
 `SmtpSink(implicit_tls=...)` speaks TLS from the first byte (its `url` is then smtps://).
@@ -24,17 +34,18 @@ import ssl
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 HOST = "127.0.0.1"
 # Given explicitly: without it aiosmtpd calls socket.getfqdn(), which can stall on DNS.
@@ -47,12 +58,23 @@ RESET = "reset"
 # Never answer (for HANG_SECONDS): a relay that stalls, to make a sender hit its time limit.
 HANG = "hang"
 HANG_SECONDS = 60.0
-FAULT_VERBS = ("MAIL", "RCPT", "DATA")
+# Asked for when a DATA command is about to be answered 354, before any of the message is
+# read; its reply may be DROP, RESET, DROP_MID_DATA or RESET_MID_DATA (None: as usual).
+DATA_START = "DATA-START"
+# Send the 354, read the message's header section, then close (or reset) the connection: a
+# relay that dies while the message is coming in. After a close the client may see an orderly
+# end, since the sink has by then buffered whatever of the message had arrived; a relay that
+# dies with the rest unread resets the connection instead, as RESET_MID_DATA does.
+DROP_MID_DATA = "drop-mid-data"
+RESET_MID_DATA = "reset-mid-data"
+_DATA_FAULTS = (DROP, RESET, DROP_MID_DATA, RESET_MID_DATA)
+FAULT_VERBS = ("MAIL", "RCPT", DATA_START, "DATA")
 
 
 @dataclass(frozen=True)
 class SmtpCommand:
-    """A command the sink is about to answer. DATA is seen once the message has arrived."""
+    """A command the sink is about to answer. DATA is seen once the message has arrived;
+    DATA_START (no argument) when the DATA command itself has, before the 354."""
 
     session_id: int
     verb: str
@@ -71,6 +93,16 @@ class ReceivedMessage:
     tls_version: str | None = None
     # The user the client authenticated as, None without AUTH.
     login: str | None = None
+    # time.monotonic() when the final dot arrived, just before the message was accepted.
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class SentReply:
+    """A reply line the sink wrote, e.g. to check that no command met "503 bad sequence"."""
+
+    session_id: int
+    reply: str
 
 
 Fault = Callable[[SmtpCommand], str | None]
@@ -89,6 +121,9 @@ class SmtpSink:
     messages: list[ReceivedMessage] = field(default_factory=list)
     ehlo_hostnames: list[str] = field(default_factory=list)
     commands: list[SmtpCommand] = field(default_factory=list)
+    replies: list[SentReply] = field(default_factory=list)
+    # Messages cut short by DROP_MID_DATA or RESET_MID_DATA: their header section only.
+    interrupted: list[ReceivedMessage] = field(default_factory=list)
     _scripted: list[tuple[str, str]] = field(default_factory=list)
     _servers: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,7 +143,8 @@ class SmtpSink:
         return len(self.ehlo_hostnames)
 
     def fail_next(self, verb: str, reply: str) -> None:
-        """Answer the next `verb` (MAIL, RCPT or DATA) with `reply`; queued faults run in order."""
+        """Answer the next `verb` (MAIL, RCPT, DATA_START or DATA) with `reply`; queued faults
+        run in order."""
         if verb not in FAULT_VERBS:
             raise ValueError(f"faults apply to {FAULT_VERBS}, not {verb!r}")
         with self._lock:
@@ -160,11 +196,69 @@ class _FreePortController(Controller):
     """Listens on port 0 so the OS picks a free port; asyncio creates the socket itself
     (a socket made by hand can lose TCP_NODELAY and stall each session ~40 ms)."""
 
+    def factory(self) -> SMTP:
+        return _SinkServer(self.handler, **self.SMTP_kwargs)
+
     def _trigger_server(self) -> None:
         # Runs once the server listens: learn the port before the controller connects to it.
         assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()  # type: ignore[no-untyped-call]
+
+
+class _SinkServer(SMTP):
+    """aiosmtpd's protocol, one per connection, with the two hooks its handler API lacks:
+    every reply is recorded, and DATA can fail after the 354, before the final dot."""
+
+    async def push(self, status: AnyStr) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if self.transport is not None and not self.transport.is_closing():
+            # Not the reply a dropped connection "sends": that never reaches the client.
+            sink = self._sink
+            with sink._lock:
+                sink.replies.append(SentReply(_session_id(self), text))
+        await super().push(status)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # Only a DATA that aiosmtpd would answer 354 (after EHLO, AUTH if needed, a recipient,
+        # no argument) can fail mid-message; anything else gets aiosmtpd's own reply.
+        ready = (
+            self.session is not None
+            and self.session.host_name
+            and not (self._auth_required and not self.session.authenticated)
+            and self.envelope is not None
+            and self.envelope.rcpt_tos
+            and not arg
+        )
+        reply = (
+            self._sink._reply_for(SmtpCommand(_session_id(self), DATA_START, "")) if ready else None
+        )
+        if reply is None:
+            await super().smtp_DATA(arg)
+            return
+        if reply not in _DATA_FAULTS:
+            raise ValueError(f"{DATA_START} takes one of {_DATA_FAULTS}, not {reply!r}")
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        if reply in (DROP_MID_DATA, RESET_MID_DATA):
+            # The header section ends at the first empty line; the body is left unread.
+            lines = [await self._reader.readuntil(b"\r\n")]
+            while lines[-1] != b"\r\n":
+                lines.append(await self._reader.readuntil(b"\r\n"))
+            # Kept, so a test can tell which message was cut short (its Message-ID).
+            cut_short = _received(self, self.session, self.envelope, b"".join(lines))
+            sink = self._sink
+            with sink._lock:
+                sink.interrupted.append(cut_short)
+        _close(self, reset=reply in (RESET, RESET_MID_DATA))
+        # The connection's loss cancels this handler on the next loop turn; until then it
+        # must not go on to read the rest of the message as commands.
+        await asyncio.sleep(HANG_SECONDS)
+
+    @property
+    def _sink(self) -> SmtpSink:
+        handler = self.event_handler
+        assert isinstance(handler, _Handler)
+        return handler._sink
 
 
 class _Handler:
@@ -212,18 +306,7 @@ class _Handler:
         reply = self._answer(server, "DATA", "")
         if reply is not MISSING:
             return str(reply)
-        raw: bytes = envelope.original_content
-        login = getattr(session, "login_data", None)
-        received = ReceivedMessage(
-            session_id=_session_id(server),
-            mail_from=envelope.mail_from,
-            rcpt_tos=tuple(envelope.rcpt_tos),
-            mail_options=tuple(envelope.mail_options),
-            raw=raw,
-            message=_parse(raw),
-            tls_version=_tls_version(server),
-            login=login.decode("utf-8") if isinstance(login, bytes) else None,
-        )
+        received = _received(server, session, envelope, envelope.original_content)
         with self._sink._lock:
             self._sink.messages.append(received)
         return f"250 2.0.0 OK queued as {len(self._sink.messages)}"
@@ -234,16 +317,36 @@ class _Handler:
         if reply is None:
             return MISSING
         if reply in (DROP, RESET):
-            if reply == RESET:
-                # Linger on with a zero timeout: close() then sends RST instead of FIN.
-                sock = server.transport.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            server.transport.abort()
+            _close(server, reset=reply == RESET)
             return "421 4.4.2 connection dropped"  # never reaches the client
         if reply.startswith("421"):
             # Closed on the next loop turn, after the reply is written.
             asyncio.get_running_loop().call_soon(server.transport.close)
         return reply
+
+
+def _received(server: Any, session: Any, envelope: Any, raw: bytes) -> ReceivedMessage:
+    login = getattr(session, "login_data", None)
+    return ReceivedMessage(
+        session_id=_session_id(server),
+        mail_from=envelope.mail_from,
+        rcpt_tos=tuple(envelope.rcpt_tos),
+        mail_options=tuple(envelope.mail_options),
+        raw=raw,
+        message=_parse(raw),
+        tls_version=_tls_version(server),
+        login=login.decode("utf-8") if isinstance(login, bytes) else None,
+        received_at=time.monotonic(),
+    )
+
+
+def _close(server: Any, *, reset: bool) -> None:
+    """Close the connection at once, without a reply; with `reset`, by a TCP reset."""
+    if reset:
+        # Linger on with a zero timeout: close() then sends RST instead of FIN.
+        sock = server.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    server.transport.abort()
 
 
 def _session_id(server: Any) -> int:
