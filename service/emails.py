@@ -13,9 +13,9 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from service.inlining import InlineCss
 from service.models import Digest, Frequency, Paper, ScoredPaper
 from service.settings import TEMPLATES_DIR, Settings
 from service.tokens import TokenPurpose, make_issue_token, make_subscriber_token
@@ -119,17 +119,13 @@ def template_environment() -> Environment:
             default=True,
         ),
         undefined=StrictUndefined,
+        # CSS of email templates goes into style attributes once, as they are compiled.
+        extensions=[InlineCss],
         trim_blocks=True,
         lstrip_blocks=True,
         # Templates ship with the code, so skip a stat() per render.
         auto_reload=False,
     )
-
-
-@lru_cache(maxsize=1)
-def _css_inliner() -> css_inline.CSSInliner:
-    # @media rules cannot be inlined; they stay in <style> for clients that honour them.
-    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
 def render_digest(
@@ -141,23 +137,11 @@ def render_digest(
     now = now or datetime.now(UTC)
     subscriber = digest.subscriber
     links = digest_links(subscriber.id, digest.issue_date, settings=settings, now=now)
-    items = [_digest_item(scored) for scored in digest.papers]
-    context: dict[str, Any] = {
-        "count": len(items),
-        "trending_only": subscriber.interests.is_empty,
-        "cadence": "weekly" if subscriber.frequency is Frequency.WEEKLY else "daily",
-        "items": items,
-        "links": links,
-        "long_date": _long_date(digest.issue_date),
-        "short_date": _short_date(digest.issue_date),
-        "top_title": items[0].paper.short_title,
-    }
+    context = digest_context(digest, links=links)
+    subject = context["subject"]
     env = template_environment()
-    subject = " ".join(env.get_template("email/digest.subject.txt").render(context).split())
-    context["subject"] = subject
-    context["preheader"] = _preheader(items)
     text = env.get_template("email/digest.txt").render(context)
-    html: str = _css_inliner().inline(env.get_template("email/digest.html").render(context))
+    html = env.get_template("email/digest.html").render(context)
 
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["From"] = Address(
@@ -180,6 +164,26 @@ def render_digest(
         # The stdlib copies MIME-Version into the part it moves; only the top level needs it.
         del part["MIME-Version"]
     return message
+
+
+def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
+    """What the digest templates are rendered with."""
+    subscriber = digest.subscriber
+    items = [_digest_item(scored) for scored in digest.papers]
+    context: dict[str, Any] = {
+        "count": len(items),
+        "trending_only": subscriber.interests.is_empty,
+        "cadence": "weekly" if subscriber.frequency is Frequency.WEEKLY else "daily",
+        "items": items,
+        "links": links,
+        "long_date": _long_date(digest.issue_date),
+        "short_date": _short_date(digest.issue_date),
+        "top_title": items[0].paper.short_title,
+    }
+    subject = template_environment().get_template("email/digest.subject.txt").render(context)
+    context["subject"] = " ".join(subject.split())
+    context["preheader"] = _preheader(items)
+    return context
 
 
 def digest_message_id(subscriber_id: int, issue_date: date, *, domain: str) -> str:

@@ -4,11 +4,15 @@ from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from html.parser import HTMLParser
 
+import css_inline
 import pytest
+from jinja2 import Environment
 
 from service.emails import (
     abstract_snippet,
+    digest_context,
     digest_links,
     digest_message_id,
     paper_view,
@@ -226,8 +230,8 @@ def test_hostile_titles_never_break_headers_or_html() -> None:
     assert "&lt;b&gt;bold&lt;/b&gt; Bcc: evil@x.test" in html
     assert "javascript:" not in html
     assert 'href="https://x.test/?a=1&amp;b=%222%22%3E%3Cscript%3E"' in html
-    # css-inline re-serializes the HTML: quotes are plain in text, escaped in attributes.
-    assert "Quotes \"double\" and 'single' and “curly”" in html
+    # Autoescaped by Jinja, quotes included; the curly ones need no escaping.
+    assert "Quotes &#34;double&#34; and &#39;single&#39; and “curly”" in html
     assert "Emoji 🚀 and non-ASCII: Über Čeština 日本語" in html
     assert "<script>alert(1)</script> & friends" in text  # plain text is not HTML
     assert "Title Bcc: evil@x.test" in text
@@ -343,3 +347,60 @@ def test_a_trending_digest_says_so_and_a_weekly_one_says_weekly() -> None:
         assert "1 trending paper." in part
         assert "picked for your interests" not in part
         assert "Paperwire weekly digest" in part
+
+
+class _Outline(HTMLParser):
+    """What a browser makes of a page, give or take whitespace, attribute order, implied
+    <tbody> elements and where <style> sits in <head>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, ...]] = []
+        self.styles: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_style = tag == "style"
+        if tag not in ("tbody", "style"):
+            self.events.append(("<", tag, *(f"{n}={v}" for n, v in sorted(attrs))))
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+        if tag not in ("tbody", "style"):
+            self.events.append(("/", tag))
+
+    def handle_data(self, data: str) -> None:
+        if (text := " ".join(data.split())) and self._in_style:
+            self.styles.append(text)
+        elif text:
+            self.events.append(("text", text))
+
+
+def outline(html: str) -> tuple[list[tuple[str, ...]], list[str]]:
+    parser = _Outline()
+    parser.feed(html)
+    parser.close()
+    return parser.events, parser.styles
+
+
+@pytest.mark.parametrize("hostile", [False, True], ids=["two papers", "hostile"])
+def test_css_inlined_once_gives_the_page_inlining_each_message_gave(hostile: bool) -> None:
+    papers = [make_paper(id=f"p{i}", title=t) for i, t in enumerate(HOSTILE_TITLES)]
+    digest = make_digest(papers if hostile else two_papers())
+    settings = make_settings()
+    links = digest_links(digest.subscriber.id, digest.issue_date, settings=settings, now=NOW)
+    context = digest_context(digest, links=links)
+    env = template_environment()
+    # The same environment without the extension, as every message was rendered before.
+    per_message = Environment(
+        loader=env.loader,
+        autoescape=env.autoescape,
+        undefined=env.undefined,
+        trim_blocks=env.trim_blocks,
+        lstrip_blocks=env.lstrip_blocks,
+    )
+    inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+    before = inliner.inline(per_message.get_template("email/digest.html").render(context))
+    after = env.get_template("email/digest.html").render(context)
+    assert outline(after) == outline(before)
+    assert "style=" in after and ".title-link {" not in after
