@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from enum import StrEnum
 
-from service.emails import render_digest
+from service.emails import compose_digest, render_digest
 from service.models import Digest, Paper, ReadingHistory, Subscriber, SubscriptionStatus
 from service.ranking import (
     PreparedCandidates,
@@ -158,7 +158,7 @@ async def deliver_digest(
         store.record_skipped(subscriber.id, issue_date, now=now())
         return Outcome.SKIPPED, None
     try:
-        message = render_digest(digest, settings=settings)
+        mail = compose_digest(digest, settings=settings)
     except ValueError as exc:
         # An address that cannot be put in a header safely will not become sendable later.
         store.record_failure(subscriber.id, issue_date, error=str(exc), now=now())
@@ -170,13 +170,13 @@ async def deliver_digest(
     if limiter is not None:
         await limiter.acquire()
     try:
-        await transport.send(message, before_data=before_data)
+        await transport.send(mail, before_data=before_data)
     except DeliveryError as exc:
         if exc.in_doubt and not settings.resend_in_doubt:
             store.record_in_doubt(
                 subscriber.id,
                 issue_date,
-                message_id=str(message["Message-ID"]),
+                message_id=mail.message_id,
                 error=str(exc),
                 now=now(),
             )
@@ -199,7 +199,7 @@ async def deliver_digest(
     store.record_sent(
         subscriber.id,
         issue_date,
-        message_id=str(message["Message-ID"]),
+        message_id=mail.message_id,
         paper_ids=[scored.paper.id for scored in digest.papers],
         now=now(),
     )
