@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from service.digest import build_digest, load_day_papers, run_day
-from service.emails import render_digest
+from service.emails import compose_digest
 from service.models import (
     Interests,
     ReadingHistory,
@@ -131,10 +131,10 @@ def _print_stage_times(store: Store, settings: Settings, *, sample: int) -> None
         )
         rank_s += time.perf_counter() - started
         started = time.perf_counter()
-        message = render_digest(digest, settings=settings)
+        mail = compose_digest(digest, settings=settings)
         render_s += time.perf_counter() - started
         started = time.perf_counter()
-        size += len(message.as_bytes())
+        size += len(mail.data)  # written as bytes while composing: nothing left to do
         serialize_s += time.perf_counter() - started
     n = len(subscribers)
     print(f"per-stage means over {n} subscribers (papers already analysed once per day):")

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from enum import StrEnum
 
-from service.emails import render_digest
+from service.emails import compose_digest, render_digest
 from service.models import Digest, Paper, ReadingHistory, Subscriber, SubscriptionStatus
 from service.ranking import (
     PreparedCandidates,
@@ -189,7 +189,7 @@ async def deliver_digest(
         ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
         return Outcome.SKIPPED, None
     try:
-        message = render_digest(digest, settings=settings)
+        mail = compose_digest(digest, settings=settings)
     except ValueError as exc:
         # An address that cannot be put in a header safely will not become sendable later.
         ledger.record_failure(subscriber.id, issue_date, error=str(exc), now=now(), attempt=attempt)
@@ -206,7 +206,7 @@ async def deliver_digest(
     if limiter is not None:
         await limiter.acquire()
     try:
-        await transport.send(message, before_data=before_data)
+        await transport.send(mail, before_data=before_data)
     except ClaimLost:
         # The lease ran out and another sender took the issue over: it is theirs to send.
         return Outcome.ALREADY_HANDLED, None
@@ -215,7 +215,7 @@ async def deliver_digest(
             ledger.record_in_doubt(
                 subscriber.id,
                 issue_date,
-                message_id=str(message["Message-ID"]),
+                message_id=mail.message_id,
                 error=str(exc),
                 now=now(),
                 paper_ids=paper_ids,
@@ -246,7 +246,7 @@ async def deliver_digest(
     ledger.record_sent(
         subscriber.id,
         issue_date,
-        message_id=str(message["Message-ID"]),
+        message_id=mail.message_id,
         paper_ids=paper_ids,
         now=now(),
         attempt=attempt,

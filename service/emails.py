@@ -5,18 +5,18 @@ import textwrap
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.errors import HeaderParseError
-from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP, Policy
 from email.utils import format_datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from service.inlining import InlineCss
 from service.models import Digest, Frequency, Paper, ScoredPaper
+from service.outgoing import MailHeaders, OutgoingMail, multipart_alternative
 from service.settings import TEMPLATES_DIR, Settings
 from service.tokens import TokenPurpose, make_issue_token, make_subscriber_token
 
@@ -26,49 +26,12 @@ SUBJECT_TITLE_CHARS = 60
 PREHEADER_CHARS = 140
 # Text lines are wrapped at 68 characters and indented by 4 under the list numbers.
 TEXT_WIDTH = 68
-# RFC 5321: a line of a message may not exceed 998 octets plus CRLF.
-MAX_LINE_OCTETS = 998
-# A folded line holds at most this many characters: 4 UTF-8 octets each stays under the limit.
-_FOLD_CHARS = MAX_LINE_OCTETS // 4
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
-
-
-class _UriListHeader(UnstructuredHeader, BaseHeader):
-    """`List-Unsubscribe` folded one URI per line and never RFC 2047-encoded.
-
-    The stock folder encodes a word that does not fit on a 78-character line
-    (`=?utf-8?q?=3Chttps…`), which mail clients then do not read as a URL (RFC 2369 wants
-    the URIs as they are).
-    """
-
-    def fold(self, *, policy: Policy) -> str:
-        uris = [uri.strip() for uri in re.split(r"(?<=>)\s*,", str(self))]
-        return f"{self.name}: " + f",{policy.linesep} ".join(uris) + policy.linesep
-
-
-class _HeaderRegistry(HeaderRegistry):
-    """The stdlib registry builds a new class with `type()` on every lookup, several times
-    per header set; the class depends only on the header name, so build it once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.map_to_type("list-unsubscribe", _UriListHeader)
-        self._classes: dict[str, type[BaseHeader]] = {}
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        key = name.lower()
-        if key not in self._classes:
-            self._classes[key] = super().__getitem__(key)
-        return self._classes[key]
-
-
-# CRLF line ends; bodies are set as 8bit below (quoted-printable costs ~4x the CPU, see NOTES).
-MESSAGE_POLICY = SMTP.clone(header_factory=_HeaderRegistry())
 
 
 @dataclass(frozen=True)
@@ -79,9 +42,9 @@ class DigestLinks:
     unsubscribe_mailto: str
 
     @property
-    def list_unsubscribe(self) -> str:
-        """Value of the `List-Unsubscribe` header: the one-click URL first, then mailto."""
-        return f"<{self.unsubscribe_url}>, <{self.unsubscribe_mailto}>"
+    def list_unsubscribe(self) -> tuple[str, str]:
+        """The URIs of the `List-Unsubscribe` header: the one-click URL first, then mailto."""
+        return (self.unsubscribe_url, self.unsubscribe_mailto)
 
 
 @dataclass(frozen=True)
@@ -119,6 +82,8 @@ def template_environment() -> Environment:
             default=True,
         ),
         undefined=StrictUndefined,
+        # CSS of email templates goes into style attributes once, as they are compiled.
+        extensions=[InlineCss],
         trim_blocks=True,
         lstrip_blocks=True,
         # Templates ship with the code, so skip a stat() per render.
@@ -126,21 +91,51 @@ def template_environment() -> Environment:
     )
 
 
-@lru_cache(maxsize=1)
-def _css_inliner() -> css_inline.CSSInliner:
-    # @media rules cannot be inlined; they stay in <style> for clients that honour them.
-    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
-
-
 def render_digest(
     digest: Digest, *, settings: Settings, now: datetime | None = None
 ) -> EmailMessage:
-    """Build the email of one issue; pure apart from reading templates."""
+    """The email of one issue, as `compose_digest` sends it, for previews and tests."""
+    return compose_digest(digest, settings=settings, now=now).as_email_message()
+
+
+def compose_digest(
+    digest: Digest, *, settings: Settings, now: datetime | None = None
+) -> OutgoingMail:
+    """The email of one issue, ready to send; pure apart from reading templates."""
     if not digest.papers:
         raise ValueError("an empty digest is recorded as skipped, never rendered")
     now = now or datetime.now(UTC)
     subscriber = digest.subscriber
     links = digest_links(subscriber.id, digest.issue_date, settings=settings, now=now)
+    context = digest_context(digest, links=links)
+    env = template_environment()
+    text = env.get_template("email/digest.txt").render(context)
+    html = env.get_template("email/digest.html").render(context)
+    recipient = recipient_address(subscriber.email)
+    message_id = digest_message_id(subscriber.id, digest.issue_date, domain=settings.mail_domain)
+
+    headers = MailHeaders()
+    headers.add_mailbox(
+        "From", display_name=settings.mail_from_name, addr_spec=settings.mail_from_address
+    )
+    headers.add("To", str(recipient))
+    headers.add_text("Subject", context["subject"])
+    headers.add("Date", format_datetime(now.astimezone(UTC)))
+    headers.add("Message-ID", message_id)
+    headers.add("List-Id", f"Paperwire digest <digest.{settings.mail_domain}>")
+    headers.add_uri_list("List-Unsubscribe", links.list_unsubscribe)
+    headers.add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+    return OutgoingMail(
+        sender=settings.mail_from_address,
+        recipients=(recipient.addr_spec,),
+        message_id=message_id,
+        data=multipart_alternative(headers, text=text, html=html),
+    )
+
+
+def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
+    """What the digest templates are rendered with."""
+    subscriber = digest.subscriber
     items = [_digest_item(scored) for scored in digest.papers]
     context: dict[str, Any] = {
         "count": len(items),
@@ -152,34 +147,10 @@ def render_digest(
         "short_date": _short_date(digest.issue_date),
         "top_title": items[0].paper.short_title,
     }
-    env = template_environment()
-    subject = " ".join(env.get_template("email/digest.subject.txt").render(context).split())
-    context["subject"] = subject
+    subject = template_environment().get_template("email/digest.subject.txt").render(context)
+    context["subject"] = " ".join(subject.split())
     context["preheader"] = _preheader(items)
-    text = env.get_template("email/digest.txt").render(context)
-    html: str = _css_inliner().inline(env.get_template("email/digest.html").render(context))
-
-    message = EmailMessage(policy=MESSAGE_POLICY)
-    message["From"] = Address(
-        display_name=settings.mail_from_name, addr_spec=settings.mail_from_address
-    )
-    message["To"] = recipient_address(subscriber.email)
-    message["Subject"] = subject
-    message["Date"] = format_datetime(now.astimezone(UTC))
-    message["Message-ID"] = digest_message_id(
-        subscriber.id, digest.issue_date, domain=settings.mail_domain
-    )
-    message["List-Id"] = f"Paperwire digest <digest.{settings.mail_domain}>"
-    message["List-Unsubscribe"] = links.list_unsubscribe
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    text, text_cte = _fit_lines(text)
-    html, html_cte = _fit_lines(html)
-    message.set_content(text, subtype="plain", cte=text_cte)
-    message.add_alternative(html, subtype="html", cte=html_cte)
-    for part in message.iter_parts():
-        # The stdlib copies MIME-Version into the part it moves; only the top level needs it.
-        del part["MIME-Version"]
-    return message
+    return context
 
 
 def digest_message_id(subscriber_id: int, issue_date: date, *, domain: str) -> str:
@@ -381,29 +352,3 @@ def _long_date(day: date) -> str:
 
 def _short_date(day: date) -> str:
     return f"{_DAYS[day.weekday()][:3]} {day.day} {_MONTHS[day.month - 1][:3]}"
-
-
-def _fit_lines(body: str) -> tuple[str, str]:
-    """The body and a transfer encoding that keep every line within MAX_LINE_OCTETS.
-
-    8bit when lines fit (folding overlong ones at spaces, which HTML and the text part treat
-    as any other space); quoted-printable only for a body with an unbreakable overlong run.
-    """
-    if _longest_line(body) <= MAX_LINE_OCTETS:
-        return body, "8bit"
-    folded = "\n".join(_fold(line) for line in body.splitlines())
-    if _longest_line(folded) <= MAX_LINE_OCTETS:
-        return folded, "8bit"
-    return body, "quoted-printable"
-
-
-def _longest_line(body: str) -> int:
-    return max(map(len, body.encode("utf-8").splitlines()), default=0)
-
-
-def _fold(line: str) -> str:
-    if len(line.encode("utf-8")) <= MAX_LINE_OCTETS:
-        return line
-    return "\n".join(
-        textwrap.wrap(line, _FOLD_CHARS, break_long_words=False, break_on_hyphens=False)
-    )

@@ -1,11 +1,10 @@
 """Mail delivery: one SMTP connection for many messages, or an outbox folder for development.
 
 async with open_transport(settings) as transport:
-    await transport.send(message)  # raises DeliveryError
+    await transport.send(mail)  # an OutgoingMail; raises DeliveryError
 """
 
 import asyncio
-import copy
 import hashlib
 import os
 import re
@@ -16,9 +15,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import getaddresses
 from pathlib import Path
 from typing import NoReturn, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -27,11 +24,9 @@ import aiosmtplib
 
 from service.emails import template_environment
 from service.errors import PaperwireError
+from service.outgoing import OutgoingMail
 from service.settings import Settings
 
-# Bodies go out as built (8bit); a relay without 8BITMIME gets them re-encoded as 7-bit.
-_POLICY_8BIT = policy.SMTP
-_POLICY_7BIT = policy.SMTP.clone(cte_type="7bit")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -60,9 +55,9 @@ BeforeData = Callable[[], None]
 
 
 class MailTransport(Protocol):
-    async def send(
-        self, message: EmailMessage, *, before_data: BeforeData | None = None
-    ) -> None: ...
+    async def send(self, mail: OutgoingMail, *, before_data: BeforeData | None = None) -> None:
+        """Hand `mail` over; `OutgoingMail.from_message` makes one of any EmailMessage."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -195,19 +190,15 @@ class SmtpTransport:
         # One transaction at a time: MAIL/RCPT/DATA of two messages must not interleave.
         self._lock = asyncio.Lock()
 
-    async def send(self, message: EmailMessage, *, before_data: BeforeData | None = None) -> None:
-        sender, recipients = envelope_of(message)
+    async def send(self, mail: OutgoingMail, *, before_data: BeforeData | None = None) -> None:
+        check_envelope(mail)
         async with self._lock:
             try:
-                await self._attempt(
-                    message, sender, recipients, retry_allowed=True, before_data=before_data
-                )
+                await self._attempt(mail, retry_allowed=True, before_data=before_data)
             except _ServerGone:
                 # Typically an idle connection the server closed (or a 421): nothing of this
                 # message was accepted, so one retry on a fresh connection is safe.
-                await self._attempt(
-                    message, sender, recipients, retry_allowed=False, before_data=before_data
-                )
+                await self._attempt(mail, retry_allowed=False, before_data=before_data)
             self._sent_on_connection += 1
             if self._max_messages and self._sent_on_connection >= self._max_messages:
                 await self.close()
@@ -223,16 +214,11 @@ class SmtpTransport:
         _hang_up(client, connection)
 
     async def _attempt(
-        self,
-        message: EmailMessage,
-        sender: str,
-        recipients: list[str],
-        *,
-        retry_allowed: bool,
-        before_data: BeforeData | None,
+        self, mail: OutgoingMail, *, retry_allowed: bool, before_data: BeforeData | None
     ) -> None:
+        sender, recipients = mail.sender, mail.recipients
         client = await self._connected()
-        data, options = _payload(client, message, sender, recipients)
+        data, options = _payload(client, mail)
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         stage = "MAIL FROM"
         try:
@@ -386,45 +372,26 @@ def _session_failure(config: SmtpConfig, exc: Exception) -> str:
     return str(exc)
 
 
-def envelope_of(message: EmailMessage) -> tuple[str, list[str]]:
-    """Envelope sender (Sender, else From) and recipients (To, Cc, Bcc), as smtplib does."""
-    sender_headers = message.get_all("Sender") or message.get_all("From") or []
-    senders = getaddresses([str(header) for header in sender_headers])
-    recipients = [
-        address
-        for field in ("To", "Cc", "Bcc")
-        for _, address in getaddresses([str(header) for header in message.get_all(field, [])])
-        if address
-    ]
-    if len(senders) != 1 or not senders[0][1]:
+def check_envelope(mail: OutgoingMail) -> None:
+    """The checks smtplib makes of an envelope, made before any connection is used."""
+    if not mail.sender:
         raise DeliveryError(
             "the message needs exactly one From (or Sender) address", permanent=True
         )
-    if not recipients:
+    if not mail.recipients:
         raise DeliveryError("the message has no recipients", permanent=True)
-    return senders[0][1], recipients
 
 
-def serialize(message: EmailMessage, *, eight_bit: bool = True) -> bytes:
-    """The bytes that go on the wire: CRLF line ends, no Bcc header."""
-    if "Bcc" in message:
-        message = copy.deepcopy(message)
-        del message["Bcc"]
-    return message.as_bytes(policy=_POLICY_8BIT if eight_bit else _POLICY_7BIT)
-
-
-def _payload(
-    client: aiosmtplib.SMTP, message: EmailMessage, sender: str, recipients: list[str]
-) -> tuple[bytes, list[str]]:
-    """Serialized once, as bytes: aiosmtplib's own message handling costs more CPU (NOTES)."""
+def _payload(client: aiosmtplib.SMTP, mail: OutgoingMail) -> tuple[bytes, list[str]]:
+    """The bytes as composed: aiosmtplib's own message handling costs more CPU (NOTES)."""
     eight_bit = client.supports_extension("8bitmime")
-    data = serialize(message, eight_bit=eight_bit)
+    data = mail.data if eight_bit else mail.seven_bit_data()
     options = []
     if client.supports_extension("size"):
         options.append(f"SIZE={len(data)}")
     if eight_bit and not data.isascii():
         options.append("BODY=8BITMIME")
-    if not all(address.isascii() for address in (sender, *recipients)):
+    if not all(address.isascii() for address in (mail.sender, *mail.recipients)):
         if not client.supports_extension("smtputf8"):
             raise DeliveryError("the relay does not take non-ASCII addresses", permanent=True)
         options.append("SMTPUTF8")
@@ -466,28 +433,26 @@ class OutboxTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: EmailMessage, *, before_data: BeforeData | None = None) -> None:
+    async def send(self, mail: OutgoingMail, *, before_data: BeforeData | None = None) -> None:
+        check_envelope(mail)  # the same checks as SMTP, so the outbox fails where SMTP would
         if before_data is not None:
             before_data()
-        await asyncio.to_thread(self._write, message)
+        await asyncio.to_thread(self._write, mail)
 
     async def close(self) -> None:
         await asyncio.to_thread(write_outbox_index, self.directory)
 
-    def _write(self, message: EmailMessage) -> None:
-        envelope_of(message)  # the same checks as SMTP, so the outbox fails where SMTP would
-        data = serialize(message)
-        stem = outbox_stem(message, data)
+    def _write(self, mail: OutgoingMail) -> None:
+        stem = outbox_stem(mail.message_id, mail.data)
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.directory / f"{stem}.eml", data)
-        html = message.get_body(preferencelist=("html",))
+        _write_atomic(self.directory / f"{stem}.eml", mail.data)
+        html = mail.as_email_message().get_body(preferencelist=("html",))
         if html is not None:
             _write_atomic(self.directory / f"{stem}.html", html.get_content().encode("utf-8"))
 
 
-def outbox_stem(message: EmailMessage, data: bytes) -> str:
+def outbox_stem(message_id: str, data: bytes) -> str:
     """A file name stem that depends only on the Message-ID, so a resend replaces its file."""
-    message_id = str(message.get("Message-ID", "")).strip()
     if not message_id:
         return "message." + hashlib.sha256(data).hexdigest()[:12]
     local = message_id.strip("<>").partition("@")[0]

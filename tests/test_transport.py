@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import AuthResult
 
-from service.emails import render_digest
+from service.emails import compose_digest, render_digest
+from service.outgoing import OutgoingMail
 from service.settings import Settings
 from service.transport import (
     DeliveryError,
@@ -29,12 +30,12 @@ from tests.factories import HOSTILE_TITLES, NOW, make_digest, make_paper, make_s
 from tests.smtp_sink import DROP, SmtpCommand, SmtpSink, TlsCertificates, accept_logins
 
 
-def message_for(subscriber_id: int = 42, email: str = "alice@example.org") -> EmailMessage:
+def message_for(subscriber_id: int = 42, email: str = "alice@example.org") -> OutgoingMail:
     digest = make_digest(subscriber_id=subscriber_id, email=email)
-    return render_digest(digest, settings=make_settings(), now=NOW)
+    return compose_digest(digest, settings=make_settings(), now=NOW)
 
 
-def deliver(settings: Settings, *messages: EmailMessage) -> list[DeliveryError | None]:
+def deliver(settings: Settings, *messages: OutgoingMail) -> list[DeliveryError | None]:
     """Send each message over one transport; the outcome of each, in order."""
 
     async def run() -> list[DeliveryError | None]:
@@ -71,10 +72,13 @@ def test_it_delivers_the_message_with_every_header_and_both_parts(smtp_sink: Smt
     assert received.rcpt_tos == ("alice@example.org",)
     assert "BODY=8BITMIME" in received.mail_options
     assert f"SIZE={len(received.raw)}" in received.mail_options
+    assert received.raw == sent.data  # the composed bytes, not serialized again
     message = received.message
+    assert all(part.defects == [] for part in message.walk())
     assert message["From"] == "Paperwire <digest@paperwire.test>"
     assert message["To"] == "alice@example.org"
-    assert message["Subject"] == sent["Subject"]
+    assert message["Subject"] == sent.as_email_message()["Subject"]
+    assert message["Subject"].startswith("Your paper for Wed 25 Nov: “Consistency models")
     assert message["Date"].datetime == NOW
     assert message["Message-ID"] == "<digest-2026-11-25-42@paperwire.test>"
     assert message["List-Id"] == "Paperwire digest <digest.paperwire.test>"
@@ -197,12 +201,14 @@ def test_5xx_is_permanent_except_552(
 def test_a_refused_recipient_among_several_is_reported_and_nothing_is_sent(
     smtp_sink: SmtpSink,
 ) -> None:
-    message = message_for()
+    message = render_digest(make_digest(), settings=make_settings(), now=NOW)
     message["Cc"] = "bob@example.org"
+    mail = OutgoingMail.from_message(message)
+    assert mail.recipients == ("alice@example.org", "bob@example.org")
     smtp_sink.fault = lambda command: (
         "550 5.1.1 no such user" if command.argument == "bob@example.org" else None
     )
-    [failure] = deliver(sink_settings(smtp_sink), message)
+    [failure] = deliver(sink_settings(smtp_sink), mail)
     assert isinstance(failure, DeliveryError)
     assert failure.permanent and failure.smtp_code == 550
     assert "bob@example.org" in str(failure)
@@ -226,9 +232,12 @@ def test_a_relay_without_8bitmime_gets_7bit_bodies(smtp_sink: SmtpSink) -> None:
     assert deliver(sink_settings(smtp_sink), sent) == [None]
     [received] = smtp_sink.messages
     assert received.raw.isascii()
+    assert received.raw == sent.seven_bit_data()
+    assert f"SIZE={len(received.raw)}" in received.mail_options
     assert "BODY=8BITMIME" not in received.mail_options
+    assert all(part.defects == [] for part in received.message.walk())
     html = received.message.get_body(preferencelist=("html",))
-    sent_html = sent.get_body(preferencelist=("html",))
+    sent_html = sent.as_email_message().get_body(preferencelist=("html",))
     assert isinstance(html, EmailMessage) and isinstance(sent_html, EmailMessage)
     assert html.get_content().replace("\r\n", "\n") == sent_html.get_content()
 
@@ -475,7 +484,7 @@ def test_an_unusable_ca_file_is_a_configuration_error(tmp_path: Path, content: s
 def test_hostile_paper_data_reaches_the_sink_with_headers_intact(smtp_sink: SmtpSink) -> None:
     papers = [make_paper(id=f"p{i}", title=title) for i, title in enumerate(HOSTILE_TITLES)]
     digest = make_digest(papers, why="Why\r\nBcc: evil@x.test <script>")
-    message = render_digest(digest, settings=make_settings(), now=NOW)
+    message = compose_digest(digest, settings=make_settings(), now=NOW)
     assert deliver(sink_settings(smtp_sink), message) == [None]
     [received] = smtp_sink.messages
     assert received.rcpt_tos == ("alice@example.org",)
@@ -583,12 +592,12 @@ def test_the_outbox_keeps_each_message_as_an_eml_file(tmp_path: Path) -> None:
     assert deliver(outbox_settings(tmp_path), sent) == [None]
     [eml] = tmp_path.glob("*.eml")
     assert eml.name.startswith("digest-2026-11-25-42.")
-    assert eml.read_bytes() == sent.as_bytes(policy=policy.SMTP)
+    assert eml.read_bytes() == sent.data
     stored = read_eml(eml)
     for header in ("From", "To", "Subject", "Message-ID", "List-Unsubscribe"):
-        assert str(stored[header]) == str(sent[header])
+        assert str(stored[header]) == str(sent.as_email_message()[header])
     html = eml.with_suffix(".html").read_text("utf-8")
-    sent_html = sent.get_body(preferencelist=("html",))
+    sent_html = sent.as_email_message().get_body(preferencelist=("html",))
     assert isinstance(sent_html, EmailMessage)
     assert html == sent_html.get_content()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files
@@ -604,7 +613,7 @@ def test_resending_a_message_id_replaces_its_file(tmp_path: Path) -> None:
 
 def test_the_outbox_index_lists_and_links_every_message(tmp_path: Path) -> None:
     hostile = make_digest([make_paper(title="<script>alert(1)</script>")], subscriber_id=7)
-    messages = [message_for(), render_digest(hostile, settings=make_settings(), now=NOW)]
+    messages = [message_for(), compose_digest(hostile, settings=make_settings(), now=NOW)]
     deliver(outbox_settings(tmp_path), messages[0])
     deliver(outbox_settings(tmp_path), messages[1])  # a later run still lists the first
     index = (tmp_path / "index.html").read_text("utf-8")
@@ -618,7 +627,41 @@ def test_the_outbox_index_lists_and_links_every_message(tmp_path: Path) -> None:
 
 
 def test_the_outbox_refuses_a_message_without_recipients(tmp_path: Path) -> None:
-    message = message_for()
+    message = render_digest(make_digest(), settings=make_settings(), now=NOW)
     del message["To"]
-    [failure] = deliver(outbox_settings(tmp_path), message)
+    mail = OutgoingMail.from_message(message)
+    assert mail.recipients == ()
+    [failure] = deliver(outbox_settings(tmp_path), mail)
     assert isinstance(failure, DeliveryError) and failure.permanent
+    assert "no recipients" in str(failure)
+    assert list(tmp_path.glob("*.eml")) == []
+
+
+@pytest.mark.parametrize(
+    ("sender", "recipients", "error"),
+    [("", ("alice@example.org",), "exactly one From"), ("d@x.test", (), "no recipients")],
+)
+def test_smtp_refuses_an_incomplete_envelope_before_connecting(
+    smtp_sink: SmtpSink, sender: str, recipients: tuple[str, ...], error: str
+) -> None:
+    mail = OutgoingMail(
+        sender=sender, recipients=recipients, message_id="", data=message_for().data
+    )
+    [failure] = deliver(sink_settings(smtp_sink), mail)
+    assert isinstance(failure, DeliveryError) and failure.permanent
+    assert error in str(failure)
+    assert smtp_sink.session_count == 0
+
+
+def test_any_email_message_can_be_sent_through_from_message(smtp_sink: SmtpSink) -> None:
+    message = EmailMessage()
+    message["From"] = "Paperwire <digest@paperwire.test>"
+    message["To"] = "alice@example.org"
+    message["Bcc"] = "audit@paperwire.test"
+    message["Subject"] = "Grüße"
+    message.set_content("Hello from a message built elsewhere.\n")
+    assert deliver(sink_settings(smtp_sink), OutgoingMail.from_message(message)) == [None]
+    [received] = smtp_sink.messages
+    assert received.rcpt_tos == ("alice@example.org", "audit@paperwire.test")
+    assert "Bcc" not in received.message
+    assert received.message["Subject"] == "Grüße"
