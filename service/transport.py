@@ -246,11 +246,31 @@ class SmtpTransport:
                     # connection stays usable for the next one.
                     await self._reset(client)
                     raise
-            await client.data(data)
+            reply = await client.execute_command(b"DATA")
+            if reply.code != 354:
+                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+            # Written here, not by client.data(): that would normalise line ends and quote
+            # dots with regular expressions over the whole message, which the composed bytes
+            # do not need, and could not tell a loss before the message went out from one
+            # after it.
+            stage = "the message"
+            protocol = client.protocol
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+            protocol.write(_data_section(data))
+            stage = "the end of the message"
+            reply = await protocol.read_response(timeout=self._config.timeout)
+            if reply.code != 250:
+                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
         except aiosmtplib.SMTPResponseException as exc:
+            # The relay answered, so whatever it said, nothing is in doubt.
             if exc.code == 421 or not client.is_connected:
-                self._connection_lost(stage, exc, retry_allowed=retry_allowed)
-            await self._reset(client)
+                self._discard()
+                if retry_allowed:
+                    # It is closing this connection; nothing of this message was taken.
+                    raise _ServerGone() from exc
+            else:
+                await self._reset(client)
             raise DeliveryError(
                 f"SMTP {exc.code} {exc.message} (at {stage}, to {', '.join(recipients)})",
                 permanent=is_permanent(exc.code),
@@ -309,18 +329,19 @@ class SmtpTransport:
 
     def _connection_lost(self, stage: str, exc: Exception, *, retry_allowed: bool) -> NoReturn:
         self._discard()
-        # Once DATA has started the server may have taken the message: never resend blindly.
-        if retry_allowed and stage != "DATA":
-            raise _ServerGone() from exc
-        if stage == "DATA" and not _was_reset(exc):
-            # An orderly close (or silence) after the message went out: the relay may have
-            # queued it and died before answering. Resending could deliver it twice.
+        # A relay takes a message only at its final dot: a loss before the whole message was
+        # written is safe to retry. After it, the relay may have queued the message and died
+        # before answering; resending could deliver it twice, unless the relay reset the
+        # connection, which a relay with our data still unread does.
+        if stage == "the end of the message" and not _was_reset(exc):
             raise DeliveryError(
-                f"SMTP connection ended during DATA without a reply; the relay may have the "
-                f"message: {exc}",
+                f"SMTP connection ended after the message went out, without a reply; the "
+                f"relay may have the message: {exc}",
                 permanent=False,
                 in_doubt=True,
             ) from exc
+        if retry_allowed:
+            raise _ServerGone() from exc
         raise DeliveryError(
             f"SMTP connection lost at {stage}: {exc}",
             permanent=False,
@@ -331,6 +352,21 @@ class SmtpTransport:
         client, self._client = self._client, None
         if client is not None:
             _hang_up(client)
+
+
+def _data_section(data: bytes) -> bytes:
+    """`data` as sent after DATA: CRLF line ends, a dot doubled at the start of a line
+    (RFC 5321 4.5.2), then the final dot."""
+    if data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n"):
+        data = _LINE_END.sub(b"\r\n", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 def _was_reset(exc: BaseException) -> bool:

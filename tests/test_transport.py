@@ -27,7 +27,16 @@ from service.transport import (
     smtp_config,
 )
 from tests.factories import HOSTILE_TITLES, NOW, make_digest, make_paper, make_settings
-from tests.smtp_sink import DROP, SmtpCommand, SmtpSink, TlsCertificates, accept_logins
+from tests.smtp_sink import (
+    DATA_START,
+    DROP,
+    RESET,
+    RESET_MID_DATA,
+    SmtpCommand,
+    SmtpSink,
+    TlsCertificates,
+    accept_logins,
+)
 
 
 def message_for(subscriber_id: int = 42, email: str = "alice@example.org") -> OutgoingMail:
@@ -665,3 +674,36 @@ def test_any_email_message_can_be_sent_through_from_message(smtp_sink: SmtpSink)
     assert received.rcpt_tos == ("alice@example.org", "audit@paperwire.test")
     assert "Bcc" not in received.message
     assert received.message["Subject"] == "Grüße"
+
+
+@pytest.mark.parametrize(
+    ("verb", "fault"),
+    [
+        (DATA_START, RESET),  # reset right after the 354: not a byte of the message left
+        (DATA_START, RESET_MID_DATA),
+        ("DATA", RESET),  # reset instead of a reply to the final dot: not taken either
+        ("DATA", "421 4.3.2 shutting down"),  # an answer, not silence: nothing is in doubt
+    ],
+)
+def test_a_message_the_relay_did_not_take_goes_again_at_once_on_a_new_connection(
+    smtp_sink: SmtpSink, verb: str, fault: str
+) -> None:
+    smtp_sink.fail_next(verb, fault)
+    outcomes = deliver(sink_settings(smtp_sink), message_for(1), message_for(2, "b@example.org"))
+    assert outcomes == [None, None]
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [("alice@example.org",), ("b@example.org",)]
+    assert smtp_sink.session_count == 2
+
+
+def test_lines_starting_with_a_dot_arrive_as_written(smtp_sink: SmtpSink) -> None:
+    message = EmailMessage()
+    message["From"] = "digest@paperwire.test"
+    message["To"] = "alice@example.org"
+    message["Subject"] = "dots"
+    body = ".starts with a dot\n..two dots\n.\nbare CR\rand LF\nend without a line end"
+    message.set_content(body, cte="8bit")
+    assert deliver(sink_settings(smtp_sink), OutgoingMail.from_message(message)) == [None]
+    [received] = smtp_sink.messages
+    text = received.message.get_content().replace("\r\n", "\n")
+    assert text.startswith(".starts with a dot\n..two dots\n.\nbare CR\nand LF\n")
+    assert text.rstrip("\n").endswith("end without a line end")
