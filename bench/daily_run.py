@@ -1281,7 +1281,12 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--papers", type=int, default=500)
     parser.add_argument("--workers", type=int, default=1, help="worker processes (main + pool)")
-    parser.add_argument("--workers-concurrency", type=int, default=2, help="pool size of each")
+    parser.add_argument(
+        "--workers-concurrency",
+        type=int,
+        default=2 * (os.cpu_count() or 1),
+        help="pool size of each (default: twice the CPUs, as PAPERWIRE_WORKER_CONCURRENCY)",
+    )
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--batch-size", type=int, default=100, help="PAPERWIRE_BATCH_SIZE")
     parser.add_argument("--seed", type=int, default=7)

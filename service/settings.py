@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         60.0, gt=0, description="First retry delay after a transient failure; doubles each time."
     )
     retry_max_seconds: float = Field(3600.0, gt=0, description="Longest delay between retries.")
+    worker_concurrency: int = Field(
+        0,
+        ge=0,
+        description="Delivery processes per worker; 0: twice the CPUs, since a delivery waits "
+        "on the relay and the database about half of its time.",
+    )
     task_time_limit_seconds: float = Field(
         1800.0, gt=0, description="Longest a delivery task may run before its worker kills it."
     )

@@ -1,5 +1,6 @@
 """Celery tasks are thin: the task body runs the same service function as the CLI."""
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -133,3 +134,9 @@ def test_beat_fetches_papers_daily_at_the_configured_time_before_planning() -> N
         "sweep-deliveries",
         "prune-pending-signups",
     }
+
+
+def test_a_worker_runs_twice_as_many_processes_as_cpus_unless_told() -> None:
+    cpus = os.cpu_count() or 1
+    assert make_celery_app(Settings()).conf.worker_concurrency == 2 * cpus
+    assert make_celery_app(Settings(worker_concurrency=3)).conf.worker_concurrency == 3

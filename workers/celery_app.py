@@ -1,5 +1,7 @@
 """The Celery app, configured from Settings, and the beat schedule (run exactly one beat)."""
 
+import os
+
 from celery import Celery
 from celery.schedules import crontab
 
@@ -19,6 +21,7 @@ def make_celery_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        worker_concurrency=settings.worker_concurrency or 2 * (os.cpu_count() or 1),
         # The soft limit raises inside the task so it can stop cleanly; the hard one kills it.
         task_soft_time_limit=hard_limit * 0.9,
         task_time_limit=hard_limit,
