@@ -18,8 +18,10 @@ class QueuedIssues:
     slow keeps its issues in the set, and the sweep leaves them alone.
     """
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, *, queue: str = "celery") -> None:
         self._redis = redis.Redis.from_url(redis_url)
+        # The Redis list that holds the broker's waiting messages (Celery's default queue).
+        self._queue = queue
 
     def add(self, keys: Iterable[IssueKey]) -> None:
         members = [_member(key) for key in keys]
@@ -32,9 +34,11 @@ class QueuedIssues:
             self._redis.srem(QUEUED_KEY, *members)
 
     def waiting(self, keys: Iterable[IssueKey]) -> set[IssueKey]:
-        """Those of `keys` still in the set."""
+        """Those of `keys` whose batch may still be waiting in the queue: in the set, while
+        the queue holds anything at all. A batch a worker took and died with before saying so
+        is then no longer waiting once the queue has drained."""
         wanted = list(keys)
-        if not wanted:
+        if not wanted or not self._redis.llen(self._queue):
             return set()
         flags = self._redis.smismember(QUEUED_KEY, [_member(key) for key in wanted])
         return {key for key, flag in zip(wanted, flags, strict=True) if flag}

@@ -93,6 +93,13 @@ def test_the_sweep_leaves_a_long_queue_alone_and_refills_a_lost_one(
     assert sweep_deliveries_task.run() == 0
     assert client.llen("celery") == 3
 
+    # Taken by a worker killed before it could say so: once the queue is empty, nothing of
+    # what is still planned can be waiting in it.
+    client.delete("celery")
+    assert sweep_deliveries_task.run() == 250
+    assert client.llen("celery") == 3
+    assert sweep_deliveries_task.run() == 0
+
     client.flushall()  # the broker lost everything (a restart without persistence)
     assert sweep_deliveries_task.run() == 250
     assert client.llen("celery") == 3

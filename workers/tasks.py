@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
+from celery.signals import task_received
+from celery.worker.request import Request
 from redis.exceptions import RedisError
 
 from service.digest import DayPapersCache, deliver_batch, run_day
@@ -43,7 +45,7 @@ def task_store(settings: Settings) -> Iterator[Store]:
 
 @contextmanager
 def queued_issues(settings: Settings) -> Iterator[QueuedIssues]:
-    queued = QueuedIssues(settings.redis_url)
+    queued = QueuedIssues(settings.redis_url, queue=app.conf.task_default_queue)
     try:
         yield queued
     finally:
@@ -61,25 +63,30 @@ def enqueue_batches(store: Store, keys: list[IssueKey], *, settings: Settings) -
     ):
         for batch in batches(keys, size=settings.batch_size):
             items = [[subscriber_id, day.isoformat()] for subscriber_id, day in batch]
-            send_digest_batch_task.apply_async((items,), connection=connection)
+            # Marked first: a worker quick to take the batch unmarks it after this, not before.
             queued.add(batch)
+            send_digest_batch_task.apply_async((items,), connection=connection)
             store.mark_enqueued(batch, now=datetime.now(UTC))
     return len(keys)
 
 
-@contextmanager
-def _no_longer_queued(settings: Settings, keys: list[IssueKey]) -> Iterator[None]:
-    """Once a batch has run, its issues are the ledger's to track, not the broker's."""
+@task_received.connect  # type: ignore[untyped-decorator]
+def _batch_left_the_queue(request: Request, **_: object) -> None:
+    """A worker has taken a batch from the queue (in its main process, before running it):
+    from here its issues are the ledger's to track, not the broker's. A worker killed with
+    the batch still unstarted leaves them planned, and the sweep enqueues them again."""
+    if request.name != send_digest_batch_task.name:
+        return
     try:
-        yield
-    finally:
-        try:
-            with queued_issues(settings) as queued:
-                queued.discard(keys)
-        except RedisError as exc:
-            # A retry of this batch then waits for the visibility timeout instead of the
-            # sweep's next round; nothing is lost.
-            log.warning("could not unmark a finished batch in Redis: %s", exc)
+        with queued_issues(get_settings()) as queued:
+            queued.discard(_issue_keys(request.args[0]))
+    except RedisError as exc:
+        # The sweep then waits for the visibility timeout before enqueueing them again.
+        log.warning("could not unmark a received batch in Redis: %s", exc)
+
+
+def _issue_keys(items: list[list[int | str]]) -> list[IssueKey]:
+    return [(int(subscriber_id), date.fromisoformat(str(day))) for subscriber_id, day in items]
 
 
 @app.task(name="paperwire.fetch_papers")  # type: ignore[untyped-decorator]
@@ -105,9 +112,9 @@ def enqueue_due_digests_task() -> int:
 @app.task(name="paperwire.send_digest_batch")  # type: ignore[untyped-decorator]
 def send_digest_batch_task(items: list[list[int | str]]) -> dict[str, int]:
     """Deliver a batch of planned issues, each `[subscriber_id, "YYYY-MM-DD"]`."""
-    keys = [(int(subscriber_id), date.fromisoformat(str(day))) for subscriber_id, day in items]
+    keys = _issue_keys(items)
     settings = get_settings()
-    with task_store(settings) as store, _no_longer_queued(settings, keys):
+    with task_store(settings) as store:
         summary = asyncio.run(deliver_batch(store, keys, settings=settings, day_papers=DAY_PAPERS))
     return {outcome.value: count for outcome, count in summary.outcomes.items()}
 
