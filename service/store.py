@@ -25,6 +25,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,6 +48,12 @@ from service.models import (
 )
 from service.schedule import Schedule
 from service.tables import DeliveryRow, PaperRow, SubscriberRow, UtcDateTime
+
+# Planning at least this many issues at once refreshes the ledger's statistics (PostgreSQL).
+ANALYZE_AFTER_PLANNING = 1000
+
+# How far back, in issue dates, the sweep looks for issues left waiting.
+SWEEP_LOOKBACK = timedelta(days=14)
 
 # Trending signals a re-import refreshes; the rest of a paper is refreshed only when given.
 TRENDING_FIELDS = ("upvotes", "comments", "github_stars")
@@ -330,7 +337,13 @@ class Store:
                 .on_conflict_do_nothing(index_elements=["subscriber_id", "issue_date"])
                 .returning(DeliveryRow.subscriber_id)
             )
-            return sorted(session.scalars(statement))
+            planned = sorted(session.scalars(statement))
+        if dialect == "postgresql" and len(planned) >= ANALYZE_AFTER_PLANNING:
+            # Until statistics know the new day, PostgreSQL takes it for a handful of rows and
+            # answers each batch's "these 100 issues of today" by reading the whole day.
+            with self.engine.begin() as connection:
+                connection.execute(text("ANALYZE deliveries"))
+        return planned
 
     def mark_enqueued(self, keys: Sequence[tuple[int, date]], *, now: datetime) -> None:
         """Note that these issues were handed to the broker: one UPDATE per issue date."""
@@ -354,6 +367,9 @@ class Store:
             DeliveryRow.enqueued_at < DeliveryRow.next_attempt_at
         )
         lease_ran_out = _lease_ran_out(now)
+        # Older issues have expired or been dealt with by hand; the bound keeps the sweep on
+        # the issue-date index instead of reading the whole ledger.
+        recent = DeliveryRow.issue_date >= (now - SWEEP_LOOKBACK).date()
         query = (
             select(
                 DeliveryRow.subscriber_id,
@@ -366,11 +382,12 @@ class Store:
                 ).label("maybe_queued"),
             )
             .where(
+                recent,
                 or_(
                     (DeliveryRow.status == DeliveryStatus.PLANNED) & stale,
                     retry_due & (not_yet_enqueued_for_retry | stale),
                     lease_ran_out & stale,
-                )
+                ),
             )
             .order_by(DeliveryRow.issue_date, DeliveryRow.subscriber_id)
         )

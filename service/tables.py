@@ -102,8 +102,8 @@ class DeliveryRow(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "issue_date"),
-        Index("ix_deliveries_status", "status"),
-        Index("ix_deliveries_issue_date", "issue_date"),
+        # For a day's issues (sweep, stats). No index on status alone: see migration 0004.
+        Index("ix_deliveries_issue_date_subscriber_id", "issue_date", "subscriber_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -7,6 +7,7 @@ from sqlalchemy import inspect, text
 
 from service.errors import AlreadySubscribed, UnknownSubscriber
 from service.models import DeliveryStatus, Frequency, ReadingHistory, SubscriptionStatus
+from service.schedule import Schedule
 from service.store import Store
 from tests.factories import NOW, TODAY, add_subscriber, make_paper
 
@@ -329,3 +330,51 @@ def test_downgrading_rebuilds_the_sent_papers_table_from_the_ledger(store: Store
     ]
     store.upgrade()
     assert "sent_papers" not in inspect(store.engine).get_table_names()
+
+
+def test_claims_and_outcomes_read_only_their_own_rows_even_before_statistics_catch_up(
+    postgres_url: str,
+) -> None:
+    """Right after a day is planned, PostgreSQL's statistics would still describe the day
+    before; no plan of the ledger's hot statements may then read the whole day."""
+    from tests.conftest import _empty_all_tables
+
+    store = Store(postgres_url)
+    _empty_all_tables(store)
+    try:
+        with store.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO subscribers (email, status, keywords, interests_text, time_zone,"
+                    " delivery_hour, frequency, weekday, trending_weight, hard_bounces,"
+                    " created_at) SELECT 'r' || n || '@example.org', 'confirmed', '[]', '',"
+                    " 'UTC', 8, 'daily', 0, 0.3, 0, now() FROM generate_series(1, 20000) n"
+                )
+            )
+        # A first day: the ledger has no statistics yet, the case where planners misjudge most.
+        schedule = Schedule(time_zone="UTC", delivery_hour=8, frequency=Frequency.DAILY, weekday=0)
+        assert len(store.plan_issues(schedule, TODAY, now=NOW, expires_at=None)) == 20000
+        # The shapes of the ledger's hot statements: a batch's claim, one issue's outcome.
+        batch = "issue_date = :day AND subscriber_id = ANY(:ids)"
+        one = "issue_date = :day AND subscriber_id = :sid"
+        statements = [
+            f"UPDATE deliveries SET status = 'sending' WHERE {batch} AND status = 'planned'"
+            " AND attempts = 0",
+            f"SELECT subscriber_id FROM deliveries WHERE {batch} AND status IN ('planned',"
+            " 'retry')",
+            f"UPDATE deliveries SET data_started_at = now() WHERE {one} AND status = 'sending'"
+            " AND attempts = 1",
+            f"UPDATE deliveries SET status = 'sent' WHERE {one} AND status = 'sending'",
+        ]
+        params = {"day": TODAY, "ids": list(range(1, 101)), "sid": 7}
+        with store.engine.connect() as connection:
+            for statement in statements:
+                plan = "\n".join(
+                    row[0] for row in connection.execute(text(f"EXPLAIN {statement}"), params)
+                )
+                assert "ix_deliveries_issue_date_subscriber_id" in plan, plan
+                assert "subscriber_id" in plan.split("Index Cond")[1], plan
+                assert "Seq Scan" not in plan and "Bitmap" not in plan, plan
+    finally:
+        _empty_all_tables(store)
+        store.close()
