@@ -255,11 +255,6 @@ def test_hostile_text_shows_as_text_and_runs_nothing(
     screenshots(page, "hostile")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="templates/email/_base.html: only .title has word-break, so a long token in a "
-    "snippet, meta or why line widens the page on a phone",
-)
 def test_a_long_link_in_an_abstract_still_fits_a_phone(
     new_page: BrowserPages, static_server: ServeFolder, tmp_path: Path
 ) -> None:
@@ -332,11 +327,6 @@ def test_the_outbox_index_lists_and_opens_every_message(
         assert any(f"/{stem}.html " in line for line in server.requests), stem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="templates/outbox/index.html: its four-column table is wider than a phone, and "
-    "squeezes the open preview into a column about 125 pixels wide",
-)
 def test_the_outbox_index_fits_a_phone(
     new_page: BrowserPages,
     static_server: ServeFolder,
@@ -351,6 +341,5 @@ def test_the_outbox_index_fits_a_phone(
 
     frame = page.locator("tbody tr").first.frame_locator("iframe")
     assert frame.locator("h2.title a").first.is_visible()
-    # Taken before the check, to show what the failure looks like.
     screenshots(page, "outbox-index-open")
     assert horizontal_overflow(page)["scrollWidth"] <= PHONE.width
