@@ -58,6 +58,31 @@ class Settings(BaseSettings):
         SecretStr(PLACEHOLDER_SECRET),
         description="Key that signs links in emails; must be changed in production.",
     )
+    previous_secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys used before secret_key (a JSON list): links they signed, such as "
+        "unsubscribe links in old digests, keep working.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (a JSON list) of reverse proxies whose "
+        "X-Forwarded-For header is believed; others' is ignored.",
+    )
+    signups_per_ip_per_hour: int = Field(
+        20, ge=1, description="Signup requests accepted from one client address per hour."
+    )
+    confirm_email_interval_seconds: float = Field(
+        900.0,
+        ge=0,
+        description="At most one confirmation email per mailbox within this time.",
+    )
+    confirm_emails_per_day: int = Field(
+        3, ge=1, description="Most confirmation emails one mailbox gets in 24 hours."
+    )
+    check_email_deliverability: bool = Field(
+        False,
+        description="Ask DNS whether a signup address's domain takes mail (needs network).",
+    )
     papers_file: Path | None = Field(
         None,
         description="A JSONL file of papers (the import format) that the daily `fetch-papers` "
@@ -148,6 +173,14 @@ class Settings(BaseSettings):
         """Redis hands an unacknowledged task to another worker after this: it must stay above
         the longest a task can run, or a slow task runs twice at once."""
         return 2 * self.task_time_limit_seconds
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """The keys that tokens are read with: the current one first."""
+        return [
+            self.secret_key.get_secret_value(),
+            *(key.get_secret_value() for key in self.previous_secret_keys),
+        ]
 
     @property
     def mail_domain(self) -> str:

@@ -16,7 +16,13 @@ LEASE = timedelta(minutes=10)
 
 def test_migrations_create_every_table(store: Store) -> None:
     tables = set(inspect(store.engine).get_table_names())
-    assert tables == {"papers", "subscribers", "deliveries", "alembic_version"}
+    assert tables == {
+        "papers",
+        "subscribers",
+        "deliveries",
+        "suppressed_addresses",
+        "alembic_version",
+    }
 
 
 def test_upgrade_twice_is_harmless(store: Store) -> None:
