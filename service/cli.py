@@ -35,6 +35,7 @@ from service.planning import plan_day
 from service.ranking import build_corpus_stats, rank_papers
 from service.settings import Settings, get_settings
 from service.store import Store
+from service.subscriptions import erase_subscriber, export_subscriber, is_suppressed
 
 SAMPLE_PAPERS = Path(__file__).parent / "sample_data" / "papers.jsonl"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -208,6 +209,10 @@ def subscribers_add(
     )
     address = normalise_email(email)
     with _open_store(settings) as store:
+        if is_suppressed(store, address, settings=settings):
+            raise InvalidInput(
+                f"{address} was erased at its owner's request; only they can sign up again"
+            )
         subscriber = store.add_subscriber(
             address, preferences, status=SubscriptionStatus.CONFIRMED, now=datetime.now(UTC)
         )
@@ -274,6 +279,51 @@ def subscribers_remove(
     with _open_store() as store:
         store.remove_subscriber(address)
     out.print(f"removed {address}")
+
+
+@subscribers_app.command("export")
+def subscribers_export(email: str) -> None:
+    """Everything held about a subscriber, as JSON on stdout."""
+    with _open_store() as store:
+        subscriber = store.find_subscriber(normalise_email(email))
+        data = export_subscriber(store, subscriber.id)
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+@subscribers_app.command("erase")
+def subscribers_erase(email: str) -> None:
+    """Delete a subscriber and their history, keeping only a hashed suppression entry."""
+    settings = get_settings()
+    address = normalise_email(email)
+    with _open_store(settings) as store:
+        subscriber = store.find_subscriber(address)
+        erase_subscriber(store, subscriber.id, settings=settings, now=datetime.now(UTC))
+    out.print(f"erased {address}")
+
+
+# -- web --------------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web app (signup, confirm, manage, unsubscribe, archive, JSON API)."""
+    # Imported here: the web stack is start-up time only this command needs.
+    import uvicorn
+
+    from service.web import create_app
+
+    # X-Forwarded-For is read by the app itself, from the proxies in trusted_proxies only.
+    uvicorn.run(
+        create_app(get_settings()),
+        host=host,
+        port=port,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
 
 
 # -- digest -----------------------------------------------------------------------------------

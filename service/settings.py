@@ -1,5 +1,6 @@
 """Settings: the only reader of the environment."""
 
+import ipaddress
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
@@ -144,7 +145,9 @@ class Settings(BaseSettings):
         3, ge=1, description="Hard bounces after which a subscriber is suppressed."
     )
     redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", description="Redis for the Celery broker and rate limits."
+        "redis://127.0.0.1:6379/0",
+        description="Redis for the Celery broker and rate limits; empty: the web app counts "
+        "its limits in-process.",
     )
 
     @field_validator("default_time_zone")
@@ -154,6 +157,16 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an address") from exc
         return value
 
     @field_validator("public_base_url")
