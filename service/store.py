@@ -261,6 +261,10 @@ class Store:
             row = _locked_subscriber(session, subscriber_id)
             if row.status == SubscriptionStatus.PENDING:
                 _apply_preferences(row, preferences)
+                if confirm_nonce is not None:
+                    # A fresh link: the pending row lives as long as the link, not from the
+                    # first request (pending rows are pruned by age).
+                    row.created_at = consent.at
             else:
                 row.requested_preferences = preferences.model_dump(mode="json")
             if confirm_nonce is not None:
