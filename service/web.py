@@ -281,11 +281,14 @@ def create_app(
     @app.post("/", response_class=HTMLResponse, include_in_schema=False)
     async def signup_submit(request: Request, background: BackgroundTasks) -> HTMLResponse:
         form = await read_form(request)
-        if not csrf_ok(request, form):
-            return stale_form(request)
         outcome = preferences_form(form)
         values, errors = outcome.values, dict(outcome.errors)
         values["email"] = str(form.get("email", ""))[:320]
+        if not csrf_ok(request, form):
+            # Shown again with what was typed and a fresh token; nothing is stored or sent.
+            stale = {"form": "This form was open too long. Check it and press Subscribe again."}
+            context = form_context(values, stale) | {"autofill_zone": False}
+            return page(request, "signup.html", context, status=403, with_csrf=True)
         try:
             normalise_email(
                 values["email"], check_deliverability=settings.check_email_deliverability

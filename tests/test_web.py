@@ -212,6 +212,9 @@ def test_a_form_post_without_its_csrf_token_changes_nothing(web: Web) -> None:
         # A token copied into another browser, without the cookie it is bound to.
         stolen = other.post(manage, data={"action": "pause", "csrf_token": token})
     assert (signup.status_code, leave.status_code, stolen.status_code) == (403, 403, 403)
+    # The signup form comes back as typed, with a fresh token.
+    assert "open too long" in signup.text and 'value="eve@example.org"' in signup.text
+    assert _csrf(signup)
     assert [s.email for s in web.store.list_subscribers()] == ["alice@example.org"]
     assert web.store.get_subscriber(subscriber.id).status is SubscriptionStatus.CONFIRMED
 
