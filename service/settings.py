@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     confirm_emails_per_day: int = Field(
         3, ge=1, description="Most confirmation emails one mailbox gets in 24 hours."
     )
+    signup_answer_seconds: float = Field(
+        0.25,
+        ge=0,
+        le=5,
+        description="Signup answers take at least this long, so their timing does not tell "
+        "whether an address was already known.",
+    )
     check_email_deliverability: bool = Field(
         False,
         description="Ask DNS whether a signup address's domain takes mail (needs network).",

@@ -5,6 +5,7 @@ import ipaddress
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -103,6 +104,8 @@ def web(store: Store, smtp_sink: SmtpSink, redis_url: str) -> Iterator[Web]:
         redis_url=redis_url,
         # The tests come from 127.0.0.1 and say who they are in X-Forwarded-For.
         trusted_proxies=["127.0.0.1"],
+        # Hundreds of signups per test: the timing floor has a test of its own.
+        signup_answer_seconds=0,
     )
     for _ in serve(settings, store, port):
         yield Web(url=f"http://127.0.0.1:{port}", settings=settings, store=store, sink=smtp_sink)
@@ -393,6 +396,25 @@ def test_the_answer_is_the_same_whatever_the_address_is(web: Web) -> None:
     assert web.store.find_subscriber("confirmed@example.org").interests.keywords == (
         "diffusion models",
     )
+
+
+def test_signup_answers_take_the_same_minimum_time(web: Web) -> None:
+    add_subscriber(web.store, "known@example.org")
+    floor = 0.3
+    port = free_port()
+    settings = web.settings.model_copy(
+        update={"signup_answer_seconds": floor, "public_base_url": f"http://127.0.0.1:{port}"}
+    )
+    took = {}
+    for _ in serve(settings, web.store, port):
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for n, email in enumerate(["known@example.org", "fresh@example.org"]):
+                started = time.monotonic()
+                answer = _sign_up(client, email, forwarded_for=f"192.0.2.{n + 1}")
+                took[email] = time.monotonic() - started
+                assert answer.status_code == 200
+    # The form's GET is part of the measured time: each answer took at least the floor.
+    assert all(seconds >= floor for seconds in took.values()), took
 
 
 def test_export_and_erase_from_the_manage_page(web: Web) -> None:
