@@ -143,15 +143,56 @@ def compose_confirmation(
 ) -> OutgoingMail:
     """The double opt-in email: one link that opens the confirm page. `message_key` makes
     its Message-ID unique per link sent."""
+    context = {"confirm_url": confirm_url, "email": email}
+    return _compose_notice(
+        "confirm",
+        email,
+        context,
+        message_id_key=f"confirm-{message_key}",
+        settings=settings,
+        now=now,
+    )
+
+
+def compose_already_subscribed(
+    email: str,
+    *,
+    manage_url: str,
+    message_key: str,
+    settings: Settings,
+    now: datetime | None = None,
+) -> OutgoingMail:
+    """For a signup of an address already subscribed: nothing changed, and here is the link
+    to manage it (someone who lost their digests gets it back this way)."""
+    context = {"manage_url": manage_url, "email": email}
+    return _compose_notice(
+        "already_subscribed",
+        email,
+        context,
+        message_id_key=f"already-{message_key}",
+        settings=settings,
+        now=now,
+    )
+
+
+def _compose_notice(
+    name: str,
+    email: str,
+    context: dict[str, Any],
+    *,
+    message_id_key: str,
+    settings: Settings,
+    now: datetime | None,
+) -> OutgoingMail:
+    """A one-off email a visitor asked for, from the `email/NAME.*` triplet."""
     now = now or datetime.now(UTC)
     env = template_environment()
-    context: dict[str, Any] = {"confirm_url": confirm_url, "email": email}
-    subject = " ".join(env.get_template("email/confirm.subject.txt").render(context).split())
-    context["subject"] = subject
-    text = env.get_template("email/confirm.txt").render(context)
-    html = env.get_template("email/confirm.html").render(context)
+    subject = " ".join(env.get_template(f"email/{name}.subject.txt").render(context).split())
+    context = {**context, "subject": subject}
+    text = env.get_template(f"email/{name}.txt").render(context)
+    html = env.get_template(f"email/{name}.html").render(context)
     recipient = recipient_address(email)
-    message_id = f"<confirm-{message_key}@{settings.mail_domain}>"
+    message_id = f"<{message_id_key}@{settings.mail_domain}>"
     headers = MailHeaders()
     headers.add_mailbox(
         "From", display_name=settings.mail_from_name, addr_spec=settings.mail_from_address

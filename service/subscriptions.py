@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.addresses import mailbox_key, normalise_email
-from service.emails import compose_confirmation
+from service.emails import compose_already_subscribed, compose_confirmation
 from service.errors import AlreadySubscribed, UnknownSubscriber
 from service.models import ConsentEvent, Subscriber, SubscriptionPreferences, SubscriptionStatus
 from service.outgoing import OutgoingMail
@@ -25,6 +25,7 @@ from service.tokens import (
     InvalidToken,
     TokenPurpose,
     make_confirm_token,
+    make_subscriber_token,
     read_confirm_token,
     read_subscriber_token,
 )
@@ -72,9 +73,10 @@ def request_signup(
     """Record a signup and return the confirmation email to send, or None.
 
     What the visitor sees never depends on the outcome: a new, pending, confirmed or
-    unsubscribed address, or a request over a limit, all end in "check your inbox". Only a
-    new, pending or unsubscribed address within its limits gets an email; an active
-    subscription is left exactly as it was. Raises `InvalidInput` for a malformed address.
+    unsubscribed address, or a request over a limit, all end in "check your inbox". Within
+    the mailbox's limits a new, pending or unsubscribed address gets a confirmation link; an
+    active one is left exactly as it was and gets its manage link instead. Raises
+    `InvalidInput` for a malformed address.
     """
     email = normalise_email(raw_email, check_deliverability=settings.check_email_deliverability)
     if origin.ip is not None and not limiter.hit(
@@ -82,9 +84,22 @@ def request_signup(
     ):
         return None
     existing = store.find_subscriber_by_email(email)
+    may_send = _may_send_confirmation(limiter, email, settings=settings)
     if existing is not None and existing.status in ACTIVE:
-        return None
-    nonce = new_nonce() if _may_send_confirmation(limiter, email, settings=settings) else None
+        # Nothing changes; the mailbox's owner gets their manage link, within the same limits.
+        if not may_send:
+            return None
+        manage = make_subscriber_token(
+            TokenPurpose.MANAGE, existing.id, secret_key=settings.secret_key.get_secret_value()
+        )
+        return compose_already_subscribed(
+            email,
+            manage_url=f"{settings.public_base_url}/m/{manage}",
+            message_key=f"{existing.id}-{new_nonce()}",
+            settings=settings,
+            now=now,
+        )
+    nonce = new_nonce() if may_send else None
     consent = origin.event("requested", now=now)
     if existing is None:
         try:

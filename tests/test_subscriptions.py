@@ -23,10 +23,11 @@ from service.subscriptions import (
     pending_signup,
     request_signup,
     set_paused,
+    subscriber_for_link,
     unsubscribe,
     update_preferences,
 )
-from service.tokens import InvalidToken, TokenExpired
+from service.tokens import InvalidToken, TokenExpired, TokenPurpose
 from tests.factories import NOW, TODAY, add_subscriber, make_preferences, make_settings
 
 ORIGIN = RequestOrigin(ip="203.0.113.7", user_agent="Firefox/140", via="web signup form")
@@ -168,12 +169,24 @@ def test_confirmations_per_mailbox_are_limited(store: Store, settings: Settings)
     assert [mail is not None for mail in sent] == [True, False, False]
 
 
-def test_an_active_subscription_is_left_alone(store: Store, settings: Settings) -> None:
+def test_an_active_subscription_is_left_alone_and_gets_its_manage_link(
+    store: Store, settings: Settings
+) -> None:
     before = add_subscriber(store, interests={"keywords": ["graph networks"]})
+    limiter = MemoryWindowLimiter()
 
-    mail = _signup(store, MemoryWindowLimiter(), settings, preferences=make_preferences())
+    mail = _signup(store, limiter, settings, preferences=make_preferences())
+    again = _signup(store, limiter, settings, preferences=make_preferences())
 
-    assert mail is None
+    assert mail is not None and again is None  # the same mailbox limits apply
+    message = mail.as_email_message()
+    assert message["Subject"] == "You're already subscribed to Paperwire"
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    (url,) = [w for w in body.get_content().split() if w.startswith("https://paperwire.test/m/")]
+    token = url.rsplit("/", 1)[1]
+    manage = subscriber_for_link(store, TokenPurpose.MANAGE, token, settings=settings)
+    assert manage.id == before.id
     after = store.find_subscriber("alice@example.org")
     assert after.interests == before.interests
     assert after.consent == ()
