@@ -24,6 +24,7 @@ from service.addresses import normalise_email
 from service.digest import Outcome, RunSummary, deliver_batch, preview_digest, run_day
 from service.errors import InvalidInput, PaperwireError
 from service.models import (
+    ConsentEvent,
     DeliveryStatus,
     Frequency,
     Interests,
@@ -213,8 +214,11 @@ def subscribers_add(
             raise InvalidInput(
                 f"{address} was erased at its owner's request; only they can sign up again"
             )
+        now = datetime.now(UTC)
+        # The consent record says who vouched for this one: the admin, not the person.
+        vouched = ConsentEvent(event="confirmed", at=now, via="admin CLI (subscribers add)")
         subscriber = store.add_subscriber(
-            address, preferences, status=SubscriptionStatus.CONFIRMED, now=datetime.now(UTC)
+            address, preferences, status=SubscriptionStatus.CONFIRMED, now=now, consent=[vouched]
         )
     out.print(f"added {subscriber.email} (id {subscriber.id})")
 

@@ -205,6 +205,8 @@ def test_subscribers_export_and_erase(seeded: Run) -> None:
     assert exported["subscriber"]["email"] == "ada@example.org"
     assert exported["subscriber"]["interests"]["keywords"] == ["diffusion models"]
     assert exported["deliveries"] == []
+    (vouched,) = exported["subscriber"]["consent"]
+    assert (vouched["event"], vouched["via"]) == ("confirmed", "admin CLI (subscribers add)")
 
     erased = seeded("subscribers", "erase", "ada@example.org")
     assert erased.stdout.strip() == "erased ada@example.org"
