@@ -327,6 +327,9 @@ def serve(
         proxy_headers=False,
         server_header=False,
         log_level="info",
+        # Access lines would keep every link's token (a key to someone's subscription) and
+        # every visitor's address in the logs.
+        access_log=False,
     )
 
 
