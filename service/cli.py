@@ -24,6 +24,7 @@ from service.addresses import normalise_email
 from service.digest import Outcome, RunSummary, deliver_batch, preview_digest, run_day
 from service.errors import InvalidInput, PaperwireError
 from service.models import (
+    ConsentEvent,
     DeliveryStatus,
     Frequency,
     Interests,
@@ -35,6 +36,7 @@ from service.planning import plan_day
 from service.ranking import build_corpus_stats, rank_papers
 from service.settings import Settings, get_settings
 from service.store import Store
+from service.subscriptions import erase_subscriber, export_subscriber, is_suppressed
 
 SAMPLE_PAPERS = Path(__file__).parent / "sample_data" / "papers.jsonl"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -208,8 +210,15 @@ def subscribers_add(
     )
     address = normalise_email(email)
     with _open_store(settings) as store:
+        if is_suppressed(store, address, settings=settings):
+            raise InvalidInput(
+                f"{address} was erased at its owner's request; only they can sign up again"
+            )
+        now = datetime.now(UTC)
+        # The consent record says who vouched for this one: the admin, not the person.
+        vouched = ConsentEvent(event="confirmed", at=now, via="admin CLI (subscribers add)")
         subscriber = store.add_subscriber(
-            address, preferences, status=SubscriptionStatus.CONFIRMED, now=datetime.now(UTC)
+            address, preferences, status=SubscriptionStatus.CONFIRMED, now=now, consent=[vouched]
         )
     out.print(f"added {subscriber.email} (id {subscriber.id})")
 
@@ -274,6 +283,54 @@ def subscribers_remove(
     with _open_store() as store:
         store.remove_subscriber(address)
     out.print(f"removed {address}")
+
+
+@subscribers_app.command("export")
+def subscribers_export(email: str) -> None:
+    """Everything held about a subscriber, as JSON on stdout."""
+    with _open_store() as store:
+        subscriber = store.find_subscriber(normalise_email(email))
+        data = export_subscriber(store, subscriber.id)
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+@subscribers_app.command("erase")
+def subscribers_erase(email: str) -> None:
+    """Delete a subscriber and their history, keeping only a hashed suppression entry."""
+    settings = get_settings()
+    address = normalise_email(email)
+    with _open_store(settings) as store:
+        subscriber = store.find_subscriber(address)
+        erase_subscriber(store, subscriber.id, settings=settings, now=datetime.now(UTC))
+    out.print(f"erased {address}")
+
+
+# -- web --------------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web app (signup, confirm, manage, unsubscribe, archive, JSON API)."""
+    # Imported here: the web stack is start-up time only this command needs.
+    import uvicorn
+
+    from service.web import create_app
+
+    # X-Forwarded-For is read by the app itself, from the proxies in trusted_proxies only.
+    uvicorn.run(
+        create_app(get_settings()),
+        host=host,
+        port=port,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+        # Access lines would keep every link's token (a key to someone's subscription) and
+        # every visitor's address in the logs.
+        access_log=False,
+    )
 
 
 # -- digest -----------------------------------------------------------------------------------

@@ -133,6 +133,84 @@ def compose_digest(
     )
 
 
+def compose_confirmation(
+    email: str,
+    *,
+    confirm_url: str,
+    message_key: str,
+    settings: Settings,
+    now: datetime | None = None,
+) -> OutgoingMail:
+    """The double opt-in email: one link that opens the confirm page. `message_key` makes
+    its Message-ID unique per link sent."""
+    context = {"confirm_url": confirm_url, "email": email}
+    return _compose_notice(
+        "confirm",
+        email,
+        context,
+        message_id_key=f"confirm-{message_key}",
+        settings=settings,
+        now=now,
+    )
+
+
+def compose_already_subscribed(
+    email: str,
+    *,
+    manage_url: str,
+    message_key: str,
+    settings: Settings,
+    now: datetime | None = None,
+) -> OutgoingMail:
+    """For a signup of an address already subscribed: nothing changed, and here is the link
+    to manage it (someone who lost their digests gets it back this way)."""
+    context = {"manage_url": manage_url, "email": email}
+    return _compose_notice(
+        "already_subscribed",
+        email,
+        context,
+        message_id_key=f"already-{message_key}",
+        settings=settings,
+        now=now,
+    )
+
+
+def _compose_notice(
+    name: str,
+    email: str,
+    context: dict[str, Any],
+    *,
+    message_id_key: str,
+    settings: Settings,
+    now: datetime | None,
+) -> OutgoingMail:
+    """A one-off email a visitor asked for, from the `email/NAME.*` triplet."""
+    now = now or datetime.now(UTC)
+    env = template_environment()
+    subject = " ".join(env.get_template(f"email/{name}.subject.txt").render(context).split())
+    context = {**context, "subject": subject}
+    text = env.get_template(f"email/{name}.txt").render(context)
+    html = env.get_template(f"email/{name}.html").render(context)
+    recipient = recipient_address(email)
+    message_id = f"<{message_id_key}@{settings.mail_domain}>"
+    headers = MailHeaders()
+    headers.add_mailbox(
+        "From", display_name=settings.mail_from_name, addr_spec=settings.mail_from_address
+    )
+    headers.add("To", str(recipient))
+    headers.add_text("Subject", subject)
+    headers.add("Date", format_datetime(now.astimezone(UTC)))
+    headers.add("Message-ID", message_id)
+    # Asked for by the visitor: no List-* headers, and auto-replies should stay away.
+    headers.add("Auto-Submitted", "auto-generated")
+    return OutgoingMail(
+        sender=settings.mail_from_address,
+        recipients=(recipient.addr_spec,),
+        message_id=message_id,
+        data=multipart_alternative(headers, text=text, html=html),
+    )
+
+
 def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
     """What the digest templates are rendered with."""
     subscriber = digest.subscriber

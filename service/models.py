@@ -16,6 +16,8 @@ class SubscriptionStatus(StrEnum):
     CONFIRMED = "confirmed"
     UNSUBSCRIBED = "unsubscribed"
     SUPPRESSED = "suppressed"
+    # Confirmed, but wants no issues for now: planning only ever takes CONFIRMED subscribers.
+    PAUSED = "paused"
 
 
 class Frequency(StrEnum):
@@ -109,6 +111,18 @@ class SubscriptionPreferences(BaseModel):
     _known_time_zone = field_validator("time_zone")(check_time_zone)
 
 
+class ConsentEvent(BaseModel):
+    """One step of a subscription's consent record: who asked, from where, through what."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event: str  # requested, confirmed, unsubscribed, paused, resumed
+    at: datetime
+    ip: str | None = None
+    user_agent: str | None = None
+    via: str = ""  # the form or API endpoint, e.g. "web signup form"
+
+
 class Subscriber(SubscriptionPreferences):
     id: int
     email: str
@@ -116,6 +130,7 @@ class Subscriber(SubscriptionPreferences):
     created_at: datetime
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
+    consent: tuple[ConsentEvent, ...] = ()
 
 
 class ScoredPaper(BaseModel):

@@ -1,5 +1,6 @@
 """Settings: the only reader of the environment."""
 
+import ipaddress
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +58,38 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(
         SecretStr(PLACEHOLDER_SECRET),
         description="Key that signs links in emails; must be changed in production.",
+    )
+    previous_secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys used before secret_key (a JSON list): links they signed, such as "
+        "unsubscribe links in old digests, keep working.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (a JSON list) of reverse proxies whose "
+        "X-Forwarded-For header is believed; others' is ignored.",
+    )
+    signups_per_ip_per_hour: int = Field(
+        20, ge=1, description="Signup requests accepted from one client address per hour."
+    )
+    confirm_email_interval_seconds: float = Field(
+        900.0,
+        ge=0,
+        description="At most one confirmation email per mailbox within this time.",
+    )
+    confirm_emails_per_day: int = Field(
+        3, ge=1, description="Most confirmation emails one mailbox gets in 24 hours."
+    )
+    signup_answer_seconds: float = Field(
+        0.25,
+        ge=0,
+        le=5,
+        description="Signup answers take at least this long, so their timing does not tell "
+        "whether an address was already known.",
+    )
+    check_email_deliverability: bool = Field(
+        False,
+        description="Ask DNS whether a signup address's domain takes mail (needs network).",
     )
     papers_file: Path | None = Field(
         None,
@@ -119,7 +152,9 @@ class Settings(BaseSettings):
         3, ge=1, description="Hard bounces after which a subscriber is suppressed."
     )
     redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", description="Redis for the Celery broker and rate limits."
+        "redis://127.0.0.1:6379/0",
+        description="Redis for the Celery broker and rate limits; empty: the web app counts "
+        "its limits in-process.",
     )
 
     @field_validator("default_time_zone")
@@ -129,6 +164,16 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an address") from exc
         return value
 
     @field_validator("public_base_url")
@@ -148,6 +193,14 @@ class Settings(BaseSettings):
         """Redis hands an unacknowledged task to another worker after this: it must stay above
         the longest a task can run, or a slow task runs twice at once."""
         return 2 * self.task_time_limit_seconds
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """The keys that tokens are read with: the current one first."""
+        return [
+            self.secret_key.get_secret_value(),
+            *(key.get_secret_value() for key in self.previous_secret_keys),
+        ]
 
     @property
     def mail_domain(self) -> str:

@@ -36,6 +36,7 @@ from sqlalchemy.sql.dml import Update
 
 from service.errors import AlreadySubscribed, UnknownSubscriber
 from service.models import (
+    ConsentEvent,
     Delivery,
     DeliveryStatus,
     Frequency,
@@ -47,7 +48,7 @@ from service.models import (
     SubscriptionStatus,
 )
 from service.schedule import Schedule
-from service.tables import DeliveryRow, PaperRow, SubscriberRow, UtcDateTime
+from service.tables import DeliveryRow, PaperRow, SubscriberRow, SuppressionRow, UtcDateTime
 
 # Planning at least this many issues at once refreshes the ledger's statistics (PostgreSQL).
 ANALYZE_AFTER_PLANNING = 1000
@@ -188,6 +189,8 @@ class Store:
         *,
         status: SubscriptionStatus,
         now: datetime,
+        consent: Sequence[ConsentEvent] = (),
+        confirm_nonce: str | None = None,
     ) -> Subscriber:
         """Store a new subscriber; `email` must already be normalised."""
         row = SubscriberRow(
@@ -196,6 +199,8 @@ class Store:
             created_at=now,
             confirmed_at=now if status is SubscriptionStatus.CONFIRMED else None,
             hard_bounces=0,
+            confirm_nonce=confirm_nonce,
+            consent=[_consent_json(event) for event in consent],
         )
         _apply_preferences(row, preferences)
         try:
@@ -235,6 +240,123 @@ class Store:
             # Delete children explicitly: SQLite enforces ON DELETE CASCADE only with a pragma.
             session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == row.id))
             session.delete(row)
+
+    def find_subscriber_by_email(self, email: str) -> Subscriber | None:
+        with self._session() as session:
+            row = session.scalar(select(SubscriberRow).where(SubscriberRow.email == email))
+            return None if row is None else _subscriber(row)
+
+    def renew_signup(
+        self,
+        subscriber_id: int,
+        preferences: SubscriptionPreferences,
+        *,
+        consent: ConsentEvent,
+        confirm_nonce: str | None,
+    ) -> None:
+        """A new signup for an address that has a row: a pending row takes the preferences
+        as they are (it receives nothing yet); any other keeps them aside until confirmed.
+        A new `confirm_nonce` (None: keep the current one) makes earlier links stale."""
+        with self._session() as session:
+            row = _locked_subscriber(session, subscriber_id)
+            if row.status == SubscriptionStatus.PENDING:
+                _apply_preferences(row, preferences)
+                if confirm_nonce is not None:
+                    # A fresh link: the pending row lives as long as the link, not from the
+                    # first request (pending rows are pruned by age).
+                    row.created_at = consent.at
+            else:
+                row.requested_preferences = preferences.model_dump(mode="json")
+            if confirm_nonce is not None:
+                row.confirm_nonce = confirm_nonce
+            row.consent = [*row.consent, _consent_json(consent)]
+
+    def confirm_subscriber(
+        self, subscriber_id: int, confirm_nonce: str, *, consent: ConsentEvent
+    ) -> bool:
+        """Confirm with the nonce of the latest link; False if that link was used or
+        superseded (or the subscriber is gone). Preferences set aside at signup apply now."""
+        with self._session() as session:
+            row = session.scalar(
+                select(SubscriberRow).where(SubscriberRow.id == subscriber_id).with_for_update()
+            )
+            if row is None or row.confirm_nonce is None or row.confirm_nonce != confirm_nonce:
+                return False
+            if row.requested_preferences is not None:
+                requested = SubscriptionPreferences.model_validate(row.requested_preferences)
+                _apply_preferences(row, requested)
+            row.status = SubscriptionStatus.CONFIRMED
+            row.confirmed_at = consent.at
+            row.unsubscribed_at = None
+            row.hard_bounces = 0
+            row.confirm_nonce = None
+            row.requested_preferences = None
+            row.consent = [*row.consent, _consent_json(consent)]
+            return True
+
+    def confirm_nonce_matches(self, subscriber_id: int, confirm_nonce: str) -> bool:
+        query = select(SubscriberRow.confirm_nonce).where(SubscriberRow.id == subscriber_id)
+        with self._session() as session:
+            current = session.scalar(query)
+        return current is not None and current == confirm_nonce
+
+    def update_preferences(self, subscriber_id: int, preferences: SubscriptionPreferences) -> None:
+        with self._session() as session:
+            _apply_preferences(_locked_subscriber(session, subscriber_id), preferences)
+
+    def change_status(
+        self,
+        subscriber_id: int,
+        status: SubscriptionStatus,
+        *,
+        consent: ConsentEvent,
+        allowed_from: Sequence[SubscriptionStatus],
+    ) -> bool:
+        """Move a subscriber to `status` if their status is one of `allowed_from`; False (and
+        nothing written) otherwise. Unsubscribing also voids any confirmation link."""
+        with self._session() as session:
+            row = _locked_subscriber(session, subscriber_id)
+            if row.status not in allowed_from:
+                return False
+            row.status = status
+            if status is SubscriptionStatus.UNSUBSCRIBED:
+                row.unsubscribed_at = consent.at
+                row.confirm_nonce = None
+                row.requested_preferences = None
+            row.consent = [*row.consent, _consent_json(consent)]
+            return True
+
+    def erase_subscriber(self, subscriber_id: int, *, address_hash: str, now: datetime) -> None:
+        """Delete a subscriber and their ledger rows, leaving only a suppression entry."""
+        with self._session() as session:
+            session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == subscriber_id))
+            session.execute(delete(SubscriberRow).where(SubscriberRow.id == subscriber_id))
+            if session.get(SuppressionRow, address_hash) is None:
+                session.add(SuppressionRow(address_hash=address_hash, created_at=now))
+
+    def is_suppressed(self, address_hashes: Sequence[str]) -> bool:
+        query = select(SuppressionRow.address_hash).where(
+            SuppressionRow.address_hash.in_(list(address_hashes))
+        )
+        with self._session() as session:
+            return session.scalar(query.limit(1)) is not None
+
+    def lift_suppression(self, address_hashes: Sequence[str]) -> None:
+        """The owner of an erased address signed up and confirmed again."""
+        with self._session() as session:
+            session.execute(
+                delete(SuppressionRow).where(SuppressionRow.address_hash.in_(list(address_hashes)))
+            )
+
+    def get_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
+        query = select(PaperRow).where(PaperRow.id.in_(list(paper_ids)))
+        with self._session() as session:
+            return {row.id: _paper(row) for row in session.scalars(query)}
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (health checks)."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def due_subscribers(self, issue_date: date) -> list[Subscriber]:
         """Confirmed subscribers whose frequency gives them an issue on `issue_date`."""
@@ -1116,6 +1238,19 @@ def _apply_preferences(row: SubscriberRow, preferences: SubscriptionPreferences)
     row.trending_weight = preferences.trending_weight
 
 
+def _locked_subscriber(session: Session, subscriber_id: int) -> SubscriberRow:
+    row = session.scalar(
+        select(SubscriberRow).where(SubscriberRow.id == subscriber_id).with_for_update()
+    )
+    if row is None:
+        raise UnknownSubscriber(f"no subscriber with id {subscriber_id}")
+    return row
+
+
+def _consent_json(event: ConsentEvent) -> dict[str, Any]:
+    return event.model_dump(mode="json")
+
+
 def _subscriber(row: SubscriberRow) -> Subscriber:
     return Subscriber(
         id=row.id,
@@ -1130,6 +1265,7 @@ def _subscriber(row: SubscriberRow) -> Subscriber:
         created_at=row.created_at,
         confirmed_at=row.confirmed_at,
         unsubscribed_at=row.unsubscribed_at,
+        consent=tuple(ConsentEvent.model_validate(event) for event in row.consent or ()),
     )
 
 

@@ -94,6 +94,24 @@ class SubscriberRow(Base):
     created_at: Mapped[datetime]
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
+    # Bound into the confirmation link; replaced when a new link is sent and cleared when one
+    # is used, so each link confirms once and only the latest one works.
+    confirm_nonce: Mapped[str | None] = mapped_column(String(32))
+    # What an unsubscribed person asked for when signing up again: applied when they confirm,
+    # so nobody can change a subscription by typing its address into the signup form.
+    requested_preferences: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The consent record: a list of ConsentEvent dicts, oldest first.
+    consent: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class SuppressionRow(Base):
+    """Addresses erased at their owner's request, kept only as keyed hashes: the address is
+    never mailed again unless its owner signs up and confirms anew."""
+
+    __tablename__ = "suppressed_addresses"
+
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
 
 
 class DeliveryRow(Base):

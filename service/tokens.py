@@ -1,4 +1,5 @@
-"""Signed, purpose-bound tokens for links in emails (unsubscribe, manage, archive).
+"""Signed, purpose-bound tokens for links in emails (confirm, unsubscribe, manage, archive) and
+for the CSRF field of web forms.
 
 A token is base64url(issued_at[4] + payload + mac[12]) with no padding: a subscriber id fits in
 about 24 characters, which keeps `List-Unsubscribe` short enough that header folding never
@@ -26,6 +27,12 @@ class TokenPurpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     MANAGE = "manage"
     ARCHIVE = "archive"
+    CONFIRM = "confirm"
+    CSRF = "csrf"
+
+
+# Mailman keeps a pending subscription three days; a confirmation link lives as long.
+CONFIRM_MAX_AGE = timedelta(hours=72)
 
 
 class InvalidToken(PaperwireError):
@@ -97,6 +104,28 @@ def read_subscriber_token(
     if not payload.isascii() or not payload.isdigit():
         raise InvalidToken("token does not carry a subscriber id")
     return int(payload)
+
+
+def make_confirm_token(
+    subscriber_id: int, nonce: str, *, secret_key: str, now: datetime | None = None
+) -> str:
+    """A CONFIRM token for one confirmation link: the nonce ties it to the link last sent."""
+    return make_token(
+        TokenPurpose.CONFIRM, f"{subscriber_id}:{nonce}", secret_key=secret_key, now=now
+    )
+
+
+def read_confirm_token(
+    token: str, *, secret_keys: Sequence[str], now: datetime | None = None
+) -> tuple[int, str]:
+    """(subscriber id, nonce) of a CONFIRM token at most CONFIRM_MAX_AGE old."""
+    payload = read_token(
+        TokenPurpose.CONFIRM, token, secret_keys=secret_keys, max_age=CONFIRM_MAX_AGE, now=now
+    )
+    subscriber, _, nonce = payload.partition(":")
+    if not subscriber.isascii() or not subscriber.isdigit() or not nonce:
+        raise InvalidToken("token does not name a pending signup")
+    return int(subscriber), nonce
 
 
 def make_issue_token(

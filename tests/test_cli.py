@@ -8,7 +8,10 @@ from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.services import free_port, wait_until
 
 PAPERWIRE = str(Path(sys.executable).parent / "paperwire")
 SAMPLE = Path(__file__).parent.parent / "service" / "sample_data" / "papers.jsonl"
@@ -193,3 +196,59 @@ def test_issues_that_could_not_be_sent_are_retried_on_request(seeded: Run, tmp_p
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
     listed = seeded("deliveries", "list", "--date", "2026-11-25")
     assert "sent" in listed.stdout
+
+
+def test_subscribers_export_and_erase(seeded: Run) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+
+    exported = json.loads(seeded("subscribers", "export", "Ada@example.org").stdout)
+    assert exported["subscriber"]["email"] == "ada@example.org"
+    assert exported["subscriber"]["interests"]["keywords"] == ["diffusion models"]
+    assert exported["deliveries"] == []
+    (vouched,) = exported["subscriber"]["consent"]
+    assert (vouched["event"], vouched["via"]) == ("confirmed", "admin CLI (subscribers add)")
+
+    erased = seeded("subscribers", "erase", "ada@example.org")
+    assert erased.stdout.strip() == "erased ada@example.org"
+    again = seeded("subscribers", "erase", "ada@example.org", check_exit=2)
+    assert again.stderr.count("\n") == 1 and "ada@example.org" in again.stderr
+    assert seeded("subscribers", "export", "ada@example.org", check_exit=2).stdout == ""
+    # Erased at the owner's request: only they can sign up again, not an admin.
+    refused = seeded("subscribers", "add", "ada@example.org", check_exit=2)
+    assert "erased" in refused.stderr
+
+
+def test_serve_answers_health_checks(paperwire: Run, tmp_path: Path) -> None:
+    paperwire("db", "upgrade")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PAPERWIRE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        # No Redis: the app counts its limits in-process, and says so.
+        "PAPERWIRE_REDIS_URL": "",
+    }
+    server = subprocess.Popen(
+        [PAPERWIRE, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        answers: list[httpx.Response] = []
+
+        def answered() -> bool:
+            try:
+                answers.append(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2))
+            except httpx.TransportError:
+                return False
+            return True
+
+        wait_until(answered, timeout=30, what="paperwire serve")
+        assert answers[-1].json() == {"database": "ok", "redis": "not configured"}
+        signup = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert signup.status_code == 200 and 'name="email"' in signup.text
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

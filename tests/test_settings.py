@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.settings import PROJECT_ROOT, Settings
 
 
 def test_it_reads_prefixed_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,3 +31,25 @@ def test_an_unknown_time_zone_is_refused() -> None:
 
 def test_mail_domain_comes_from_the_sender_address() -> None:
     assert Settings(mail_from_address="news@lab.example.org").mail_domain == "lab.example.org"
+
+
+def test_lists_come_from_json_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAPERWIRE_SECRET_KEY", "new")
+    monkeypatch.setenv("PAPERWIRE_PREVIOUS_SECRET_KEYS", '["older", "oldest"]')
+    monkeypatch.setenv("PAPERWIRE_TRUSTED_PROXIES", '["10.0.0.0/8", "127.0.0.1"]')
+    settings = Settings()
+    assert settings.secret_keys == ["new", "older", "oldest"]
+    assert settings.trusted_proxies == ["10.0.0.0/8", "127.0.0.1"]
+
+
+def test_a_trusted_proxy_must_be_an_address() -> None:
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        Settings(trusted_proxies=["proxy.example.org"])
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [
+        name for name in Settings.model_fields if f"`PAPERWIRE_{name.upper()}`" not in readme
+    ]
+    assert missing == []

@@ -1,6 +1,7 @@
 """The store on SQLite and PostgreSQL: papers, subscribers and the ledger."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -16,7 +17,13 @@ LEASE = timedelta(minutes=10)
 
 def test_migrations_create_every_table(store: Store) -> None:
     tables = set(inspect(store.engine).get_table_names())
-    assert tables == {"papers", "subscribers", "deliveries", "alembic_version"}
+    assert tables == {
+        "papers",
+        "subscribers",
+        "deliveries",
+        "suppressed_addresses",
+        "alembic_version",
+    }
 
 
 def test_upgrade_twice_is_harmless(store: Store) -> None:
@@ -377,4 +384,34 @@ def test_claims_and_outcomes_read_only_their_own_rows_even_before_statistics_cat
                 assert "Seq Scan" not in plan and "Bitmap" not in plan, plan
     finally:
         _empty_all_tables(store)
+        store.close()
+
+
+def test_upgrading_to_signup_columns_keeps_subscribers_and_their_ledger(tmp_path: Path) -> None:
+    """0005 alters `subscribers` in place: a rebuilt table would take every ledger row with it
+    through ON DELETE CASCADE on SQLite."""
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        store.upgrade("0004")
+        with store.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO subscribers (email, status, keywords, interests_text, time_zone,"
+                    " delivery_hour, frequency, weekday, trending_weight, hard_bounces,"
+                    " created_at) VALUES ('ada@example.org', 'confirmed', '[]', '', 'UTC', 8,"
+                    " 'daily', 0, 0.3, 0, '2026-11-25 07:00:00+00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (subscriber_id, issue_date, status, paper_ids,"
+                    " attempts, created_at, updated_at) VALUES (1, '2026-11-25', 'sent',"
+                    " '[\"p1\"]', 1, '2026-11-25 07:00:00+00:00', '2026-11-25 07:00:00+00:00')"
+                )
+            )
+        store.upgrade()
+        (subscriber,) = store.list_subscribers()
+        assert subscriber.consent == ()
+        assert [d.paper_ids for d in store.list_deliveries()] == [("p1",)]
+    finally:
         store.close()
