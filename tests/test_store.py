@@ -16,7 +16,7 @@ LEASE = timedelta(minutes=10)
 
 def test_migrations_create_every_table(store: Store) -> None:
     tables = set(inspect(store.engine).get_table_names())
-    assert tables == {"papers", "subscribers", "deliveries", "alembic_version"}
+    assert tables == {"papers", "paper_signals", "subscribers", "deliveries", "alembic_version"}
 
 
 def test_upgrade_twice_is_harmless(store: Store) -> None:
@@ -378,3 +378,33 @@ def test_claims_and_outcomes_read_only_their_own_rows_even_before_statistics_cat
     finally:
         _empty_all_tables(store)
         store.close()
+
+
+def test_it_keeps_each_observation_of_trending_signals(store: Store) -> None:
+    store.upsert_papers([make_paper(id="p1", upvotes=3)], now=NOW)
+    store.upsert_papers([make_paper(id="p1", upvotes=9, comments=2)], now=NOW + timedelta(hours=1))
+    store.upsert_papers([make_paper(id="p1", upvotes=None)], now=NOW + timedelta(hours=2))
+    history = store.paper_signals("p1")
+    assert [(s.observed_at, s.upvotes, s.comments) for s in history] == [
+        (NOW, 3, None),
+        (NOW + timedelta(hours=1), 9, 2),
+    ]
+
+
+def test_a_paper_from_a_second_source_keeps_what_the_first_one_gave(store: Store) -> None:
+    store.upsert_papers(
+        [
+            make_paper(
+                id="p1", upvotes=5, summary="Short.", keywords=("a b",), hf_url="https://h/p1"
+            )
+        ],
+        now=NOW,
+    )
+    store.upsert_papers(
+        [make_paper(id="p1", upvotes=None, categories=("cs.LG", "cs.CL"))],
+        now=NOW + timedelta(hours=1),
+    )
+    paper = store.get_paper("p1")
+    assert paper is not None
+    assert (paper.upvotes, paper.summary, paper.keywords) == (5, "Short.", ("a b",))
+    assert (paper.hf_url, paper.categories) == ("https://h/p1", ("cs.LG", "cs.CL"))

@@ -1,0 +1,1 @@
+"""Live paper sources: each turns a remote listing into validated `Paper`s."""
