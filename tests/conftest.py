@@ -24,6 +24,15 @@ POSTGRES_ADMIN_URL = os.environ.get(
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+@pytest.fixture(autouse=True)
+def _no_live_paper_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read from the environment fetch from no live source, and a source a test turns
+    on by hand without its own base URL gets a closed local port, never the public network."""
+    monkeypatch.setenv("PAPERWIRE_PAPER_SOURCES", "none")
+    monkeypatch.setenv("PAPERWIRE_HF_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PAPERWIRE_ARXIV_BASE_URL", "http://127.0.0.1:9")
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A private, migrated PostgreSQL database for this test session."""
