@@ -79,6 +79,8 @@ def fetch_papers(
     if unknown:
         raise InvalidInput(f"unknown paper source {unknown[0]!r}: use hf or arxiv")
     today = now.date()
+    if since is not None and since > today:
+        raise InvalidInput(f"start date {since} is in the future")
     summaries: list[FetchSummary] = []
     if sources is None and settings.papers_file is not None:
         summaries.append(_import_file(store, settings=settings, now=now))
