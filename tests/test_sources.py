@@ -11,7 +11,7 @@ import pytest
 from service.fetching import FetchFailed, FetchSummary, fetch_papers
 from service.settings import Settings
 from service.sources.arxiv import announcement_window
-from service.sources.remote import _server_wait
+from service.sources.remote import requested_wait
 from service.store import Store
 from tests.factories import NOW, make_settings
 from tests.paper_server import FIXTURES, PaperServer, Reply, fixture_reply
@@ -128,11 +128,11 @@ def test_a_rate_limit_longer_than_the_cap_fails_at_once(
 
 
 def test_the_ratelimit_header_and_an_http_date_say_how_long_to_wait() -> None:
-    assert _server_wait(httpx.Headers({"RateLimit": '"api";r=0;t=42'})) == 42.0
-    assert _server_wait(httpx.Headers({"Retry-After": "7"})) == 7.0
+    assert requested_wait(httpx.Headers({"RateLimit": '"api";r=0;t=42'})) == 42.0
+    assert requested_wait(httpx.Headers({"Retry-After": "7"})) == 7.0
     past = "Wed, 21 Oct 2015 07:28:00 GMT"
-    assert _server_wait(httpx.Headers({"Retry-After": past})) == 0.0
-    assert _server_wait(httpx.Headers({})) is None
+    assert requested_wait(httpx.Headers({"Retry-After": past})) == 0.0
+    assert requested_wait(httpx.Headers({})) is None
 
 
 def test_a_500_is_retried_with_backoff(sqlite_store: Store, paper_server: PaperServer) -> None:

@@ -3,7 +3,7 @@
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -38,7 +38,6 @@ def get_page(
     params: Mapping[str, str | int],
     settings: Settings,
     what: str,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> httpx.Response:
     """GET `url`: wait out a 429 as long as the server asks (within a cap), retry 5xx and
     timeouts with capped exponential backoff, and raise `SourceError` naming `what` when the
@@ -58,7 +57,7 @@ def get_page(
                 return response
             problem = f"HTTP {response.status_code}"
             if response.status_code == httpx.codes.TOO_MANY_REQUESTS:
-                wait = _server_wait(response.headers) or _backoff(attempt, settings)
+                wait = requested_wait(response.headers) or _backoff(attempt, settings)
                 if wait > settings.source_max_retry_after_seconds:
                     raise SourceError(
                         f"{what}: rate limited for {wait:g} s, longer than "
@@ -70,7 +69,7 @@ def get_page(
                 raise SourceError(f"{what}: {problem} from {response.url}")
         if attempt < settings.source_max_attempts:
             log.info("%s: %s; try %d again in %.2f s", what, problem, attempt + 1, wait)
-            sleep(wait)
+            time.sleep(wait)
     raise SourceError(f"{what}: {problem}, {settings.source_max_attempts} tries")
 
 
@@ -83,7 +82,7 @@ def _backoff(attempt: int, settings: Settings) -> float:
     )
 
 
-def _server_wait(headers: httpx.Headers) -> float | None:
+def requested_wait(headers: httpx.Headers) -> float | None:
     """Seconds the server asked us to wait: `Retry-After` (seconds or a date), else the reset
     time of a `RateLimit` header."""
     retry_after = headers.get("retry-after")
