@@ -318,3 +318,15 @@ def test_the_daily_run_reads_yesterday_and_today_of_the_configured_sources(
 def test_an_unknown_source_is_refused(sqlite_store: Store) -> None:
     with pytest.raises(Exception, match="unknown paper source 'rss'"):
         fetch_papers(sqlite_store, settings=make_settings(), now=NOW, sources=["rss"])
+
+
+def test_a_source_that_is_down_is_reported_after_its_tries(sqlite_store: Store) -> None:
+    closed = make_settings(
+        hf_base_url="http://127.0.0.1:9",
+        source_max_attempts=2,
+        source_backoff_seconds=0.01,
+        source_timeout_seconds=0.5,
+    )
+    with pytest.raises(FetchFailed, match=r"hf: .*page 1: connection failed: .*2 tries"):
+        fetch(sqlite_store, closed, "hf")
+    assert sqlite_store.count_papers() == 0

@@ -1,6 +1,7 @@
 """The store on SQLite and PostgreSQL: papers, subscribers and the ledger."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -408,3 +409,21 @@ def test_a_paper_from_a_second_source_keeps_what_the_first_one_gave(store: Store
     assert paper is not None
     assert (paper.upvotes, paper.summary, paper.keywords) == (5, "Short.", ("a b",))
     assert (paper.hf_url, paper.categories) == ("https://h/p1", ("cs.LG", "cs.CL"))
+
+
+def test_migration_0005_keeps_existing_papers(tmp_path: Path) -> None:
+    old = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    old.upgrade("0004")
+    with old.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO papers (id, title, abstract, authors, source, first_seen_at,"
+                " updated_at) VALUES ('p1', 'Old paper', '', '[]', 'import',"
+                " '2026-11-01 00:00:00', '2026-11-01 00:00:00')"
+            )
+        )
+    old.upgrade()
+    paper = old.get_paper("p1")
+    old.close()
+    assert paper is not None
+    assert (paper.summary, paper.keywords, paper.categories, paper.hf_url) == ("", (), (), None)
