@@ -193,6 +193,14 @@ class Settings(BaseSettings):
             raise ValueError("PAPERWIRE_SECRET_KEY must be set outside development")
         return self
 
+    @field_validator("paper_sources")
+    @classmethod
+    def _known_sources(cls, value: str) -> str:
+        for name in filter(None, (n.strip().lower() for n in value.split(","))):
+            if name not in ("hf", "arxiv", "none"):
+                raise ValueError(f"unknown paper source {name!r}: use hf, arxiv or none")
+        return value
+
     @field_validator("arxiv_holidays")
     @classmethod
     def _iso_dates(cls, value: str) -> str:

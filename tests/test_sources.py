@@ -330,3 +330,13 @@ def test_a_source_that_is_down_is_reported_after_its_tries(sqlite_store: Store) 
     with pytest.raises(FetchFailed, match=r"hf: .*page 1: connection failed: .*2 tries"):
         fetch(sqlite_store, closed, "hf")
     assert sqlite_store.count_papers() == 0
+
+
+def test_settings_refuse_an_unknown_source_and_a_bad_holiday() -> None:
+    with pytest.raises(ValueError, match="unknown paper source 'rss'"):
+        make_settings(paper_sources="hf, rss")
+    with pytest.raises(ValueError, match="invalid arXiv holiday"):
+        make_settings(arxiv_holidays="2026-12-25,Christmas")
+    settings = make_settings(paper_sources=" HF , arxiv ", arxiv_holidays="2026-12-25")
+    assert settings.paper_source_names == ("hf", "arxiv")
+    assert settings.arxiv_holiday_dates == frozenset({date(2026, 12, 25)})
