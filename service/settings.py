@@ -168,6 +168,11 @@ class Settings(BaseSettings):
         description="Longest wait a 429's Retry-After or RateLimit header may ask for; a "
         "longer one fails the page instead of holding the worker.",
     )
+    source_max_response_bytes: int = Field(
+        20_000_000,
+        ge=1,
+        description="Largest answer read from a paper source; a larger one fails the page.",
+    )
     source_max_pages: int = Field(
         50, ge=1, description="Most pages read from one source for one day (a runaway guard)."
     )

@@ -340,3 +340,13 @@ def test_settings_refuse_an_unknown_source_and_a_bad_holiday() -> None:
     settings = make_settings(paper_sources=" HF , arxiv ", arxiv_holidays="2026-12-25")
     assert settings.paper_source_names == ("hf", "arxiv")
     assert settings.arxiv_holiday_dates == frozenset({date(2026, 12, 25)})
+
+
+def test_an_oversized_answer_is_refused_unread(
+    sqlite_store: Store, paper_server: PaperServer
+) -> None:
+    paper_server.script(HF, fixture_reply("hf/daily_papers_2026-11-24_p0.json"))
+    settings = source_settings(paper_server, source_max_response_bytes=1000)
+    with pytest.raises(FetchFailed, match="answer larger than 1,000 bytes"):
+        fetch(sqlite_store, settings, "hf")
+    assert sqlite_store.count_papers() == 0

@@ -81,8 +81,8 @@ def fetch_new_papers(
             "start": number * size,
             "max_results": size,
         }
-        response = get_page(client, url, params=params, settings=settings, what=what)
-        entries = _entries(response.content, what=what)
+        body = get_page(client, url, params=params, settings=settings, what=what)
+        entries = _entries(body, what=what)
         yield parse_entries(entries)
         if len(entries) < size:
             return

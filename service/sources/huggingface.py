@@ -98,8 +98,8 @@ def fetch_daily_papers(
     for number in range(settings.source_max_pages):
         what = f"Hugging Face daily papers of {day}, page {number + 1}"
         params: dict[str, str | int] = {"date": day.isoformat(), "limit": limit, "p": number}
-        response = get_page(client, url, params=params, settings=settings, what=what)
-        entries = _entries(response, what=what)
+        body = get_page(client, url, params=params, settings=settings, what=what)
+        entries = _entries(body, what=what)
         yield parse_entries(entries, hf_base_url=settings.hf_base_url)
         if len(entries) < limit:
             return
@@ -116,9 +116,9 @@ def parse_entries(entries: list[object], *, hf_base_url: str) -> SourcePage:
     return page
 
 
-def _entries(response: httpx.Response, *, what: str) -> list[object]:
+def _entries(content: bytes, *, what: str) -> list[object]:
     try:
-        body = json.loads(response.content)
+        body = json.loads(content)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SourceError(f"{what}: malformed JSON: {exc}") from exc
     if not isinstance(body, list):

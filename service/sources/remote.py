@@ -38,14 +38,16 @@ def get_page(
     params: Mapping[str, str | int],
     settings: Settings,
     what: str,
-) -> httpx.Response:
-    """GET `url`: wait out a 429 as long as the server asks (within a cap), retry 5xx and
-    timeouts with capped exponential backoff, and raise `SourceError` naming `what` when the
-    tries run out. Other 4xx answers are not retried: asking again would not change them."""
+) -> bytes:
+    """The body of GET `url`, at most PAPERWIRE_SOURCE_MAX_RESPONSE_BYTES.
+
+    Waits out a 429 as long as the server asks (within a cap), retries 5xx and timeouts with
+    capped exponential backoff, and raises `SourceError` naming `what` when the tries run out.
+    Other 4xx answers are not retried: asking again would not change them."""
     problem = ""
     for attempt in range(1, settings.source_max_attempts + 1):
         try:
-            response = client.get(url, params=params)
+            response, body = _get(client, url, params=params, settings=settings, what=what)
         except httpx.TimeoutException:
             problem = f"timed out after {settings.source_timeout_seconds:g} s"
             wait = _backoff(attempt, settings)
@@ -54,7 +56,7 @@ def get_page(
             wait = _backoff(attempt, settings)
         else:
             if response.is_success:
-                return response
+                return body
             problem = f"HTTP {response.status_code}"
             if response.status_code == httpx.codes.TOO_MANY_REQUESTS:
                 wait = requested_wait(response.headers) or _backoff(attempt, settings)
@@ -71,6 +73,30 @@ def get_page(
             log.info("%s: %s; try %d again in %.2f s", what, problem, attempt + 1, wait)
             time.sleep(wait)
     raise SourceError(f"{what}: {problem}, {settings.source_max_attempts} tries")
+
+
+def _get(
+    client: httpx.Client,
+    url: str,
+    *,
+    params: Mapping[str, str | int],
+    settings: Settings,
+    what: str,
+) -> tuple[httpx.Response, bytes]:
+    """The response and, when it is a success, its body: read in chunks and refused past the
+    cap, so a runaway or hostile answer cannot fill the worker's memory."""
+    limit = settings.source_max_response_bytes
+    with client.stream("GET", url, params=params) as response:
+        if not response.is_success:
+            return response, b""
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise SourceError(f"{what}: answer larger than {limit:,} bytes")
+            chunks.append(chunk)
+        return response, b"".join(chunks)
 
 
 def _backoff(attempt: int, settings: Settings) -> float:
