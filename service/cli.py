@@ -16,13 +16,21 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from service.addresses import normalise_email
 from service.digest import Outcome, RunSummary, deliver_batch, preview_digest, run_day
 from service.errors import InvalidInput, PaperwireError
+from service.fetching import LIVE_SOURCES, FetchFailed, FetchSummary, fetch_papers
 from service.models import (
     ConsentEvent,
     DeliveryStatus,
@@ -178,6 +186,127 @@ def papers_list(
             f"{paper.first_seen_at:%Y-%m-%d %H:%M}" if paper.first_seen_at else "",
         )
     out.print(table)
+
+
+class SourceChoice(StrEnum):
+    HF = "hf"
+    ARXIV = "arxiv"
+    ALL = "all"
+
+
+@papers_app.command("fetch")
+def papers_fetch(
+    source: Annotated[
+        SourceChoice | None,
+        typer.Option(help="hf, arxiv or all; default: PAPERWIRE_PAPER_SOURCES and the file."),
+    ] = None,
+    day: Annotated[
+        str | None, typer.Option("--date", help="One day's papers (YYYY-MM-DD); default today.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Every day's papers from this date (YYYY-MM-DD) on.")
+    ] = None,
+) -> None:
+    """Fetch papers from the live sources now; a summary per source."""
+    if day is not None and since is not None:
+        raise InvalidInput("give --date or --since, not both")
+    fetch_day = _parse_date(day) if day is not None else None
+    fetch_since = _parse_date(since) if since is not None else None
+    if source is None:
+        sources: tuple[str, ...] | None = None
+    else:
+        sources = LIVE_SOURCES if source is SourceChoice.ALL else (source.value,)
+    settings = get_settings()
+    failure: FetchFailed | None = None
+    with _open_store(settings) as store, _progress() as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(name: str, entries: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(f"fetching {name}", total=None)
+            progress.advance(tasks[name], entries)
+
+        try:
+            summaries = fetch_papers(
+                store,
+                settings=settings,
+                now=datetime.now(UTC),
+                sources=sources,
+                day=fetch_day,
+                since=fetch_since,
+                on_page=advance,
+            )
+        except FetchFailed as exc:
+            failure, summaries = exc, exc.summaries
+        for task in tasks.values():
+            progress.update(task, total=progress.tasks[task].completed)
+    _print_fetch_summaries(summaries)
+    if failure is not None:
+        for summary in failure.summaries:
+            if summary.error:
+                err.print(f"{summary.source}: {summary.error}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _print_fetch_summaries(summaries: list[FetchSummary]) -> None:
+    if not summaries:
+        out.print("no paper source configured (PAPERWIRE_PAPER_SOURCES, PAPERWIRE_PAPERS_FILE)")
+        return
+    table = Table("source", "new", "updated", "rejected", "note", title="fetched")
+    for summary in summaries:
+        note = f"failed: {summary.error}" if summary.error else summary.note
+        table.add_row(
+            summary.source,
+            str(summary.new),
+            str(summary.updated),
+            str(summary.rejected),
+            _shorten(note, 80),
+        )
+    out.print(table)
+
+
+@papers_app.command("show")
+def papers_show(paper_id: Annotated[str, typer.Argument(help="The paper's id.")]) -> None:
+    """Everything stored about one paper, with the history of its trending signals."""
+    with _open_store() as store:
+        paper = store.get_paper(paper_id)
+        if paper is None:
+            raise InvalidInput(f"no paper with id {paper_id!r}")
+        signals = store.paper_signals(paper.id)
+    fields = {
+        "id": paper.id,
+        "title": paper.title,
+        "authors": ", ".join(paper.authors) or _count_text(paper.authors_count, "author"),
+        "published": str(paper.published_date or ""),
+        "source": paper.source,
+        "arXiv": paper.url or "",
+        "Hugging Face": paper.hf_url or "",
+        "categories": ", ".join(paper.categories),
+        "keywords": ", ".join(paper.keywords),
+        "summary": paper.summary,
+        "abstract": _shorten(paper.abstract, 400),
+        "first seen": f"{paper.first_seen_at:%Y-%m-%d %H:%M} UTC" if paper.first_seen_at else "",
+    }
+    details = Table.grid(padding=(0, 2))
+    for name, value in fields.items():
+        if value:
+            details.add_row(name, value)
+    out.print(details, markup=False)
+    if signals:
+        table = Table("observed", "upvotes", "comments", "GitHub stars", title="trending signals")
+        for signal in signals:
+            table.add_row(
+                f"{signal.observed_at:%Y-%m-%d %H:%M}",
+                *(
+                    "" if n is None else str(n)
+                    for n in (signal.upvotes, signal.comments, signal.github_stars)
+                ),
+            )
+        out.print(table)
+
+
+def _count_text(count: int | None, noun: str) -> str:
+    return "" if not count else f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # -- subscribers ------------------------------------------------------------------------------

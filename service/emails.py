@@ -54,6 +54,8 @@ class PaperView:
     title: str
     short_title: str
     url: str | None
+    # The paper's Hugging Face page (discussion, code, upvotes), beside the arXiv link.
+    hf_url: str | None
     meta: str
     badges: tuple[str, ...]
     snippet: str
@@ -285,11 +287,14 @@ def paper_view(paper: Paper) -> PaperView:
     title = clean_text(paper.title)
     meta = " · ".join(part for part in (_authors_line(paper), _date_line(paper)) if part)
     badges = _badges(paper)
-    snippet = abstract_snippet(paper.abstract)
+    # A source's short summary (Hugging Face's `ai_summary`) reads better than the abstract's
+    # first sentences; the abstract is the fallback.
+    snippet = abstract_snippet(paper.summary) or abstract_snippet(paper.abstract)
     return PaperView(
         title=title,
         short_title=shorten(title, SUBJECT_TITLE_CHARS),
         url=_safe_url(paper.url),
+        hf_url=_safe_url(paper.hf_url),
         meta=meta,
         badges=badges,
         snippet=snippet,

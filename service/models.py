@@ -86,6 +86,26 @@ class Paper(BaseModel):
     comments: int | None = Field(None, ge=0)
     github_stars: int | None = Field(None, ge=0)
     first_seen_at: datetime | None = None
+    # A short machine-written summary (Hugging Face's `ai_summary`): the digest snippet when set.
+    summary: str = ""
+    # Extra ranking text (Hugging Face's `ai_keywords`), never shown.
+    keywords: tuple[str, ...] = ()
+    # arXiv categories, primary first (cs.LG, stat.ML, …).
+    categories: tuple[str, ...] = ()
+    # The paper's Hugging Face page, beside `url` (the arXiv abstract page).
+    hf_url: str | None = None
+
+
+class SignalObservation(BaseModel):
+    """The trending signals of one paper as a source reported them at one time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    paper_id: str
+    observed_at: datetime
+    upvotes: int | None = None
+    comments: int | None = None
+    github_stars: int | None = None
 
 
 def check_time_zone(name: str) -> str:

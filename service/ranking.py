@@ -183,7 +183,15 @@ def build_corpus_stats(papers: Iterable[Paper]) -> CorpusStats:
 
 
 def analyse_paper(paper: Paper) -> PaperTerms:
-    return _analyse_paper_text(paper.title, paper.abstract)
+    return _analyse_paper_text(*paper_text(paper))
+
+
+def paper_text(paper: Paper) -> tuple[str, str]:
+    """The two fields a paper is ranked on: its title, and its abstract followed by any
+    keywords a source gave (Hugging Face's `ai_keywords`), which weigh like abstract words."""
+    if not paper.keywords:
+        return paper.title, paper.abstract
+    return paper.title, f"{paper.abstract}\n" + ";\n".join(paper.keywords)
 
 
 # Keyed by the text itself, so an edited title or abstract is never served stale.
@@ -635,7 +643,7 @@ def relevance_scores(
     """Relevance in [0, 1] of each paper, by id, with no threshold (for evaluation)."""
     papers = list(papers)
     index = _TermIndex(
-        ((paper.title, paper.abstract) for paper in papers),
+        (paper_text(paper) for paper in papers),
         avg_title_length=stats.avg_title_length,
         avg_abstract_length=stats.avg_abstract_length,
     )
@@ -719,7 +727,7 @@ def prepare_candidates(
         stats=stats,
         today=today,
         index=_index_candidates(
-            tuple((paper.title, paper.abstract) for paper in papers),
+            tuple(paper_text(paper) for paper in papers),
             stats.avg_title_length,
             stats.avg_abstract_length,
         ),

@@ -1,7 +1,7 @@
 """Settings: the only reader of the environment."""
 
 import ipaddress
-from datetime import time
+from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
 from typing import Self
@@ -157,6 +157,61 @@ class Settings(BaseSettings):
         "its limits in-process.",
     )
 
+    paper_sources: str = Field(
+        "hf",
+        description="Live sources the daily `fetch-papers` job calls, comma-separated: hf, "
+        "arxiv, or none.",
+    )
+    hf_base_url: str = Field(
+        "https://huggingface.co", description="Base URL of the Hugging Face Daily Papers API."
+    )
+    hf_page_size: int = Field(
+        50, ge=1, le=100, description="Papers asked for per Hugging Face Daily Papers page."
+    )
+    arxiv_base_url: str = Field(
+        "http://export.arxiv.org", description="Base URL of the arXiv API (Atom)."
+    )
+    arxiv_categories: str = Field(
+        "cs.LG,cs.CL,cs.CV", description="arXiv categories fetched, comma-separated."
+    )
+    arxiv_page_size: int = Field(
+        200, ge=1, le=2000, description="Entries asked for per arXiv API page."
+    )
+    arxiv_request_interval_seconds: float = Field(
+        3.0, ge=0, description="Pause between two arXiv API calls, as arXiv asks of its users."
+    )
+    arxiv_holidays: str = Field(
+        "",
+        description="Extra dates (YYYY-MM-DD, comma-separated) without an arXiv announcement, "
+        "besides weekends.",
+    )
+    source_timeout_seconds: float = Field(
+        30.0, gt=0, description="Connect and read timeout of one request to a paper source."
+    )
+    source_max_attempts: int = Field(
+        5, ge=1, le=20, description="Tries of one page (429, 5xx, timeouts) before giving up."
+    )
+    source_backoff_seconds: float = Field(
+        2.0, ge=0, description="First wait after a 5xx or timeout; doubles with each try."
+    )
+    source_backoff_max_seconds: float = Field(
+        60.0, ge=0, description="Longest wait between two tries of a page after a 5xx or timeout."
+    )
+    source_max_retry_after_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Longest wait a 429's Retry-After or RateLimit header may ask for; a "
+        "longer one fails the page instead of holding the worker.",
+    )
+    source_max_response_bytes: int = Field(
+        20_000_000,
+        ge=1,
+        description="Largest answer read from a paper source; a larger one fails the page.",
+    )
+    source_max_pages: int = Field(
+        50, ge=1, description="Most pages read from one source for one day (a runaway guard)."
+    )
+
     @field_validator("default_time_zone")
     @classmethod
     def _known_time_zone(cls, value: str) -> str:
@@ -187,6 +242,45 @@ class Settings(BaseSettings):
         if placeholder and self.environment != "development":
             raise ValueError("PAPERWIRE_SECRET_KEY must be set outside development")
         return self
+
+    @field_validator("paper_sources")
+    @classmethod
+    def _known_sources(cls, value: str) -> str:
+        for name in filter(None, (n.strip().lower() for n in value.split(","))):
+            if name not in ("hf", "arxiv", "none"):
+                raise ValueError(f"unknown paper source {name!r}: use hf, arxiv or none")
+        return value
+
+    @field_validator("arxiv_holidays")
+    @classmethod
+    def _iso_dates(cls, value: str) -> str:
+        for day in filter(None, (d.strip() for d in value.split(","))):
+            try:
+                date.fromisoformat(day)
+            except ValueError as exc:
+                raise ValueError(f"invalid arXiv holiday {day!r}: use YYYY-MM-DD") from exc
+        return value
+
+    @field_validator("hf_base_url", "arxiv_base_url")
+    @classmethod
+    def _strip_source_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def paper_source_names(self) -> tuple[str, ...]:
+        """The configured live sources, validated when used (`fetch_papers`)."""
+        names = (name.strip().lower() for name in self.paper_sources.split(","))
+        return tuple(name for name in names if name and name != "none")
+
+    @property
+    def arxiv_category_list(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.arxiv_categories.split(",") if c.strip())
+
+    @property
+    def arxiv_holiday_dates(self) -> frozenset[date]:
+        return frozenset(
+            date.fromisoformat(d.strip()) for d in self.arxiv_holidays.split(",") if d.strip()
+        )
 
     @property
     def broker_visibility_timeout_seconds(self) -> float:

@@ -43,12 +43,20 @@ from service.models import (
     Interests,
     Paper,
     ReadingHistory,
+    SignalObservation,
     Subscriber,
     SubscriptionPreferences,
     SubscriptionStatus,
 )
 from service.schedule import Schedule
-from service.tables import DeliveryRow, PaperRow, SubscriberRow, SuppressionRow, UtcDateTime
+from service.tables import (
+    DeliveryRow,
+    PaperRow,
+    PaperSignalRow,
+    SubscriberRow,
+    SuppressionRow,
+    UtcDateTime,
+)
 
 # Planning at least this many issues at once refreshes the ledger's statistics (PostgreSQL).
 ANALYZE_AFTER_PLANNING = 1000
@@ -124,8 +132,12 @@ class Store:
     # -- papers -------------------------------------------------------------------------------
 
     def upsert_papers(self, papers: Iterable[Paper], *, now: datetime) -> UpsertCounts:
-        """Insert new papers; for known ids refresh trending signals and given metadata."""
+        """Insert new papers; for known ids refresh trending signals and given metadata.
+
+        All of it is one transaction, with the signals observed `now`: a failure leaves no
+        paper half-written."""
         new = updated = 0
+        observed: dict[str, Paper] = {}
         with self._session() as session:
             for chunk in _chunks(list(papers), 500):
                 ids = [paper.id for paper in chunk]
@@ -143,7 +155,39 @@ class Store:
                     else:
                         _refresh_paper_row(row, paper, now=now)
                         updated += 1
+                    if any(getattr(paper, name) is not None for name in TRENDING_FIELDS):
+                        observed[paper.id] = paper
+            if observed:
+                # The papers first, for the foreign key; an observation at the same time (the
+                # same paper twice in one fetch) is replaced, the later one winning.
+                session.flush()
+                session.execute(
+                    delete(PaperSignalRow).where(
+                        PaperSignalRow.paper_id.in_(list(observed)),
+                        PaperSignalRow.observed_at == now,
+                    )
+                )
+                session.add_all(_signal_row(paper, now=now) for paper in observed.values())
         return UpsertCounts(new=new, updated=updated)
+
+    def paper_signals(self, paper_id: str) -> list[SignalObservation]:
+        """Every observation of a paper's trending signals, oldest first."""
+        query = (
+            select(PaperSignalRow)
+            .where(PaperSignalRow.paper_id == paper_id)
+            .order_by(PaperSignalRow.observed_at)
+        )
+        with self._session() as session:
+            return [
+                SignalObservation(
+                    paper_id=row.paper_id,
+                    observed_at=row.observed_at,
+                    upvotes=row.upvotes,
+                    comments=row.comments,
+                    github_stars=row.github_stars,
+                )
+                for row in session.scalars(query)
+            ]
 
     def get_paper(self, paper_id: str) -> Paper | None:
         with self._session() as session:
@@ -1195,6 +1239,20 @@ def _paper_row(paper: Paper, *, now: datetime) -> PaperRow:
         github_stars=paper.github_stars,
         first_seen_at=paper.first_seen_at or now,
         updated_at=now,
+        summary=paper.summary,
+        keywords=list(paper.keywords),
+        categories=list(paper.categories),
+        hf_url=paper.hf_url,
+    )
+
+
+def _signal_row(paper: Paper, *, now: datetime) -> PaperSignalRow:
+    return PaperSignalRow(
+        paper_id=paper.id,
+        observed_at=now,
+        upvotes=paper.upvotes,
+        comments=paper.comments,
+        github_stars=paper.github_stars,
     )
 
 
@@ -1204,10 +1262,18 @@ def _refresh_paper_row(row: PaperRow, paper: Paper, *, now: datetime) -> None:
         row.abstract = paper.abstract
     if paper.authors:
         row.authors = list(paper.authors)
-    for name in ("authors_count", "published_date", "url", *TRENDING_FIELDS):
+    for name in ("authors_count", "published_date", "url", "hf_url", *TRENDING_FIELDS):
         value = getattr(paper, name)
         if value is not None:
             setattr(row, name, value)
+    # What one source knows and another does not (HF's summary, arXiv's categories) is kept
+    # when the other source brings the same paper: a paper seen on both is one paper.
+    if paper.summary:
+        row.summary = paper.summary
+    if paper.keywords:
+        row.keywords = list(paper.keywords)
+    if paper.categories:
+        row.categories = list(paper.categories)
     row.updated_at = now
 
 
@@ -1225,6 +1291,10 @@ def _paper(row: PaperRow) -> Paper:
         comments=row.comments,
         github_stars=row.github_stars,
         first_seen_at=row.first_seen_at,
+        summary=row.summary,
+        keywords=tuple(row.keywords),
+        categories=tuple(row.categories),
+        hf_url=row.hf_url,
     )
 
 

@@ -75,6 +75,24 @@ class PaperRow(Base):
     github_stars: Mapped[int | None]
     first_seen_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
+    summary: Mapped[str] = mapped_column(Text, default="")
+    keywords: Mapped[list[str]] = mapped_column(default=list)
+    categories: Mapped[list[str]] = mapped_column(default=list)
+    hf_url: Mapped[str | None] = mapped_column(Text)
+
+
+class PaperSignalRow(Base):
+    """Each observation of a paper's trending signals, so trending can mean growth."""
+
+    __tablename__ = "paper_signals"
+
+    paper_id: Mapped[str] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    observed_at: Mapped[datetime] = mapped_column(primary_key=True)
+    upvotes: Mapped[int | None]
+    comments: Mapped[int | None]
+    github_stars: Mapped[int | None]
 
 
 class SubscriberRow(Base):

@@ -15,13 +15,22 @@ from service.store import Store
 from service.tables import Base
 from tests.factories import make_settings
 
-pytest_plugins = ["tests.smtp_sink", "tests.services", "tests.browser"]
+pytest_plugins = ["tests.smtp_sink", "tests.services", "tests.browser", "tests.paper_server"]
 
 # The server holding the test databases; trust auth on 127.0.0.1 in development and CI.
 POSTGRES_ADMIN_URL = os.environ.get(
     "PAPERWIRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(autouse=True)
+def _no_live_paper_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read from the environment fetch from no live source, and a source a test turns
+    on by hand without its own base URL gets a closed local port, never the public network."""
+    monkeypatch.setenv("PAPERWIRE_PAPER_SOURCES", "none")
+    monkeypatch.setenv("PAPERWIRE_HF_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PAPERWIRE_ARXIV_BASE_URL", "http://127.0.0.1:9")
 
 
 @pytest.fixture(scope="session")

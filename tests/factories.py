@@ -36,6 +36,10 @@ def make_settings(**overrides: Any) -> Settings:
         "secret_key": "test-secret-key",
         "mail_from_name": "Paperwire",
         "mail_from_address": "digest@paperwire.test",
+        # No test reaches a public paper source; tests of the sources point them at 127.0.0.1.
+        "paper_sources": "none",
+        "hf_base_url": "http://127.0.0.1:9",
+        "arxiv_base_url": "http://127.0.0.1:9",
     }
     fields.update(overrides)
     return Settings.model_validate(fields)

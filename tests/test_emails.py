@@ -642,3 +642,19 @@ def test_css_inlined_once_gives_the_page_inlining_each_message_gave(case: str) -
     after = env.get_template("email/digest.html").render(context)
     assert outline(after) == outline(before)
     assert "style=" in after and ".title-link {" not in after
+
+
+def test_a_sources_summary_is_the_snippet_and_its_hugging_face_page_is_linked() -> None:
+    paper = make_paper(
+        summary="A one-line summary from the source.",
+        hf_url="https://huggingface.co/papers/2511.00001",
+    )
+    text, html = parts(render(make_digest([paper])))
+    assert "    A one-line summary from the source.\n" in text
+    assert "We distil" not in text
+    assert (
+        "    https://arxiv.org/abs/2511.00001\n    Hugging Face: https://huggingface.co/papers/2511.00001\n"
+        in text
+    )
+    assert 'href="https://huggingface.co/papers/2511.00001"' in html
+    assert "A one-line summary from the source." in html

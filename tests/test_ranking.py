@@ -721,3 +721,15 @@ def test_batch_refuses_trending_weight_outside_zero_to_one(
 
     with pytest.raises(ValueError, match="trending_weight"):
         rank_prepared(prepared, DIFFUSION, trending_weight=trending_weight, limit=10)
+
+
+def test_a_sources_keywords_count_as_extra_ranking_text() -> None:
+    tagged = make_paper(
+        id="tagged",
+        title="Stable routing at long context",
+        abstract="We propose a load-balancing loss that stays stable at 128k tokens.",
+        keywords=("mixture-of-experts", "routing collapse"),
+    )
+    untagged = tagged.model_copy(update={"id": "untagged", "keywords": ()})
+    ranked = rank([untagged, tagged], interests_in("mixture of experts"))
+    assert ids(ranked) == ["tagged"]

@@ -19,6 +19,7 @@ def test_migrations_create_every_table(store: Store) -> None:
     tables = set(inspect(store.engine).get_table_names())
     assert tables == {
         "papers",
+        "paper_signals",
         "subscribers",
         "deliveries",
         "suppressed_addresses",
@@ -415,3 +416,51 @@ def test_upgrading_to_signup_columns_keeps_subscribers_and_their_ledger(tmp_path
         assert [d.paper_ids for d in store.list_deliveries()] == [("p1",)]
     finally:
         store.close()
+
+
+def test_it_keeps_each_observation_of_trending_signals(store: Store) -> None:
+    store.upsert_papers([make_paper(id="p1", upvotes=3)], now=NOW)
+    store.upsert_papers([make_paper(id="p1", upvotes=9, comments=2)], now=NOW + timedelta(hours=1))
+    store.upsert_papers([make_paper(id="p1", upvotes=None)], now=NOW + timedelta(hours=2))
+    history = store.paper_signals("p1")
+    assert [(s.observed_at, s.upvotes, s.comments) for s in history] == [
+        (NOW, 3, None),
+        (NOW + timedelta(hours=1), 9, 2),
+    ]
+
+
+def test_a_paper_from_a_second_source_keeps_what_the_first_one_gave(store: Store) -> None:
+    store.upsert_papers(
+        [
+            make_paper(
+                id="p1", upvotes=5, summary="Short.", keywords=("a b",), hf_url="https://h/p1"
+            )
+        ],
+        now=NOW,
+    )
+    store.upsert_papers(
+        [make_paper(id="p1", upvotes=None, categories=("cs.LG", "cs.CL"))],
+        now=NOW + timedelta(hours=1),
+    )
+    paper = store.get_paper("p1")
+    assert paper is not None
+    assert (paper.upvotes, paper.summary, paper.keywords) == (5, "Short.", ("a b",))
+    assert (paper.hf_url, paper.categories) == ("https://h/p1", ("cs.LG", "cs.CL"))
+
+
+def test_migration_0006_keeps_existing_papers(tmp_path: Path) -> None:
+    old = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    old.upgrade("0005")
+    with old.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO papers (id, title, abstract, authors, source, first_seen_at,"
+                " updated_at) VALUES ('p1', 'Old paper', '', '[]', 'import',"
+                " '2026-11-01 00:00:00', '2026-11-01 00:00:00')"
+            )
+        )
+    old.upgrade()
+    paper = old.get_paper("p1")
+    old.close()
+    assert paper is not None
+    assert (paper.summary, paper.keywords, paper.categories, paper.hf_url) == ("", (), (), None)

@@ -91,7 +91,11 @@ def _issue_keys(items: list[list[int | str]]) -> list[IssueKey]:
 
 @app.task(name="paperwire.fetch_papers")  # type: ignore[untyped-decorator]
 def fetch_papers_task() -> dict[str, dict[str, int]]:
-    """Bring in the day's papers from every configured source."""
+    """Bring in the day's papers from every configured source.
+
+    Not retried by Celery: the pages read before a failure are stored, and the next day's run
+    reads yesterday's list again. A failure raises `FetchFailed`, so the task shows as failed.
+    """
     settings = get_settings()
     with task_store(settings) as store:
         summaries = fetch_papers(store, settings=settings, now=datetime.now(UTC))
