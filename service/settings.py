@@ -236,6 +236,21 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("mail_from_address")
+    @classmethod
+    def _sendable_sender(cls, value: str) -> str:
+        """An address whose domain can stand in Message-IDs and headers as it is: an
+        internationalised domain becomes its IDNA (xn--) form, which every server reads."""
+        local, at, domain = value.strip().rpartition("@")
+        if not at or not local or not domain or any(ch.isspace() for ch in value.strip()):
+            raise ValueError(f"not an email address such as digest@example.org: {value!r}")
+        if not domain.isascii():
+            try:
+                domain = domain.encode("idna").decode("ascii")
+            except UnicodeError as exc:
+                raise ValueError(f"cannot use the domain of {value!r}: {exc}") from exc
+        return f"{local}@{domain}"
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Self:
         placeholder = self.secret_key.get_secret_value() == PLACEHOLDER_SECRET

@@ -658,3 +658,10 @@ def test_a_sources_summary_is_the_snippet_and_its_hugging_face_page_is_linked() 
     )
     assert 'href="https://huggingface.co/papers/2511.00001"' in html
     assert "A one-line summary from the source." in html
+
+
+def test_a_sender_with_an_internationalised_domain_can_send() -> None:
+    settings = make_settings(mail_from_address="digest@bücher.example")
+    mail = compose_digest(make_digest(), settings=settings, now=NOW)
+    assert mail.sender == "digest@xn--bcher-kva.example"
+    assert mail.message_id.endswith("@xn--bcher-kva.example>")

@@ -53,3 +53,11 @@ def test_the_readme_lists_every_setting() -> None:
         name for name in Settings.model_fields if f"`PAPERWIRE_{name.upper()}`" not in readme
     ]
     assert missing == []
+
+
+def test_the_sender_domain_is_kept_in_a_form_every_header_takes() -> None:
+    settings = Settings(mail_from_address="digest@bücher.example")
+    assert settings.mail_from_address == "digest@xn--bcher-kva.example"
+    assert settings.mail_domain == "xn--bcher-kva.example"
+    with pytest.raises(ValidationError, match="not an email address"):
+        Settings(mail_from_address="digest.example.org")
