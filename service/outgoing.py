@@ -13,8 +13,8 @@ import copy
 import hashlib
 import itertools
 import textwrap
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -54,6 +54,8 @@ class OutgoingMail:
     recipients: tuple[str, ...]
     message_id: str
     data: bytes
+    # Set when `data` is DKIM-signed: the 7-bit form, signed on its own (its body hash differs).
+    signed_seven_bit: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for address in (self.sender, *self.recipients):
@@ -68,6 +70,8 @@ class OutgoingMail:
         """
         if self.data.isascii():
             return self.data
+        if self.signed_seven_bit is not None:
+            return self.signed_seven_bit()
         # Parsed with its CRLF line ends, so a text body is encoded in that canonical form.
         return _parse(self.data, _WIRE_POLICY).as_bytes(policy=_WIRE_POLICY_7BIT)
 

@@ -1,6 +1,7 @@
 """Settings: the only reader of the environment."""
 
 import ipaddress
+import re
 from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
@@ -9,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.dkim_signing import load_signing_key
 
 PLACEHOLDER_SECRET = "change-me"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +53,13 @@ class Settings(BaseSettings):
     mail_from_name: str = Field("Paperwire", description="Display name on outgoing mail.")
     mail_from_address: str = Field(
         "digest@paperwire.localhost", description="Sender address of outgoing mail."
+    )
+    dkim_selector: str = Field("", description="DKIM selector; empty: outgoing mail is not signed.")
+    dkim_private_key_file: Path | None = Field(
+        None, description="PEM file of the DKIM private key (RSA or Ed25519)."
+    )
+    dkim_domain: str = Field(
+        "", description="Domain (d=) of DKIM signatures; empty: the sender address's domain."
     )
     public_base_url: str = Field(
         "http://127.0.0.1:8000",
@@ -258,6 +268,30 @@ class Settings(BaseSettings):
             raise ValueError("PAPERWIRE_SECRET_KEY must be set outside development")
         return self
 
+    @model_validator(mode="after")
+    def _dkim_key_with_selector(self) -> Self:
+        selector, key_file = self.dkim_selector, self.dkim_private_key_file
+        if selector and key_file is None:
+            raise ValueError(
+                "PAPERWIRE_DKIM_SELECTOR is set without PAPERWIRE_DKIM_PRIVATE_KEY_FILE"
+            )
+        if key_file is not None and not selector:
+            raise ValueError(
+                "PAPERWIRE_DKIM_PRIVATE_KEY_FILE is set without PAPERWIRE_DKIM_SELECTOR"
+            )
+        if key_file is not None:
+            load_signing_key(key_file)  # a missing, unreadable or bad key: ValueError
+        return self
+
+    @field_validator("dkim_selector", "dkim_domain")
+    @classmethod
+    def _dkim_name(cls, value: str) -> str:
+        # Both go into the DNS name <selector>._domainkey.<domain> and into the signature.
+        value = value.strip()
+        if value and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", value):
+            raise ValueError(f"not a DNS label or name: {value!r}")
+        return value
+
     @field_validator("paper_sources")
     @classmethod
     def _known_sources(cls, value: str) -> str:
@@ -310,6 +344,10 @@ class Settings(BaseSettings):
             self.secret_key.get_secret_value(),
             *(key.get_secret_value() for key in self.previous_secret_keys),
         ]
+
+    @property
+    def dkim_signing_domain(self) -> str:
+        return self.dkim_domain or self.mail_domain
 
     @property
     def mail_domain(self) -> str:

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from service.dkim_signing import DkimSigner, load_signing_key
 from service.emails import template_environment
 from service.errors import PaperwireError
 from service.outgoing import OutgoingMail
@@ -64,8 +65,12 @@ class MailTransport(Protocol):
 
 @asynccontextmanager
 async def open_transport(settings: Settings) -> AsyncIterator[MailTransport]:
-    """The transport `settings.mail_url` names; closed (QUIT, outbox index) on exit."""
+    """The transport `settings.mail_url` names; closed (QUIT, outbox index) on exit. With a
+    DKIM key configured, each message is signed on its way in (see `service.dkim_signing`)."""
     transport = transport_for(settings)
+    signer = dkim_signer(settings)
+    if signer is not None:
+        transport = SigningTransport(transport, signer)
     try:
         yield transport
     finally:
@@ -89,6 +94,32 @@ def transport_for(settings: Settings) -> MailTransport:
         f"unsupported mail_url {_redact(url)!r}: use smtp://host:port, smtps://host:port "
         "or file://folder"
     )
+
+
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    """The signer the settings configure; the key is read once per process (cached)."""
+    if not settings.dkim_selector or settings.dkim_private_key_file is None:
+        return None
+    return DkimSigner(
+        selector=settings.dkim_selector,
+        domain=settings.dkim_signing_domain,
+        key=load_signing_key(settings.dkim_private_key_file),
+    )
+
+
+class SigningTransport:
+    """Signs each message, then hands it to `inner`. The one place every message passes
+    through, so none goes out unsigned, and the signed `OutgoingMail.data` is what is sent."""
+
+    def __init__(self, inner: MailTransport, signer: DkimSigner) -> None:
+        self.inner = inner
+        self.signer = signer
+
+    async def send(self, mail: OutgoingMail, *, before_data: BeforeData | None = None) -> None:
+        await self.inner.send(self.signer.sign(mail), before_data=before_data)
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 def is_permanent(code: int) -> bool:
