@@ -3,7 +3,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck format clean
+# Tests about dates and clocks run a second time with the clock 400 days ahead (Debian's
+# faketime), so that none of them passes only near the day it was written.
+CLOCK_AHEAD_TESTS := tests/test_clock.py tests/test_cli.py tests/test_digest.py \
+	tests/test_planning.py tests/test_schedule.py tests/test_tokens.py \
+	tests/test_subscriptions.py tests/test_web.py tests/test_tasks.py tests/test_emails.py
+
+.PHONY: demo test test-clock-ahead lint typecheck format clean
 
 demo: $(VENV)/.installed-runtime
 	$(BIN)/paperwire demo
@@ -13,6 +19,19 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+	@$(MAKE) --no-print-directory test-clock-ahead
+
+# In CI (CI=true) a missing faketime is a failure; elsewhere this run is skipped with a note.
+test-clock-ahead: $(VENV)/.installed-test
+	@if command -v faketime >/dev/null; then \
+		echo "faketime '+400 days': $(CLOCK_AHEAD_TESTS)"; \
+		PAPERWIRE_TEST_REAL_DATE=$$(date -u +%F) faketime '+400 days' \
+			$(BIN)/pytest -p no:cacheprovider $(CLOCK_AHEAD_TESTS); \
+	elif [ "$$CI" = "true" ]; then \
+		echo "faketime is missing: the clock-ahead run cannot be skipped in CI" >&2; exit 1; \
+	else \
+		echo "faketime is not installed (apt-get install faketime): clock-ahead run skipped"; \
+	fi
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format .

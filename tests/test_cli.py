@@ -18,6 +18,11 @@ SAMPLE = Path(__file__).parent.parent / "service" / "sample_data" / "papers.json
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
+# The day every test runs, whatever the clock says: papers are imported as seen that morning,
+# so an issue of that day finds them on any date the suite runs (CI also runs it 400 days on).
+ISSUE_DATE = "2026-11-25"
+SEEN_AT = f"{ISSUE_DATE}T06:00:00+00:00"
+
 
 @pytest.fixture
 def paperwire(tmp_path: Path) -> Run:
@@ -53,7 +58,7 @@ def paperwire(tmp_path: Path) -> Run:
 @pytest.fixture
 def seeded(paperwire: Run) -> Run:
     paperwire("db", "upgrade")
-    paperwire("papers", "import", str(SAMPLE))
+    paperwire("papers", "import", str(SAMPLE), "--seen-at", SEEN_AT)
     return paperwire
 
 
@@ -104,6 +109,7 @@ def test_import_reports_rejected_lines_and_exits_non_zero(paperwire: Run, tmp_pa
         (("subscribers", "add", "a@example.org", "--time-zone", "Mars/Base"), "unknown time zone"),
         (("papers", "import", "missing.jsonl"), "no such file"),
         (("digest", "run", "--date", "25/11/2026"), "invalid date"),
+        (("papers", "import", str(SAMPLE), "--seen-at", "yesterday"), "invalid date-time"),
         (("subscribers", "show", "nobody@example.org"), "no subscriber"),
     ],
 )
@@ -143,8 +149,8 @@ def test_digest_run_twice_sends_once(seeded: Run, tmp_path: Path) -> None:
     seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
     seeded("subscribers", "add", "bob@example.org", "-k", "zymurgy of ancient beer")
 
-    first = seeded("digest", "run", "--date", "2026-11-25")
-    second = seeded("digest", "run", "--date", "2026-11-25")
+    first = seeded("digest", "run", "--date", ISSUE_DATE)
+    second = seeded("digest", "run", "--date", ISSUE_DATE)
 
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
     assert "skipped-empty" in first.stdout
@@ -152,22 +158,22 @@ def test_digest_run_twice_sends_once(seeded: Run, tmp_path: Path) -> None:
     shown = seeded("subscribers", "show", "bob@example.org")
     assert "skipped" in shown.stdout
     stats = seeded("stats", "--since", "2026-11-20")
-    row = next(line for line in stats.stdout.splitlines() if "2026-11-25" in line)
+    row = next(line for line in stats.stdout.splitlines() if ISSUE_DATE in line)
     cells = [cell.strip() for cell in row.split("│")[2:6]]
     assert cells == ["0", "0", "1", "1"]  # planned, sending, sent, skipped
     assert "subscribers: 0 pending, 2 confirmed" in stats.stdout
-    listed = seeded("deliveries", "list", "--date", "2026-11-25", "--status", "skipped")
+    listed = seeded("deliveries", "list", "--date", ISSUE_DATE, "--status", "skipped")
     assert "bob@example.org" in listed.stdout and "ada@example.org" not in listed.stdout
 
 
 def test_dry_run_and_preview_send_and_record_nothing(seeded: Run, tmp_path: Path) -> None:
     seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
-    dry = seeded("digest", "run", "--dry-run")
+    dry = seeded("digest", "run", "--dry-run", "--date", ISSUE_DATE)
     assert "would-send" in dry.stdout
-    preview = seeded("digest", "preview", "ada@example.org")
+    preview = seeded("digest", "preview", "ada@example.org", "--date", ISSUE_DATE)
     assert preview.stdout.startswith("Subject: ")
     html = tmp_path / "issue.html"
-    seeded("digest", "preview", "ada@example.org", "--out", str(html))
+    seeded("digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out", str(html))
     assert "<html" in html.read_text().lower()
     assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").glob("*.eml"))
     assert "sent" not in seeded("subscribers", "show", "ada@example.org").stdout.split("issues")[1]
@@ -188,13 +194,13 @@ def test_issues_that_could_not_be_sent_are_retried_on_request(seeded: Run, tmp_p
     seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
     relay_down = {"PAPERWIRE_MAIL_URL": "smtp://127.0.0.1:9", "PAPERWIRE_MAIL_TIMEOUT_SECONDS": "2"}
 
-    first = seeded("digest", "run", "--date", "2026-11-25", check_exit=1, **relay_down)
+    first = seeded("digest", "run", "--date", ISSUE_DATE, check_exit=1, **relay_down)
     assert "retry" in first.stdout and "127.0.0.1:9" in first.stderr
 
-    retried = seeded("deliveries", "retry", "--date", "2026-11-25", "--status", "retry", "--now")
+    retried = seeded("deliveries", "retry", "--date", ISSUE_DATE, "--status", "retry", "--now")
     assert "1 issues of 2026-11-25 reopened" in retried.stdout
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
-    listed = seeded("deliveries", "list", "--date", "2026-11-25")
+    listed = seeded("deliveries", "list", "--date", ISSUE_DATE)
     assert "sent" in listed.stdout
 
 
