@@ -9,12 +9,17 @@ def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
     """Return the address in the one form the store keys subscribers by.
 
     The whole address is lower-cased: mailbox providers treat local parts case-insensitively
-    in practice, and two rows for `Ann@x.org` and `ann@x.org` would mean two digests.
+    in practice, and two rows for `Ann@x.org` and `ann@x.org` would mean two digests. A local
+    part must be ASCII (an internationalised domain is fine: it is sent as IDNA).
     """
     try:
-        checked = validate_email(raw.strip(), check_deliverability=check_deliverability)
+        # Without SMTPUTF8: mail goes out to relays that may not offer it, and an address that
+        # cannot be sent to is better refused here, with a clear message, than stored.
+        checked = validate_email(
+            raw.strip(), check_deliverability=check_deliverability, allow_smtputf8=False
+        )
     except EmailNotValidError as exc:
-        raise InvalidInput(f"invalid email address {raw!r}: {exc}") from exc
+        raise InvalidInput(f"invalid email address {raw[:320]!r}: {exc}") from exc
     return checked.normalized.lower()
 
 

@@ -4,10 +4,10 @@ from datetime import datetime
 
 from service.emails import digest_context, digest_links, template_environment
 from service.errors import UnknownSubscriber
+from service.links import issue_for_link
 from service.models import DeliveryStatus, Digest, ScoredPaper
 from service.settings import Settings
 from service.store import Store
-from service.tokens import read_issue_token
 
 
 class IssueNotFound(UnknownSubscriber):
@@ -16,17 +16,17 @@ class IssueNotFound(UnknownSubscriber):
 
 def archived_issue_html(store: Store, token: str, *, settings: Settings, now: datetime) -> str:
     """The HTML of the issue an archive link names, re-rendered from the papers its ledger row
-    lists, in the order sent. Raises `InvalidToken` or `IssueNotFound`.
+    lists, in the order sent. Raises `InvalidToken` (a bad link, or its subscriber is gone) or
+    `IssueNotFound`.
 
     Rebuilt rather than stored: the ledger already keeps each issue's paper ids, and a copy of
     every issue's ~40 KB of HTML would soon outweigh the rest of the database. The "why" line
     of each paper is not kept, so the copy leaves it out; papers deleted since are skipped.
     """
-    subscriber_id, issue_date = read_issue_token(token, secret_keys=settings.secret_keys)
-    delivery = store.get_delivery(subscriber_id, issue_date)
+    subscriber, issue_date = issue_for_link(store, token, settings=settings, now=now)
+    delivery = store.get_delivery(subscriber.id, issue_date)
     if delivery is None or delivery.status not in (DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT):
         raise IssueNotFound("no such issue was sent")
-    subscriber = store.get_subscriber(subscriber_id)
     papers = store.get_papers(delivery.paper_ids)
     scored = tuple(
         ScoredPaper(paper=papers[paper_id], score=0.0, relevance=0.0, trending=0.0, why="")
@@ -36,6 +36,6 @@ def archived_issue_html(store: Store, token: str, *, settings: Settings, now: da
     if not scored:
         raise IssueNotFound("the papers of this issue are no longer stored")
     digest = Digest(subscriber=subscriber, issue_date=issue_date, papers=scored)
-    links = digest_links(subscriber_id, issue_date, settings=settings, now=now)
+    links = digest_links(subscriber, issue_date, settings=settings, now=now, with_manage_link=False)
     context = digest_context(digest, links=links)
     return template_environment().get_template("email/digest.html").render(context)

@@ -15,10 +15,11 @@ from urllib.parse import quote, urlsplit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from service.inlining import InlineCss
-from service.models import Digest, Frequency, Paper, ScoredPaper
+from service.links import issue_url, subscriber_url
+from service.models import Digest, Frequency, Paper, ScoredPaper, Subscriber
 from service.outgoing import MailHeaders, OutgoingMail, multipart_alternative
 from service.settings import TEMPLATES_DIR, Settings
-from service.tokens import TokenPurpose, make_issue_token, make_subscriber_token
+from service.tokens import TokenPurpose
 
 SNIPPET_MAX_CHARS = 400
 SNIPPET_MAX_SENTENCES = 3
@@ -108,7 +109,7 @@ def compose_digest(
         raise ValueError("an empty digest is recorded as skipped, never rendered")
     now = now or datetime.now(UTC)
     subscriber = digest.subscriber
-    links = digest_links(subscriber.id, digest.issue_date, settings=settings, now=now)
+    links = digest_links(subscriber, digest.issue_date, settings=settings, now=now)
     context = digest_context(digest, links=links)
     env = template_environment()
     text = env.get_template("email/digest.txt").render(context)
@@ -172,6 +173,27 @@ def compose_already_subscribed(
         email,
         context,
         message_id_key=f"already-{message_key}",
+        settings=settings,
+        now=now,
+    )
+
+
+def compose_manage_link(
+    email: str,
+    *,
+    manage_url: str,
+    valid_days: int,
+    message_key: str,
+    settings: Settings,
+    now: datetime | None = None,
+) -> OutgoingMail:
+    """A fresh manage link, asked for from the page of an expired one."""
+    context = {"manage_url": manage_url, "email": email, "days": valid_days}
+    return _compose_notice(
+        "manage_link",
+        email,
+        context,
+        message_id_key=f"manage-{message_key}",
         settings=settings,
         now=now,
     )
@@ -242,23 +264,33 @@ def digest_message_id(subscriber_id: int, issue_date: date, *, domain: str) -> s
 
 
 def digest_links(
-    subscriber_id: int, issue_date: date, *, settings: Settings, now: datetime | None = None
+    subscriber: Subscriber,
+    issue_date: date,
+    *,
+    settings: Settings,
+    now: datetime,
+    with_manage_link: bool = True,
 ) -> DigestLinks:
-    key = settings.secret_key.get_secret_value()
-    base = settings.public_base_url
-    unsubscribe = make_subscriber_token(
-        TokenPurpose.UNSUBSCRIBE, subscriber_id, secret_key=key, now=now
+    """The links of one issue, each made for this subscriber alone (`service.links`).
+
+    `with_manage_link=False` leaves the manage link out, for the "view in browser" copy: its
+    link never expires, and must not hand out a fresh manage link whenever it is opened.
+    """
+    unsubscribe_url = subscriber_url(
+        TokenPurpose.UNSUBSCRIBE, subscriber, settings=settings, now=now
     )
-    manage = make_subscriber_token(TokenPurpose.MANAGE, subscriber_id, secret_key=key, now=now)
-    archive = make_issue_token(subscriber_id, issue_date, secret_key=key, now=now)
+    manage_url = (
+        subscriber_url(TokenPurpose.MANAGE, subscriber, settings=settings, now=now)
+        if with_manage_link
+        else ""
+    )
+    token = unsubscribe_url.rpartition("/")[2]
     local, _, domain = settings.mail_from_address.rpartition("@")
-    mailto = (
-        f"mailto:{quote(local, safe='+')}+unsubscribe@{domain}?subject=unsubscribe%20{unsubscribe}"
-    )
+    mailto = f"mailto:{quote(local, safe='+')}+unsubscribe@{domain}?subject=unsubscribe%20{token}"
     return DigestLinks(
-        manage_url=f"{base}/m/{manage}",
-        unsubscribe_url=f"{base}/u/{unsubscribe}",
-        archive_url=f"{base}/a/{archive}",
+        manage_url=manage_url,
+        unsubscribe_url=unsubscribe_url,
+        archive_url=issue_url(subscriber, issue_date, settings=settings, now=now),
         unsubscribe_mailto=mailto,
     )
 

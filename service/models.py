@@ -10,6 +10,16 @@ MAX_KEYWORDS = 30
 MAX_KEYWORD_LENGTH = 100
 MAX_INTERESTS_TEXT_LENGTH = 1000
 
+# Control characters (C0, DEL, C1) left once white space is collapsed: no reader types them, a
+# NUL cannot even be stored in PostgreSQL text, and they would end up in emails and pages.
+_CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)))
+
+
+def refuse_control_characters(value: str, *, what: str) -> str:
+    if not _CONTROL_CHARACTERS.isdisjoint(value):
+        raise ValueError(f"{what} contains a control character")
+    return value
+
 
 class SubscriptionStatus(StrEnum):
     PENDING = "pending"
@@ -54,7 +64,7 @@ class Interests(BaseModel):
         for raw in value:
             if not isinstance(raw, str):
                 return value  # let pydantic report the wrong type
-            phrase = " ".join(raw.split())
+            phrase = refuse_control_characters(" ".join(raw.split()), what="an interest")
             if len(phrase) > MAX_KEYWORD_LENGTH:
                 raise ValueError(f"interest longer than {MAX_KEYWORD_LENGTH} characters")
             if phrase:
@@ -64,7 +74,7 @@ class Interests(BaseModel):
     @field_validator("text")
     @classmethod
     def _clean_text(cls, value: str) -> str:
-        return " ".join(value.split())
+        return refuse_control_characters(" ".join(value.split()), what="the sentence")
 
     @property
     def is_empty(self) -> bool:
@@ -109,6 +119,8 @@ class SignalObservation(BaseModel):
 
 
 def check_time_zone(name: str) -> str:
+    if not name.isprintable() or len(name) > 64:
+        raise ValueError(f"unknown time zone {name[:64]!r}")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -151,6 +163,9 @@ class Subscriber(SubscriptionPreferences):
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
     consent: tuple[ConsentEvent, ...] = ()
+    # Random, made with the row and covered by the MAC of each of its links (never in a link):
+    # a link works for this row only. None only for rows from before link keys existed.
+    link_key: str | None = Field(None, repr=False)
 
 
 class ScoredPaper(BaseModel):

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         description="Keys used before secret_key (a JSON list): links they signed, such as "
         "unsubscribe links in old digests, keep working.",
     )
+    manage_link_max_age_days: float = Field(
+        30.0,
+        gt=0,
+        description="Days a manage link works (it can read, export and erase a subscription); "
+        "an expired one offers to mail a fresh one. Unsubscribe links never expire.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or networks (a JSON list) of reverse proxies whose "

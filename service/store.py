@@ -1,5 +1,6 @@
 """The subscription store: the only module that knows how data is persisted."""
 
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,10 +11,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Column,
     ColumnElement,
     Date,
     Engine,
     Integer,
+    Table,
     Text,
     bindparam,
     case,
@@ -60,6 +63,9 @@ from service.tables import (
 
 # Planning at least this many issues at once refreshes the ledger's statistics (PostgreSQL).
 ANALYZE_AFTER_PLANNING = 1000
+
+# Events a consent record keeps: the first and the newest others.
+MAX_CONSENT_EVENTS = 20
 
 # How far back, in issue dates, the sweep looks for issues left waiting.
 SWEEP_LOOKBACK = timedelta(days=14)
@@ -245,6 +251,7 @@ class Store:
             hard_bounces=0,
             confirm_nonce=confirm_nonce,
             consent=[_consent_json(event) for event in consent],
+            link_key=new_link_key(),
         )
         _apply_preferences(row, preferences)
         try:
@@ -284,6 +291,7 @@ class Store:
             # Delete children explicitly: SQLite enforces ON DELETE CASCADE only with a pragma.
             session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == row.id))
             session.delete(row)
+        self._forget_deleted()
 
     def find_subscriber_by_email(self, email: str) -> Subscriber | None:
         with self._session() as session:
@@ -296,30 +304,28 @@ class Store:
         preferences: SubscriptionPreferences,
         *,
         consent: ConsentEvent,
-        confirm_nonce: str | None,
+        confirm_nonce: str,
     ) -> None:
-        """A new signup for an address that has a row: a pending row takes the preferences
-        as they are (it receives nothing yet); any other keeps them aside until confirmed.
-        A new `confirm_nonce` (None: keep the current one) makes earlier links stale."""
+        """A new signup, with a new confirmation link, for an address that has a row: the new
+        `confirm_nonce` makes earlier links stale, and the preferences asked for now are what
+        the new link confirms. A pending row takes them at once (it receives nothing yet)."""
         with self._session() as session:
             row = _locked_subscriber(session, subscriber_id)
             if row.status == SubscriptionStatus.PENDING:
                 _apply_preferences(row, preferences)
-                if confirm_nonce is not None:
-                    # A fresh link: the pending row lives as long as the link, not from the
-                    # first request (pending rows are pruned by age).
-                    row.created_at = consent.at
-            else:
-                row.requested_preferences = preferences.model_dump(mode="json")
-            if confirm_nonce is not None:
-                row.confirm_nonce = confirm_nonce
-            row.consent = [*row.consent, _consent_json(consent)]
+                # A fresh link: the pending row lives as long as the link, not from the
+                # first request (pending rows are pruned by age).
+                row.created_at = consent.at
+            row.requested_preferences = preferences.model_dump(mode="json")
+            row.confirm_nonce = confirm_nonce
+            _add_consent(row, consent)
 
     def confirm_subscriber(
         self, subscriber_id: int, confirm_nonce: str, *, consent: ConsentEvent
     ) -> bool:
         """Confirm with the nonce of the latest link; False if that link was used or
-        superseded (or the subscriber is gone). Preferences set aside at signup apply now."""
+        superseded (or the subscriber is gone). The preferences asked for with that link
+        apply now."""
         with self._session() as session:
             row = session.scalar(
                 select(SubscriberRow).where(SubscriberRow.id == subscriber_id).with_for_update()
@@ -335,14 +341,21 @@ class Store:
             row.hard_bounces = 0
             row.confirm_nonce = None
             row.requested_preferences = None
-            row.consent = [*row.consent, _consent_json(consent)]
+            _add_consent(row, consent)
             return True
 
-    def confirm_nonce_matches(self, subscriber_id: int, confirm_nonce: str) -> bool:
-        query = select(SubscriberRow.confirm_nonce).where(SubscriberRow.id == subscriber_id)
+    def preferences_to_confirm(
+        self, subscriber_id: int, confirm_nonce: str
+    ) -> SubscriptionPreferences | None:
+        """What the confirmation link with `confirm_nonce` would confirm; None if that link
+        was used or superseded."""
         with self._session() as session:
-            current = session.scalar(query)
-        return current is not None and current == confirm_nonce
+            row = session.get(SubscriberRow, subscriber_id)
+            if row is None or row.confirm_nonce is None or row.confirm_nonce != confirm_nonce:
+                return None
+            if row.requested_preferences is not None:
+                return SubscriptionPreferences.model_validate(row.requested_preferences)
+            return _subscriber(row)
 
     def update_preferences(self, subscriber_id: int, preferences: SubscriptionPreferences) -> None:
         with self._session() as session:
@@ -367,16 +380,43 @@ class Store:
                 row.unsubscribed_at = consent.at
                 row.confirm_nonce = None
                 row.requested_preferences = None
-            row.consent = [*row.consent, _consent_json(consent)]
+            _add_consent(row, consent)
             return True
 
     def erase_subscriber(self, subscriber_id: int, *, address_hash: str, now: datetime) -> None:
-        """Delete a subscriber and their ledger rows, leaving only a suppression entry."""
+        """Delete a subscriber and their ledger rows, leaving only a suppression entry, and no
+        copy in the database's files (see `_forget_deleted`)."""
         with self._session() as session:
             session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == subscriber_id))
             session.execute(delete(SubscriberRow).where(SubscriberRow.id == subscriber_id))
             if session.get(SuppressionRow, address_hash) is None:
                 session.add(SuppressionRow(address_hash=address_hash, created_at=now))
+        self._forget_deleted()
+
+    def _forget_deleted(self) -> None:
+        """SQLite: deleted rows are zeroed where they lay (`secure_delete`, set on every
+        connection), but the write-ahead log still holds the pages as they were until a
+        checkpoint copies it back; TRUNCATE empties the log file too. PostgreSQL keeps dead
+        rows until VACUUM (see README, "Erasure")."""
+        if self.url.get_backend_name() != "sqlite":
+            return
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def subscriber_record(self, subscriber_id: int) -> dict[str, Any]:
+        """Every stored column of a subscriber's row, and the rows of every table that refers to
+        it (the delivery ledger), as JSON-able data: what a data-access request is owed."""
+        with self._session() as session:
+            row = session.get(SubscriberRow, subscriber_id)
+            if row is None:
+                raise UnknownSubscriber(f"no subscriber with id {subscriber_id}")
+            record: dict[str, Any] = {"subscriber": _row_data(row)}
+            for table, column in _tables_referring_to_subscribers():
+                rows = session.execute(
+                    select(table).where(column == subscriber_id).order_by(*table.primary_key)
+                ).mappings()
+                record[table.name] = [_json_value_map(dict(mapping)) for mapping in rows]
+        return record
 
     def is_suppressed(self, address_hashes: Sequence[str]) -> bool:
         query = select(SuppressionRow.address_hash).where(
@@ -1201,12 +1241,46 @@ class _DialectStatements:
         )
 
 
+def _row_data(row: SubscriberRow) -> dict[str, Any]:
+    return _json_value_map(
+        {column.key: getattr(row, column.key) for column in SubscriberRow.__table__.columns}
+    )
+
+
+def _json_value_map(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: value.isoformat() if isinstance(value, date | datetime) else value
+        for name, value in values.items()
+    }
+
+
+@lru_cache(maxsize=1)
+def _tables_referring_to_subscribers() -> list[tuple[Table, Column[Any]]]:
+    """(table, column) of each foreign key to `subscribers.id`: whatever is added later that
+    holds data about a subscriber is exported with them."""
+    subscribers = SubscriberRow.__table__
+    return [
+        (table, foreign_key.parent)
+        for table in SubscriberRow.metadata.sorted_tables
+        for foreign_key in table.foreign_keys
+        if foreign_key.column.table is subscribers
+    ]
+
+
+def new_link_key() -> str:
+    """128 random bits: a subscriber's links cannot be made without it and the secret key."""
+    return secrets.token_urlsafe(16)
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (web, CLI) work while a digest run writes.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Deleted rows are overwritten with zeros: an erased subscriber's address must not stay
+    # readable in free pages of the file.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -1321,12 +1395,24 @@ def _consent_json(event: ConsentEvent) -> dict[str, Any]:
     return event.model_dump(mode="json")
 
 
+def _add_consent(row: SubscriberRow, event: ConsentEvent) -> None:
+    """Append to the consent record, which keeps the first event (how the subscription began)
+    and the newest ones: repeated signups of one address must not grow a row without bound."""
+    events = [*row.consent, _consent_json(event)]
+    if len(events) > MAX_CONSENT_EVENTS:
+        events = [events[0], *events[-(MAX_CONSENT_EVENTS - 1) :]]
+    row.consent = events
+
+
 def _subscriber(row: SubscriberRow) -> Subscriber:
     return Subscriber(
         id=row.id,
         email=row.email,
         status=SubscriptionStatus(row.status),
-        interests=Interests(keywords=tuple(row.keywords), text=row.interests_text),
+        interests=Interests(
+            keywords=tuple(_without_controls(keyword) for keyword in row.keywords),
+            text=_without_controls(row.interests_text),
+        ),
         time_zone=row.time_zone,
         delivery_hour=row.delivery_hour,
         frequency=Frequency(row.frequency),
@@ -1336,7 +1422,17 @@ def _subscriber(row: SubscriberRow) -> Subscriber:
         confirmed_at=row.confirmed_at,
         unsubscribed_at=row.unsubscribed_at,
         consent=tuple(ConsentEvent.model_validate(event) for event in row.consent or ()),
+        link_key=row.link_key,
     )
+
+
+# Input with control characters is refused (`models.refuse_control_characters`), but rows stored
+# before that rule may hold some: they are dropped on reading, so such a row still gets issues.
+_CONTROLS = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0)])
+
+
+def _without_controls(text: str) -> str:
+    return text.translate(_CONTROLS)
 
 
 def _delivery(row: DeliveryRow) -> Delivery:

@@ -14,26 +14,28 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.addresses import mailbox_key, normalise_email
-from service.emails import compose_already_subscribed, compose_confirmation
+from service.emails import compose_already_subscribed, compose_confirmation, compose_manage_link
 from service.errors import AlreadySubscribed, UnknownSubscriber
+from service.links import (
+    confirm_url,
+    manage_link_max_age,
+    signup_for_link,
+    subscriber_for_link,
+    subscriber_url,
+)
 from service.models import ConsentEvent, Subscriber, SubscriptionPreferences, SubscriptionStatus
 from service.outgoing import OutgoingMail
 from service.ratelimit import WindowLimiter
 from service.settings import Settings
 from service.store import Store
-from service.tokens import (
-    InvalidToken,
-    TokenPurpose,
-    make_confirm_token,
-    make_subscriber_token,
-    read_confirm_token,
-    read_subscriber_token,
-)
+from service.tokens import InvalidToken, TokenPurpose
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 # Statuses in which a person gets (or chose to pause) issues: signing up again changes nothing.
 ACTIVE = (SubscriptionStatus.CONFIRMED, SubscriptionStatus.PAUSED)
+# What the consent record keeps of a user agent.
+MAX_USER_AGENT_CHARS = 256
 # Interests typed into one box: one per line, or separated by commas or semicolons.
 _INTEREST_SEPARATORS = re.compile(r"[\n,;]+")
 
@@ -51,7 +53,9 @@ class RequestOrigin:
     via: str
 
     def event(self, name: str, *, now: datetime) -> ConsentEvent:
-        user_agent = (self.user_agent or "")[:512] or None
+        # Printable and short: the record is kept for years and any client can send any header.
+        printable = "".join(ch for ch in (self.user_agent or "") if ch.isprintable())
+        user_agent = printable[:MAX_USER_AGENT_CHARS] or None
         return ConsentEvent(event=name, at=now, ip=self.ip, user_agent=user_agent, via=self.via)
 
 
@@ -74,9 +78,11 @@ def request_signup(
 
     What the visitor sees never depends on the outcome: a new, pending, confirmed or
     unsubscribed address, or a request over a limit, all end in "check your inbox". Within
-    the mailbox's limits a new, pending or unsubscribed address gets a confirmation link; an
-    active one is left exactly as it was and gets its manage link instead. Raises
-    `InvalidInput` for a malformed address.
+    the mailbox's limits a new, pending or unsubscribed address gets a confirmation link, which
+    confirms exactly the preferences of this request; an active one is left exactly as it was
+    and gets its manage link instead. Over a limit nothing is stored or changed: a signup that
+    mails nothing must not alter what an earlier link confirms. Raises `InvalidInput` for a
+    malformed address.
     """
     email = normalise_email(raw_email, check_deliverability=settings.check_email_deliverability)
     if origin.ip is not None and not limiter.hit(
@@ -84,22 +90,18 @@ def request_signup(
     ):
         return None
     existing = store.find_subscriber_by_email(email)
-    may_send = _may_send_confirmation(limiter, email, settings=settings)
+    if not _may_send_confirmation(limiter, email, settings=settings):
+        return None
     if existing is not None and existing.status in ACTIVE:
         # Nothing changes; the mailbox's owner gets their manage link, within the same limits.
-        if not may_send:
-            return None
-        manage = make_subscriber_token(
-            TokenPurpose.MANAGE, existing.id, secret_key=settings.secret_key.get_secret_value()
-        )
         return compose_already_subscribed(
             email,
-            manage_url=f"{settings.public_base_url}/m/{manage}",
+            manage_url=subscriber_url(TokenPurpose.MANAGE, existing, settings=settings, now=now),
             message_key=f"{existing.id}-{new_nonce()}",
             settings=settings,
             now=now,
         )
-    nonce = new_nonce() if may_send else None
+    nonce = new_nonce()
     consent = origin.event("requested", now=now)
     if existing is None:
         try:
@@ -116,14 +118,9 @@ def request_signup(
     else:
         store.renew_signup(existing.id, preferences, consent=consent, confirm_nonce=nonce)
         subscriber = existing
-    if nonce is None:
-        return None
-    token = make_confirm_token(
-        subscriber.id, nonce, secret_key=settings.secret_key.get_secret_value(), now=now
-    )
     return compose_confirmation(
         email,
-        confirm_url=f"{settings.public_base_url}/c/{token}",
+        confirm_url=confirm_url(subscriber, nonce, settings=settings, now=now),
         message_key=f"{subscriber.id}-{nonce}",
         settings=settings,
         now=now,
@@ -144,37 +141,53 @@ def _may_send_confirmation(limiter: WindowLimiter, email: str, *, settings: Sett
     return limiter.hit(f"confirm-day:{key}", limit=settings.confirm_emails_per_day, window=DAY)
 
 
-def pending_signup(store: Store, token: str, *, settings: Settings, now: datetime) -> Subscriber:
-    """The subscriber a confirmation link would confirm, without confirming (the GET page).
-    Raises `InvalidToken`, `TokenExpired` or `LinkUsed`."""
-    subscriber_id, nonce = read_confirm_token(token, secret_keys=settings.secret_keys, now=now)
-    if not store.confirm_nonce_matches(subscriber_id, nonce):
+def pending_signup(
+    store: Store, token: str, *, settings: Settings, now: datetime
+) -> tuple[Subscriber, SubscriptionPreferences]:
+    """The subscriber a confirmation link would confirm and the preferences it would confirm
+    them with, without confirming (the GET page). Raises `InvalidToken`, `TokenExpired` or
+    `LinkUsed`."""
+    subscriber, nonce = signup_for_link(store, token, settings=settings, now=now)
+    preferences = store.preferences_to_confirm(subscriber.id, nonce)
+    if preferences is None:
         raise LinkUsed("this confirmation link was used or replaced by a newer one")
-    return store.get_subscriber(subscriber_id)
+    return subscriber, preferences
 
 
 def confirm_signup(
     store: Store, token: str, *, origin: RequestOrigin, settings: Settings, now: datetime
 ) -> Subscriber:
-    """Confirm the signup a link names. Raises `InvalidToken`, `TokenExpired` or `LinkUsed`
-    (confirming twice changes nothing the second time)."""
-    subscriber_id, nonce = read_confirm_token(token, secret_keys=settings.secret_keys, now=now)
+    """Confirm the signup a link names, with the preferences asked for when that link was
+    sent. Raises `InvalidToken`, `TokenExpired` or `LinkUsed` (confirming twice changes
+    nothing the second time)."""
+    subscriber, nonce = signup_for_link(store, token, settings=settings, now=now)
     consent = origin.event("confirmed", now=now)
-    if not store.confirm_subscriber(subscriber_id, nonce, consent=consent):
+    if not store.confirm_subscriber(subscriber.id, nonce, consent=consent):
         raise LinkUsed("this confirmation link was used or replaced by a newer one")
-    subscriber = store.get_subscriber(subscriber_id)
     # Signed up and confirmed anew: an erased address may be mailed again.
     store.lift_suppression(suppression_hashes(subscriber.email, settings=settings))
-    return subscriber
+    return store.get_subscriber(subscriber.id)
 
 
-def subscriber_for_link(
-    store: Store, purpose: TokenPurpose, token: str, *, settings: Settings
-) -> Subscriber:
-    """The subscriber of a manage or unsubscribe link; these never expire and are read with
-    every key still listed. Raises `InvalidToken`, or `UnknownSubscriber` once erased."""
-    subscriber_id = read_subscriber_token(purpose, token, secret_keys=settings.secret_keys)
-    return store.get_subscriber(subscriber_id)
+def request_fresh_manage_link(
+    store: Store, limiter: WindowLimiter, token: str, *, settings: Settings, now: datetime
+) -> OutgoingMail | None:
+    """The email with a fresh manage link, asked for from the page of an expired one: it goes
+    to the subscriber's own address, within the mailbox limits of confirmation emails (None
+    over them). Raises `InvalidToken` unless the link is genuine and its subscriber exists."""
+    subscriber = subscriber_for_link(
+        store, TokenPurpose.MANAGE, token, settings=settings, now=now, expires=False
+    )
+    if not _may_send_confirmation(limiter, subscriber.email, settings=settings):
+        return None
+    return compose_manage_link(
+        subscriber.email,
+        manage_url=subscriber_url(TokenPurpose.MANAGE, subscriber, settings=settings, now=now),
+        valid_days=manage_link_max_age(settings).days,
+        message_key=f"{subscriber.id}-{new_nonce()}",
+        settings=settings,
+        now=now,
+    )
 
 
 def update_preferences(
@@ -213,23 +226,18 @@ def unsubscribe(store: Store, subscriber_id: int, *, origin: RequestOrigin, now:
 def unsubscribe_with_link(
     store: Store, token: str, *, origin: RequestOrigin, settings: Settings, now: datetime
 ) -> None:
-    """RFC 8058 one-click and the unsubscribe page. Raises `InvalidToken` for a bad link."""
-    subscriber_id = read_subscriber_token(
-        TokenPurpose.UNSUBSCRIBE, token, secret_keys=settings.secret_keys
+    """RFC 8058 one-click and the unsubscribe page. Raises `InvalidToken` for a bad link, or
+    one whose subscriber is gone."""
+    subscriber = subscriber_for_link(
+        store, TokenPurpose.UNSUBSCRIBE, token, settings=settings, now=now
     )
-    unsubscribe(store, subscriber_id, origin=origin, now=now)
+    unsubscribe(store, subscriber.id, origin=origin, now=now)
 
 
 def export_subscriber(store: Store, subscriber_id: int) -> dict[str, Any]:
-    """Everything held about one subscriber, as JSON-able data (a data-access request)."""
-    subscriber = store.get_subscriber(subscriber_id)
-    deliveries = store.list_deliveries(subscriber_id=subscriber_id)
-    return {
-        "subscriber": subscriber.model_dump(mode="json"),
-        "deliveries": [
-            delivery.model_dump(mode="json", exclude={"subscriber_id"}) for delivery in deliveries
-        ],
-    }
+    """Everything held about one subscriber, as JSON-able data (a data-access request): every
+    column of their row and every row of each table that refers to them."""
+    return store.subscriber_record(subscriber_id)
 
 
 def erase_subscriber(

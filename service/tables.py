@@ -97,6 +97,9 @@ class PaperSignalRow(Base):
 
 class SubscriberRow(Base):
     __tablename__ = "subscribers"
+    # Ids are never given again (SQLite would reuse the highest one once deleted); PostgreSQL's
+    # sequence never does anyway.
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -120,6 +123,9 @@ class SubscriberRow(Base):
     requested_preferences: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The consent record: a list of ConsentEvent dicts, oldest first.
     consent: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Covered by the MAC of every link made for this row (see service.tokens); NULL only in
+    # rows from before migration 0007, whose older links stay readable.
+    link_key: Mapped[str | None] = mapped_column(String(32))
 
 
 class SuppressionRow(Base):

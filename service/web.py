@@ -31,6 +31,7 @@ from service.addresses import normalise_email
 from service.archive import IssueNotFound, archived_issue_html
 from service.emails import template_environment
 from service.errors import InvalidInput, UnknownSubscriber
+from service.links import subscriber_for_link
 from service.models import (
     MAX_INTERESTS_TEXT_LENGTH,
     MAX_KEYWORD_LENGTH,
@@ -52,13 +53,13 @@ from service.subscriptions import (
     export_subscriber,
     parse_interests,
     pending_signup,
+    request_fresh_manage_link,
     request_signup,
     set_paused,
-    subscriber_for_link,
     unsubscribe_with_link,
     update_preferences,
 )
-from service.tokens import InvalidToken, TokenPurpose, make_token, read_token
+from service.tokens import InvalidToken, TokenExpired, TokenPurpose, make_token, read_token
 from service.transport import DeliveryError, open_transport
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ MAX_INTERESTS_FIELD_CHARS = 5000
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 PREFERENCE_FIELDS = ("interests", "about", "frequency", "weekday", "delivery_hour", "time_zone")
 ONE_CLICK = "One-Click"
+EXPIRED_LINK_DETAIL = "link expired: POST its token to /api/manage-link for a fresh one by email"
 
 # Pages load only their own stylesheet and script: no inline code, nothing from elsewhere.
 PAGE_CSP = (
@@ -326,12 +328,18 @@ def create_app(
     @app.get("/c/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def confirm_page(request: Request, token: str) -> HTMLResponse:
         try:
-            subscriber = await run_in_threadpool(
+            subscriber, preferences = await run_in_threadpool(
                 pending_signup, app_store, token, settings=settings, now=now()
             )
         except (InvalidToken, UnknownSubscriber):
             return invalid_link(request)
-        return page(request, "confirm.html", {"email": subscriber.email}, with_csrf=True)
+        # What the button confirms is shown: exactly what was asked when this link was sent.
+        context = {
+            "email": subscriber.email,
+            "preferences": preferences,
+            "schedule": describe_schedule(preferences),
+        }
+        return page(request, "confirm.html", context, with_csrf=True)
 
     @app.post("/c/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def confirm_submit(request: Request, token: str) -> HTMLResponse:
@@ -351,15 +359,54 @@ def create_app(
             return invalid_link(request)
         return page(request, "confirmed.html", {"email": subscriber.email})
 
+    async def managed_subscriber(token: str) -> Subscriber:
+        """The subscriber of a live manage link; raises `TokenExpired` or `InvalidToken`."""
+        return await run_in_threadpool(
+            subscriber_for_link,
+            app_store,
+            TokenPurpose.MANAGE,
+            token,
+            settings=settings,
+            now=now(),
+        )
+
+    def expired_manage_link(request: Request, token: str) -> HTMLResponse:
+        days = max(1, round(settings.manage_link_max_age_days))
+        context = {"token": token, "days": days}
+        return page(request, "manage_expired.html", context, status=410, with_csrf=True)
+
     @app.get("/m/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def manage_page(request: Request, token: str) -> HTMLResponse:
         try:
-            subscriber = await run_in_threadpool(
-                subscriber_for_link, app_store, TokenPurpose.MANAGE, token, settings=settings
-            )
-        except (InvalidToken, UnknownSubscriber):
+            subscriber = await managed_subscriber(token)
+        except TokenExpired:
+            return expired_manage_link(request, token)
+        except InvalidToken:
             return invalid_link(request)
         return manage_view(request, subscriber, form_values(subscriber), {}, notice="")
+
+    @app.post("/m/{token}/renew", response_class=HTMLResponse, include_in_schema=False)
+    async def manage_link_renew(
+        request: Request, token: str, background: BackgroundTasks
+    ) -> HTMLResponse:
+        """From the page of an expired manage link: a fresh one, mailed to the subscriber."""
+        form = await read_form(request)
+        if not csrf_ok(request, form):
+            return stale_form(request)
+        try:
+            mail = await run_in_threadpool(
+                request_fresh_manage_link,
+                app_store,
+                app_limiter,
+                token,
+                settings=settings,
+                now=now(),
+            )
+        except InvalidToken:
+            return invalid_link(request)
+        if mail is not None:
+            background.add_task(send_mail, mail)
+        return page(request, "manage_link_sent.html")
 
     def manage_view(
         request: Request,
@@ -383,10 +430,10 @@ def create_app(
         if not csrf_ok(request, form):
             return stale_form(request)
         try:
-            subscriber = await run_in_threadpool(
-                subscriber_for_link, app_store, TokenPurpose.MANAGE, token, settings=settings
-            )
-        except (InvalidToken, UnknownSubscriber):
+            subscriber = await managed_subscriber(token)
+        except TokenExpired:
+            return expired_manage_link(request, token)
+        except InvalidToken:
             return invalid_link(request)
         action = form.get("action")
         via = "web manage page"
@@ -433,9 +480,17 @@ def create_app(
 
     @app.get("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
-        # The token is checked, nothing else is read or changed: scanners open this link.
+        # The link is checked against its subscriber's row, and nothing is changed: scanners
+        # open this link.
         try:
-            read_token(TokenPurpose.UNSUBSCRIBE, token, secret_keys=settings.secret_keys)
+            await run_in_threadpool(
+                subscriber_for_link,
+                app_store,
+                TokenPurpose.UNSUBSCRIBE,
+                token,
+                settings=settings,
+                now=now(),
+            )
         except InvalidToken:
             return invalid_link(request)
         return page(request, "unsubscribe.html", with_csrf=True)
@@ -516,18 +571,41 @@ def create_app(
 
     async def managed(token: str) -> Subscriber:
         try:
-            return await run_in_threadpool(
-                subscriber_for_link, app_store, TokenPurpose.MANAGE, token, settings=settings
-            )
-        except (InvalidToken, UnknownSubscriber) as exc:
+            return await managed_subscriber(token)
+        except TokenExpired as exc:
+            raise HTTPException(410, detail=EXPIRED_LINK_DETAIL) from exc
+        except InvalidToken as exc:
             raise HTTPException(400, detail="link not valid") from exc
 
-    @app.get("/api/preferences/{token}", tags=["api"])
+    link_errors: dict[int | str, dict[str, Any]] = {
+        400: {"description": "Link not valid"},
+        410: {"description": "Manage link expired: POST /api/manage-link for a fresh one"},
+    }
+
+    @app.post("/api/manage-link", status_code=202, tags=["api"], responses=link_errors)
+    async def api_manage_link(body: ConfirmIn, background: BackgroundTasks) -> StatusOut:
+        """Mail a fresh manage link to the subscriber of a manage link, expired or not."""
+        try:
+            mail = await run_in_threadpool(
+                request_fresh_manage_link,
+                app_store,
+                app_limiter,
+                body.token,
+                settings=settings,
+                now=now(),
+            )
+        except InvalidToken as exc:
+            raise HTTPException(400, detail="link not valid") from exc
+        if mail is not None:
+            background.add_task(send_mail, mail)
+        return StatusOut(status="check-your-inbox")
+
+    @app.get("/api/preferences/{token}", tags=["api"], responses=link_errors)
     async def api_preferences_get(token: str) -> SubscriptionOut:
         """The subscription a manage token names."""
         return subscription_out(await managed(token))
 
-    @app.put("/api/preferences/{token}", tags=["api"])
+    @app.put("/api/preferences/{token}", tags=["api"], responses=link_errors)
     async def api_preferences_put(token: str, body: PreferencesIn) -> SubscriptionOut:
         """Replace the preferences; the next issue follows them."""
         subscriber = await managed(token)
@@ -537,7 +615,8 @@ def create_app(
 
     @app.post("/api/unsubscribe/{token}", tags=["api"])
     async def api_unsubscribe(token: str, request: Request) -> StatusOut:
-        """Idempotent: unsubscribing twice, or after erasure, still answers unsubscribed."""
+        """Idempotent: unsubscribing twice still answers unsubscribed. The link of someone
+        erased is not valid any more."""
         try:
             await run_in_threadpool(
                 unsubscribe_with_link,
@@ -624,6 +703,15 @@ def default_form_values(settings: Settings) -> dict[str, str]:
         "time_zone": settings.default_time_zone,
         "mix": "30",
     }
+
+
+def describe_schedule(preferences: SubscriptionPreferences) -> str:
+    """ "Weekly on Wednesday at 07:00, Europe/Paris time", for a page."""
+    if preferences.frequency is Frequency.WEEKLY:
+        when = f"Weekly on {WEEKDAY_NAMES[preferences.weekday]}"
+    else:
+        when = "Daily"
+    return f"{when} at {preferences.delivery_hour:02d}:00, {preferences.time_zone} time"
 
 
 def form_values(subscriber: Subscriber) -> dict[str, str]:

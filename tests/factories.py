@@ -88,6 +88,7 @@ def make_digest(
         status=SubscriptionStatus.CONFIRMED,
         interests=Interests(keywords=("diffusion models",)),
         created_at=NOW - timedelta(days=30),
+        link_key="alice-link-key",
     )
     scored = tuple(
         ScoredPaper(paper=paper, score=1.0, relevance=0.8, trending=0.2, why=why)

@@ -154,7 +154,9 @@ def test_the_digest_fits_a_phone_and_links_every_title(
         assert link.get_attribute("href") == paper.url
         box = link.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE.width
-    links = digest_links(SUBSCRIBER_ID, TODAY, settings=SETTINGS, now=NOW)
+    links = digest_links(
+        make_digest(subscriber_id=SUBSCRIBER_ID).subscriber, TODAY, settings=SETTINGS, now=NOW
+    )
     for name, href in (
         ("Unsubscribe", links.unsubscribe_url),
         ("Manage preferences", links.manage_url),

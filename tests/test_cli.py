@@ -209,7 +209,7 @@ def test_subscribers_export_and_erase(seeded: Run) -> None:
 
     exported = json.loads(seeded("subscribers", "export", "Ada@example.org").stdout)
     assert exported["subscriber"]["email"] == "ada@example.org"
-    assert exported["subscriber"]["interests"]["keywords"] == ["diffusion models"]
+    assert exported["subscriber"]["keywords"] == ["diffusion models"]
     assert exported["deliveries"] == []
     (vouched,) = exported["subscriber"]["consent"]
     assert (vouched["event"], vouched["via"]) == ("confirmed", "admin CLI (subscribers add)")
@@ -222,6 +222,19 @@ def test_subscribers_export_and_erase(seeded: Run) -> None:
     # Erased at the owner's request: only they can sign up again, not an admin.
     refused = seeded("subscribers", "add", "ada@example.org", check_exit=2)
     assert "erased" in refused.stderr
+
+
+@pytest.mark.parametrize("leaves_by", [("erase",), ("remove", "--yes")])
+def test_an_id_is_never_given_again(seeded: Run, leaves_by: tuple[str, ...]) -> None:
+    def added(email: str) -> int:
+        line = seeded("subscribers", "add", email).stdout
+        return int(line.rsplit("(id ", 1)[1].rstrip(")\n"))
+
+    added("alice@example.org")
+    carol = added("carol@example.org")
+    seeded("subscribers", *leaves_by[:1], "carol@example.org", *leaves_by[1:])
+    frank = added("frank@example.org")
+    assert frank > carol
 
 
 def test_serve_answers_health_checks(paperwire: Run, tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def two_papers() -> list[Paper]:
 
 
 def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
-    links = digest_links(42, TODAY, settings=make_settings(), now=NOW)
+    links = digest_links(make_digest().subscriber, TODAY, settings=make_settings(), now=NOW)
     text, _ = parts(render(make_digest(two_papers())))
     assert text == (
         "Your papers for Wednesday 25 November 2026\n"
@@ -105,7 +105,7 @@ def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
 
 
 def test_the_html_part_shows_one_card_per_paper() -> None:
-    links = digest_links(42, TODAY, settings=make_settings(), now=NOW)
+    links = digest_links(make_digest().subscriber, TODAY, settings=make_settings(), now=NOW)
     _, html = parts(render(make_digest(two_papers())))
     assert "Your papers for Wednesday 25 November 2026" in html
     assert "2 papers picked for your interests." in html
@@ -158,7 +158,7 @@ def test_a_long_top_title_is_shortened_in_the_subject() -> None:
 
 def test_headers_name_the_sender_recipient_and_list() -> None:
     settings = make_settings(mail_from_name="Paperwire — “Daily”")
-    links = digest_links(42, TODAY, settings=settings, now=NOW)
+    links = digest_links(make_digest().subscriber, TODAY, settings=settings, now=NOW)
     message = reparse(compose(make_digest(), settings))
     assert message["From"].addresses[0].display_name == "Paperwire — “Daily”"
     assert message["From"].addresses[0].addr_spec == "digest@paperwire.test"
@@ -173,7 +173,7 @@ def test_headers_name_the_sender_recipient_and_list() -> None:
 
 
 def test_links_use_the_agreed_url_shapes() -> None:
-    links = digest_links(42, TODAY, settings=make_settings(), now=NOW)
+    links = digest_links(make_digest().subscriber, TODAY, settings=make_settings(), now=NOW)
     assert links.unsubscribe_url.startswith("https://paperwire.test/u/")
     assert links.manage_url.startswith("https://paperwire.test/m/")
     assert links.archive_url.startswith("https://paperwire.test/a/")
@@ -434,7 +434,7 @@ CASES = [
 
 def stdlib_headers(digest: Digest, settings: Settings) -> EmailMessage:
     """The headers as the stdlib built them before the bytes were written by hand."""
-    links = digest_links(digest.subscriber.id, digest.issue_date, settings=settings, now=NOW)
+    links = digest_links(digest.subscriber, digest.issue_date, settings=settings, now=NOW)
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = Address(
         display_name=settings.mail_from_name, addr_spec=settings.mail_from_address
@@ -626,7 +626,7 @@ def outline(html: str) -> tuple[list[tuple[str, ...]], list[str]]:
 @pytest.mark.parametrize("case", CASES)
 def test_css_inlined_once_gives_the_page_inlining_each_message_gave(case: str) -> None:
     digest, settings = sample(case)
-    links = digest_links(digest.subscriber.id, digest.issue_date, settings=settings, now=NOW)
+    links = digest_links(digest.subscriber, digest.issue_date, settings=settings, now=NOW)
     context = digest_context(digest, links=links)
     env = template_environment()
     # The same environment without the extension, as every message was rendered before.

@@ -1,5 +1,6 @@
 """The store on SQLite and PostgreSQL: papers, subscribers and the ledger."""
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -464,3 +465,109 @@ def test_migration_0006_keeps_existing_papers(tmp_path: Path) -> None:
     old.close()
     assert paper is not None
     assert (paper.summary, paper.keywords, paper.categories, paper.hf_url) == ("", (), (), None)
+
+
+def test_a_subscriber_id_is_never_given_again(store: Store) -> None:
+    """SQLite gives the highest rowid again once its row is gone; an id names whom a link is
+    for, so none may ever come back."""
+    add_subscriber(store, "alice@example.org")
+    removed = add_subscriber(store, "bob@example.org")
+    store.remove_subscriber("bob@example.org")
+    erased = add_subscriber(store, "carol@example.org")
+    assert erased.id > removed.id
+    store.erase_subscriber(erased.id, address_hash="h" * 64, now=NOW)
+    pending = add_subscriber(store, "dan@example.org", status=SubscriptionStatus.PENDING)
+    assert pending.id > erased.id
+    assert store.prune_pending(created_before=NOW + timedelta(days=1)) == 1
+    assert add_subscriber(store, "erin@example.org").id > pending.id
+
+
+def test_every_new_subscriber_gets_a_link_key_of_their_own(store: Store) -> None:
+    keys = [add_subscriber(store, f"p{n}@example.org").link_key for n in range(5)]
+    assert all(key and len(key) >= 20 for key in keys)
+    assert len(set(keys)) == 5
+
+
+CONSENT_0006 = '[{"event": "confirmed", "at": "2026-11-25T07:00:00Z", "via": "admin CLI"}]'
+
+
+def _seed_0006(store: Store) -> None:
+    """Three subscribers and a ledger row each, as a 0006 database holds them."""
+    with store.engine.begin() as connection:
+        for n in (1, 2, 3):
+            connection.execute(
+                text(
+                    "INSERT INTO subscribers (id, email, status, keywords, interests_text,"
+                    " time_zone, delivery_hour, frequency, weekday, trending_weight,"
+                    " hard_bounces, created_at, consent, requested_preferences) VALUES"
+                    " (:id, :email, 'confirmed', '[\"graph networks\"]', 'About.', 'UTC', 8,"
+                    " 'daily', 0, 0.3, 1, '2026-11-25 07:00:00+00:00',"
+                    """ :consent, '{"time_zone": "UTC"}')"""
+                ),
+                {"id": n, "email": f"s{n}@example.org", "consent": CONSENT_0006},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (subscriber_id, issue_date, status, paper_ids,"
+                    " attempts, created_at, updated_at) VALUES (:id, '2026-11-25', 'sent',"
+                    " '[\"p1\", \"p2\"]', 1, '2026-11-25 07:00:00+00:00',"
+                    " '2026-11-25 07:00:00+00:00')"
+                ),
+                {"id": n},
+            )
+
+
+def _check_0007_kept_0006(store: Store) -> None:
+    subscribers = store.list_subscribers()
+    assert [(s.id, s.email, s.link_key) for s in subscribers] == [
+        (n, f"s{n}@example.org", None) for n in (1, 2, 3)
+    ]
+    assert all(s.interests.keywords == ("graph networks",) for s in subscribers)
+    record = store.subscriber_record(3)
+    assert record["subscriber"]["consent"] == json.loads(CONSENT_0006)
+    assert record["subscriber"]["requested_preferences"] == {"time_zone": "UTC"}
+    assert record["subscriber"]["hard_bounces"] == 1
+    deliveries = store.list_deliveries()
+    assert [(d.subscriber_id, d.paper_ids) for d in deliveries] == [
+        (n, ("p1", "p2")) for n in (1, 2, 3)
+    ]
+    # The highest id, gone, is not given again.
+    store.remove_subscriber("s3@example.org")
+    assert add_subscriber(store, "new@example.org").id == 4
+
+
+def test_migration_0007_keeps_subscribers_and_ledger_on_sqlite(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        store.upgrade("0006")
+        _seed_0006(store)
+        store.upgrade()
+        _check_0007_kept_0006(store)
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    finally:
+        store.close()
+
+
+def test_migration_0007_keeps_subscribers_and_ledger_on_postgresql(postgres_url: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(postgres_url)
+    name = f"{server.database}_0007"
+    conninfo = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    store = Store(server.set(database=name).render_as_string(hide_password=False))
+    try:
+        store.upgrade("0006")
+        _seed_0006(store)
+        with store.engine.begin() as connection:
+            # As a sequence stands after three rows were added through it.
+            connection.execute(text("SELECT setval('subscribers_id_seq', 3)"))
+        store.upgrade()
+        _check_0007_kept_0006(store)
+    finally:
+        store.close()
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

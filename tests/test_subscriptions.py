@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from service.addresses import mailbox_key
 from service.errors import InvalidInput, UnknownSubscriber
+from service.links import subscriber_for_link
 from service.models import SubscriptionPreferences, SubscriptionStatus
 from service.outgoing import OutgoingMail
 from service.ratelimit import MemoryWindowLimiter, RedisWindowLimiter
@@ -23,7 +24,6 @@ from service.subscriptions import (
     pending_signup,
     request_signup,
     set_paused,
-    subscriber_for_link,
     unsubscribe,
     update_preferences,
 )
@@ -119,7 +119,8 @@ def test_confirming_records_consent_and_a_second_use_changes_nothing(
     mail = _signup(store, MemoryWindowLimiter(), settings)
     assert mail is not None
     token = _token(mail)
-    assert pending_signup(store, token, settings=settings, now=NOW).email == "alice@example.org"
+    subscriber, _ = pending_signup(store, token, settings=settings, now=NOW)
+    assert subscriber.email == "alice@example.org"
 
     later = NOW + timedelta(hours=1)
     subscriber = confirm_signup(store, token, origin=CONFIRM_ORIGIN, settings=settings, now=later)
@@ -185,7 +186,7 @@ def test_an_active_subscription_is_left_alone_and_gets_its_manage_link(
     assert body is not None
     (url,) = [w for w in body.get_content().split() if w.startswith("https://paperwire.test/m/")]
     token = url.rsplit("/", 1)[1]
-    manage = subscriber_for_link(store, TokenPurpose.MANAGE, token, settings=settings)
+    manage = subscriber_for_link(store, TokenPurpose.MANAGE, token, settings=settings, now=NOW)
     assert manage.id == before.id
     after = store.find_subscriber("alice@example.org")
     assert after.interests == before.interests
@@ -209,6 +210,72 @@ def test_an_unsubscribed_person_can_sign_up_again(store: Store, settings: Settin
     )
     assert confirmed.status is SubscriptionStatus.CONFIRMED
     assert confirmed.interests.keywords == ("protein folding",)
+
+
+def test_a_signup_that_mails_nothing_changes_nothing_a_link_confirms(
+    store: Store, settings: Settings
+) -> None:
+    """Someone else typing the address within the mailbox interval gets no link, and must not
+    change what the owner's link confirms."""
+    limiter = MemoryWindowLimiter()
+    wanted = make_preferences(interests={"keywords": ["protein folding"]})
+    planted = make_preferences(interests={"keywords": ["casino bonus"]}, trending_weight=1.0)
+    mail = _signup(store, limiter, settings, preferences=wanted)
+    assert mail is not None
+    assert _signup(store, limiter, settings, preferences=planted, minutes=1) is None
+
+    _, shown = pending_signup(store, _token(mail), settings=settings, now=NOW)
+    confirmed = confirm_signup(
+        store, _token(mail), origin=CONFIRM_ORIGIN, settings=settings, now=NOW
+    )
+
+    assert shown.interests.keywords == ("protein folding",)
+    assert confirmed.interests.keywords == ("protein folding",)
+    assert confirmed.trending_weight == wanted.trending_weight
+    assert [event.event for event in confirmed.consent] == ["requested", "confirmed"]
+
+
+def test_each_link_confirms_what_was_asked_when_it_was_sent(
+    store: Store, settings: Settings
+) -> None:
+    first_choice = make_preferences(interests={"keywords": ["protein folding"]})
+    second_choice = make_preferences(interests={"keywords": ["graph networks"]}, delivery_hour=6)
+    first = _signup(store, MemoryWindowLimiter(), settings, preferences=first_choice)
+    second = _signup(store, MemoryWindowLimiter(), settings, preferences=second_choice, minutes=20)
+    assert first is not None and second is not None
+
+    _, shown = pending_signup(store, _token(second), settings=settings, now=NOW)
+    assert (shown.interests.keywords, shown.delivery_hour) == (("graph networks",), 6)
+    with pytest.raises(LinkUsed):
+        pending_signup(store, _token(first), settings=settings, now=NOW)
+    confirmed = confirm_signup(
+        store, _token(second), origin=CONFIRM_ORIGIN, settings=settings, now=NOW
+    )
+    assert (confirmed.interests.keywords, confirmed.delivery_hour) == (("graph networks",), 6)
+
+
+def test_the_consent_record_stays_bounded_and_keeps_how_it_began(
+    store: Store, settings: Settings
+) -> None:
+    noisy = RequestOrigin(ip="203.0.113.9", user_agent="X" * 600 + "\x07", via="api signup")
+    for day in range(40):
+        mail = request_signup(
+            store,
+            MemoryWindowLimiter(),
+            "alice@example.org",
+            make_preferences(),
+            origin=ORIGIN if day == 0 else noisy,
+            settings=settings,
+            now=NOW + timedelta(days=day),
+        )
+        assert mail is not None
+
+    consent = store.find_subscriber("alice@example.org").consent
+    assert len(consent) == 20
+    assert (consent[0].at, consent[0].user_agent) == (NOW, "Firefox/140")
+    assert consent[-1].at == NOW + timedelta(days=39)
+    assert all(len(event.user_agent or "") <= 256 for event in consent)
+    assert all((event.user_agent or "").isprintable() for event in consent)
 
 
 def test_an_unsubscribe_voids_a_pending_link(store: Store, settings: Settings) -> None:
