@@ -77,7 +77,7 @@ from service.papers import read_papers_file
 from service.planning import plan_due_issues
 from service.schedule import Schedule
 from service.settings import Settings, get_settings
-from service.store import Ledger, Store
+from service.store import Ledger, Store, new_link_key
 from service.tables import DeliveryRow, SubscriberRow
 from tests.factories import draw_title_phrases, title_phrases
 from tests.services import CeleryWorker, RedisServer, group_pids
@@ -371,6 +371,8 @@ def insert_subscribers(
                 "created_at": now,
                 "confirmed_at": now,
                 "unsubscribed_at": None,
+                # As the store makes them: links are bound to their subscriber.
+                "link_key": new_link_key(),
             }
         )
     with store.engine.begin() as connection:
