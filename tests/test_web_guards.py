@@ -1,0 +1,245 @@
+"""The web app's request guards over real HTTP (uvicorn on 127.0.0.1, httpx): the body cap,
+validation errors that echo nothing, error pages with the security headers, Origin and
+Sec-Fetch-Site checks on state-changing requests, no Host reflected, HEAD, and the site's own
+404 and 405 pages."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.models import SubscriptionStatus
+from service.settings import Settings
+from service.store import Store
+from service.subscriptions import RequestOrigin, new_nonce
+from service.tokens import TokenPurpose, make_confirm_token, make_subscriber_token
+from tests.factories import add_subscriber, make_preferences, make_settings
+from tests.services import free_port, wait_until
+from tests.test_web import SIGNUP_FORM, serve
+
+PAPERWIRE = str(Path(sys.executable).parent / "paperwire")
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CHUNK = 64 * 1024
+# PAPERWIRE_MAX_REQUEST_BODY_BYTES by default.
+DEFAULT_CAP = 64 * 1024
+# Far below the 100 MB declared: what the kernel's socket buffers take before the server's
+# close reaches the client, and far above the cap.
+MOST_BYTES_SENT = 24 * 1024 * 1024
+PAGE_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+    "cache-control": "no-store",
+}
+ORIGIN = RequestOrigin(ip=None, user_agent=None, via="test")
+
+
+@dataclass
+class Site:
+    url: str
+    settings: Settings
+    store: Store
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10, follow_redirects=False, **kwargs)
+
+    def link(self, purpose: TokenPurpose, subscriber_id: int) -> str:
+        key = self.settings.secret_key.get_secret_value()
+        return (
+            f"/{purpose.value[0]}/{make_subscriber_token(purpose, subscriber_id, secret_key=key)}"
+        )
+
+    def confirm_link(self, email: str) -> str:
+        """A fresh confirmation link for a pending subscriber, added on first use."""
+        pending = self.store.find_subscriber_by_email(email) or add_subscriber(
+            self.store, email, status=SubscriptionStatus.PENDING
+        )
+        nonce = new_nonce()
+        self.store.renew_signup(
+            pending.id,
+            make_preferences(),
+            consent=ORIGIN.event("requested", now=datetime.now(UTC)),
+            confirm_nonce=nonce,
+        )
+        key = self.settings.secret_key.get_secret_value()
+        return f"/c/{make_confirm_token(pending.id, nonce, secret_key=key)}"
+
+    def statuses(self) -> dict[str, SubscriptionStatus]:
+        return {s.email: s.status for s in self.store.list_subscribers()}
+
+
+def _site_settings(port: int, tmp_path: Path, **overrides: Any) -> Settings:
+    fields: dict[str, Any] = {
+        "public_base_url": f"http://127.0.0.1:{port}",
+        "mail_url": f"file://{tmp_path / 'outbox'}",
+        # The limits count in-process: these tests are about what reaches the routes.
+        "redis_url": "",
+        "signup_answer_seconds": 0,
+    }
+    return make_settings(**{**fields, **overrides})
+
+
+@pytest.fixture
+def site(sqlite_store: Store, tmp_path: Path) -> Iterator[Site]:
+    port = free_port()
+    settings = _site_settings(port, tmp_path)
+    for _ in serve(settings, sqlite_store, port):
+        yield Site(url=f"http://127.0.0.1:{port}", settings=settings, store=sqlite_store)
+
+
+def _csrf(page: httpx.Response) -> str:
+    match = CSRF.search(page.text)
+    assert match is not None, page.text
+    return match.group(1)
+
+
+def _assert_page_headers(answer: httpx.Response) -> None:
+    for name, value in PAGE_HEADERS.items():
+        assert answer.headers.get(name) == value, (name, answer.status_code, answer.headers)
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+
+
+class Upload:
+    """A body sent in chunks, counting what went out; past `most` bytes it stops the test
+    (the server is still reading) instead of sending on."""
+
+    def __init__(self, *, start: bytes = b"", most: int = MOST_BYTES_SENT) -> None:
+        self.start = start
+        self.sent = 0
+        self.most = most
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.sent = len(self.start)
+        yield self.start
+        while True:
+            if self.sent >= self.most:
+                raise AssertionError(f"the server was still reading after {self.sent} bytes")
+            self.sent += CHUNK
+            yield b" " * CHUNK
+
+
+# -- 1. request bodies have a cap -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/signup", "/", "/u/some-token", "/no-such-page"])
+def test_a_body_declared_far_over_the_cap_is_refused_before_it_is_sent(
+    site: Site, path: str
+) -> None:
+    upload = Upload()
+    started = time.monotonic()
+    with site.client() as client:
+        answer = client.post(
+            path,
+            content=upload,
+            headers={
+                "Content-Length": str(100_000_000),
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
+    took = time.monotonic() - started
+    assert answer.status_code == 413, answer.text[:300]
+    assert len(answer.content) < 2000
+    assert upload.sent < MOST_BYTES_SENT and took < 5, (upload.sent, took)
+    _assert_page_headers(answer)
+
+
+MULTIPART_START = b'--xyz\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "start"),
+    [
+        ("/api/signup", "application/json", b'{"email": "ada@example.org"}'),
+        ("/", "application/x-www-form-urlencoded", b"email=ada%40example.org&about="),
+        ("/u/some-token", "application/x-www-form-urlencoded", b"List-Unsubscribe="),
+        # One field that never ends: the body passes the cap before the part passes its own.
+        ("/u/some-token", "multipart/form-data; boundary=xyz", MULTIPART_START),
+    ],
+)
+def test_a_chunked_body_is_refused_once_it_passes_the_cap(
+    site: Site, path: str, content_type: str, start: bytes
+) -> None:
+    upload = Upload(start=start)
+    with site.client() as client:
+        # No Content-Length: httpx sends the generator chunked, and only counting tells.
+        answer = client.post(path, content=upload, headers={"Content-Type": content_type})
+    assert answer.status_code == 413, answer.text[:300]
+    assert len(answer.content) < 2000
+    assert upload.sent < MOST_BYTES_SENT
+    _assert_page_headers(answer)
+
+
+def test_a_body_up_to_the_cap_is_read_and_one_byte_more_is_not(site: Site) -> None:
+    cap = DEFAULT_CAP
+    signup = json.dumps({"email": "ada@example.org", "interests": ["robot learning"]})
+    # JSON may end in any amount of white space: a real signup, exactly as long as the cap.
+    at_cap = signup + " " * (cap - len(signup))
+    with site.client() as client:
+        accepted = client.post(
+            "/api/signup", content=at_cap, headers={"Content-Type": "application/json"}
+        )
+        over = client.post(
+            "/api/signup", content=at_cap + " ", headers={"Content-Type": "application/json"}
+        )
+        token = _csrf(client.get("/"))
+        fields = {**SIGNUP_FORM, "email": "grace@example.org", "csrf_token": token}
+        form = str(httpx.QueryParams(fields))
+        # A field the form does not have pads the urlencoded body to the cap.
+        padded = form + "&pad=" + "x" * (cap - len(form) - len("&pad="))
+        assert len(padded) == cap
+        form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+        form_answer = client.post("/", content=padded, headers=form_type)
+        form_over = client.post("/", content=padded + "x", headers=form_type)
+    assert accepted.status_code == 202, accepted.text[:300]
+    assert form_answer.status_code == 200 and "Check your inbox" in form_answer.text
+    assert (over.status_code, form_over.status_code) == (413, 413)
+    assert set(site.statuses()) == {"ada@example.org", "grace@example.org"}
+
+
+def test_serve_takes_the_body_cap_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PAPERWIRE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "PAPERWIRE_REDIS_URL": "",
+        "PAPERWIRE_MAX_REQUEST_BODY_BYTES": "2048",
+    }
+    subprocess.run(
+        [PAPERWIRE, "db", "upgrade"], cwd=tmp_path, env=env, check=True, capture_output=True
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [PAPERWIRE, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def answered() -> bool:
+            try:
+                httpx.get(f"{base}/healthz", timeout=2)
+            except httpx.TransportError:
+                return False
+            return True
+
+        wait_until(answered, timeout=30, what="paperwire serve")
+        body = {"email": "ada@example.org", "interests_text": "x" * 3000}
+        too_big = httpx.post(f"{base}/api/signup", json=body, timeout=5)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert too_big.status_code == 413
