@@ -1,12 +1,15 @@
-"""Guards around every web request, whatever route it reaches: a cap on the request body.
+"""Guards around every web request, whatever route it reaches: a cap on the request body,
+validation errors that echo nothing.
 
-Pure ASGI middleware where a guard must see the raw request before any route does.
+Pure ASGI middleware where a guard must see the raw request before any route does; exception
+handlers where the framework builds the answer.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -16,6 +19,9 @@ from service.emails import template_environment
 from service.settings import Settings
 
 API_PREFIX = "/api/"
+# Enough to fix a request by; the list of a hostile body could otherwise be long.
+MAX_LISTED_ERRORS = 20
+MAX_LOCATION_PART_CHARS = 64
 # Title and sentence of the small page of each status a page path may get.
 PAGE_TEXTS = {
     413: (
@@ -42,6 +48,7 @@ def install_web_guards(app: FastAPI, *, settings: Settings, headers: Mapping[str
     cap must be outermost, so that every reader of the body goes through it. `headers` are
     the security headers of a page, which answers made here carry themselves."""
     answers = GuardAnswers(settings=settings, headers=dict(headers))
+    app.add_exception_handler(RequestValidationError, answers.validation_error)
     app.add_middleware(BodySizeLimit, answers=answers, max_bytes=settings.max_request_body_bytes)
 
 
@@ -67,6 +74,23 @@ class GuardAnswers:
             .render({"base_url": self.settings.public_base_url, **context})
         )
         return HTMLResponse(html, status_code=status, headers=headers)
+
+    async def validation_error(self, _request: Request, exc: Exception) -> Response:
+        """FastAPI's 422 lists each error's `input` and `ctx`: a 60 KB field came back whole.
+        Here only where, what and which kind."""
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            {
+                "loc": [
+                    part if isinstance(part, int) else str(part)[:MAX_LOCATION_PART_CHARS]
+                    for part in error.get("loc", ())
+                ],
+                "msg": str(error.get("msg", "")),
+                "type": str(error.get("type", "")),
+            }
+            for error in list(exc.errors())[:MAX_LISTED_ERRORS]
+        ]
+        return JSONResponse({"detail": problems}, status_code=422, headers=self.headers)
 
 
 class BodySizeLimit:

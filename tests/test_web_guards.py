@@ -243,3 +243,29 @@ def test_serve_takes_the_body_cap_from_the_environment(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=10)
     assert too_big.status_code == 413
+
+
+# -- 2. validation errors echo nothing ------------------------------------------------------
+
+
+def test_a_validation_error_names_the_field_but_never_echoes_the_input(site: Site) -> None:
+    junk = "J" * 60_000
+    alice = add_subscriber(site.store)
+    manage = site.link(TokenPurpose.MANAGE, alice.id).removeprefix("/m/")
+    with site.client() as client:
+        answers = [
+            client.post("/api/signup", json={"email": junk}),
+            client.post("/api/signup", json={"email": "a@example.org", "weekday": junk}),
+            client.put(f"/api/preferences/{manage}", json={"weekday": junk}),
+            client.post(
+                "/api/signup",
+                content='{"email": "' + junk,
+                headers={"Content-Type": "application/json"},
+            ),
+        ]
+    for answer in answers:
+        assert answer.status_code == 422
+        assert "JJJJ" not in answer.text and len(answer.content) < 2000, answer.text[:300]
+        problems = answer.json()["detail"]
+        assert problems and all(set(problem) == {"loc", "msg", "type"} for problem in problems)
+    assert answers[0].json()["detail"][0]["loc"] == ["body", "email"]
