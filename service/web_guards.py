@@ -1,10 +1,11 @@
 """Guards around every web request, whatever route it reaches: a cap on the request body,
-validation errors that echo nothing.
+validation and error answers that echo nothing and carry the security headers.
 
 Pure ASGI middleware where a guard must see the raw request before any route does; exception
 handlers where the framework builds the answer.
 """
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,11 +13,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.emails import template_environment
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 # Enough to fix a request by; the list of a hostile body could otherwise be long.
@@ -28,10 +31,15 @@ PAGE_TEXTS = {
         "Too much to send",
         "What was sent is larger than any form here sends; none of it was read.",
     ),
+    500: (
+        "Something went wrong",
+        "The page could not be shown because of a problem on our side. Please try again in a "
+        "few minutes.",
+    ),
 }
 OTHER_PAGE_TEXT = ("Request not understood", "Go back, reload the page and send it again.")
-# Said of a connection whose request body was left unread: the server closes it, and a
-# client that knows does not send its next request into the closed socket.
+# Said of a connection whose request body was left unread, or whose app failed: the server
+# closes it, and a client that knows does not send its next request into the closed socket.
 CLOSE = {"Connection": "close"}
 
 
@@ -46,9 +54,11 @@ class BodyTooLarge(HTTPException):
 def install_web_guards(app: FastAPI, *, settings: Settings, headers: Mapping[str, str]) -> None:
     """Put the guards around `app`. Call it after the app's own middleware is added: the body
     cap must be outermost, so that every reader of the body goes through it. `headers` are
-    the security headers of a page, which answers made here carry themselves."""
+    the security headers of a page, which answers made here carry themselves (a 500 is sent
+    from outside every middleware of the app)."""
     answers = GuardAnswers(settings=settings, headers=dict(headers))
     app.add_exception_handler(RequestValidationError, answers.validation_error)
+    app.add_exception_handler(Exception, answers.server_error)
     app.add_middleware(BodySizeLimit, answers=answers, max_bytes=settings.max_request_body_bytes)
 
 
@@ -91,6 +101,18 @@ class GuardAnswers:
             for error in list(exc.errors())[:MAX_LISTED_ERRORS]
         ]
         return JSONResponse({"detail": problems}, status_code=422, headers=self.headers)
+
+    async def server_error(self, request: Request, _exc: Exception) -> Response:
+        """The 500 answer. It is sent from outside the app's middleware, so it brings its own
+        headers; the traceback goes to the server's log (the exception is raised on), never
+        into the answer."""
+        try:
+            return self.answer(request.url.path, 500, "internal error", CLOSE)
+        except Exception:  # a broken template must not leave the visitor with nothing
+            log.exception("the error page could not be rendered")
+            return PlainTextResponse(
+                "Internal Server Error", status_code=500, headers={**self.headers, **CLOSE}
+            )
 
 
 class BodySizeLimit:

@@ -35,6 +35,7 @@ DEFAULT_CAP = 64 * 1024
 # Far below the 100 MB declared: what the kernel's socket buffers take before the server's
 # close reaches the client, and far above the cap.
 MOST_BYTES_SENT = 24 * 1024 * 1024
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 PAGE_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
@@ -269,3 +270,41 @@ def test_a_validation_error_names_the_field_but_never_echoes_the_input(site: Sit
         problems = answer.json()["detail"]
         assert problems and all(set(problem) == {"loc", "msg", "type"} for problem in problems)
     assert answers[0].json()["detail"][0]["loc"] == ["body", "email"]
+
+
+# -- 3. a server error is a page with the security headers ----------------------------------
+
+
+def test_a_server_error_answers_with_the_security_headers_and_no_traceback(
+    tmp_path: Path,
+) -> None:
+    # A database without its tables: every query fails, as when the database is broken.
+    broken = Store(f"sqlite:///{tmp_path / 'no-schema.db'}")
+    port = free_port()
+    settings = _site_settings(port, tmp_path)
+    key = settings.secret_key.get_secret_value()
+    manage = make_subscriber_token(TokenPurpose.MANAGE, 1, secret_key=key)
+    try:
+        for _ in serve(settings, broken, port):
+            # One client per request: the server closes the connection after a failure.
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                page = client.get(f"/m/{manage}", headers={"Accept": BROWSER_ACCEPT})
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                token = _csrf(client.get("/"))
+                form = client.post(
+                    "/", data={**SIGNUP_FORM, "email": "ada@example.org", "csrf_token": token}
+                )
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                api = client.post("/api/signup", json={"email": "ada@example.org"})
+    finally:
+        broken.close()
+    for answer in (page, form, api):
+        assert answer.status_code == 500
+        _assert_page_headers(answer)
+        for leak in ("Traceback", "sqlite", "no such table", "OperationalError"):
+            assert leak not in answer.text, answer.text
+        # ... and says so, so that no client sends its next request into a closed socket.
+        assert answer.headers["connection"] == "close"
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<title>" in page.text and "<title>" in form.text
+    assert api.json() == {"detail": "internal error"}
