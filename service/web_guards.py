@@ -1,13 +1,15 @@
 """Guards around every web request, whatever route it reaches: a cap on the request body,
-validation and error answers that echo nothing and carry the security headers.
+validation and error answers that echo nothing and carry the security headers, state-changing
+requests only from the site's own pages.
 
-Pure ASGI middleware where a guard must see the raw request before any route does; exception
-handlers where the framework builds the answer.
+Pure ASGI middleware where a guard must see the raw request before any route does (the body,
+the method, the Origin); exception handlers where the framework builds the answer.
 """
 
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +24,18 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# `none`: the visitor typed the address or used a bookmark; `same-site` is refused, since a
+# sibling subdomain may be someone else's site.
+OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# RFC 8058's one-click POST comes from the mail provider's servers, with whatever Origin
+# they send: on an unsubscribe link, that body alone is let through.
+UNSUBSCRIBE_PREFIX = "/u/"
+ONE_CLICK_FIELD, ONE_CLICK_VALUE = "List-Unsubscribe", "One-Click"
+# A one-click body is a few dozen bytes; the form parser gets no more room than that needs.
+ONE_CLICK_MAX_FIELDS = 10
+ONE_CLICK_MAX_PART_BYTES = 1024
 # Enough to fix a request by; the list of a hostile body could otherwise be long.
 MAX_LISTED_ERRORS = 20
 MAX_LOCATION_PART_CHARS = 64
@@ -59,6 +73,8 @@ def install_web_guards(app: FastAPI, *, settings: Settings, headers: Mapping[str
     answers = GuardAnswers(settings=settings, headers=dict(headers))
     app.add_exception_handler(RequestValidationError, answers.validation_error)
     app.add_exception_handler(Exception, answers.server_error)
+    # Each one added becomes the outermost: the body cap, then the Origin check.
+    app.add_middleware(OriginGuard, answers=answers, public_base_url=settings.public_base_url)
     app.add_middleware(BodySizeLimit, answers=answers, max_bytes=settings.max_request_body_bytes)
 
 
@@ -76,11 +92,15 @@ class GuardAnswers:
         headers = {**self.headers, **(extra_headers or {})}
         if path.startswith(API_PREFIX):
             return JSONResponse({"detail": detail}, status_code=status, headers=headers)
-        title, message = PAGE_TEXTS.get(status, OTHER_PAGE_TEXT)
-        context = {"title": title, "message": message}
+        context: dict[str, str] = {}
+        if status == 403:
+            name = "form_expired.html"
+        else:
+            title, message = PAGE_TEXTS.get(status, OTHER_PAGE_TEXT)
+            name, context = "error.html", {"title": title, "message": message}
         html = (
             template_environment()
-            .get_template("web/error.html")
+            .get_template(f"web/{name}")
             .render({"base_url": self.settings.public_base_url, **context})
         )
         return HTMLResponse(html, status_code=status, headers=headers)
@@ -181,8 +201,115 @@ class BodySizeLimit:
         await answer(scope, receive, send)
 
 
+class OriginGuard:
+    """Refuses a state-changing request (any method but GET, HEAD and OPTIONS) that a browser
+    says comes from another site: a `Sec-Fetch-Site` other than `same-origin` or `none`, or an
+    `Origin` other than that of the public base URL. A request with neither header (curl, an
+    old browser) is left to the CSRF token, as before. The check runs before any route, so
+    nothing is read or changed for a refused request.
+
+    `Origin: null` counts as foreign unless `Sec-Fetch-Site` says `same-origin`: the pages'
+    `Referrer-Policy: no-referrer` makes browsers send `null` even on the site's own form
+    POSTs (Fetch standard), and a browser that sends Sec-Fetch-Site sets it exactly, whatever
+    the referrer policy. Go's `http.CrossOriginProtection` judges the two headers the same way.
+    """
+
+    def __init__(self, app: ASGIApp, *, answers: GuardAnswers, public_base_url: str) -> None:
+        self.app = app
+        self.answers = answers
+        self.public_origin = origin_of(public_base_url)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] in SAFE_METHODS
+            or not self.is_foreign(Headers(scope=scope))
+        ):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if scope["method"] == "POST" and path.startswith(UNSUBSCRIBE_PREFIX):
+            # The body was capped outside this guard, so reading it whole is bounded.
+            body = await _read_body(receive)
+            if await _is_one_click(scope, body):
+                await self.app(scope, _replay(body, receive), send)
+                return
+        refused = self.answers.answer(path, 403, "cross-origin request refused")
+        await refused(scope, receive, send)
+
+    def is_foreign(self, headers: Headers) -> bool:
+        fetch_sites = [site.strip().lower() for site in headers.getlist("sec-fetch-site")]
+        if any(site not in OWN_FETCH_SITES for site in fetch_sites):
+            return True
+        for value in headers.getlist("origin"):
+            origin = origin_of(value)
+            if origin is None and fetch_sites:
+                continue  # `null` under no-referrer; Sec-Fetch-Site has spoken for it
+            if origin is None or origin != self.public_origin:
+                return True
+        return False
+
+
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL or Origin header; None for anything else,
+    `null` included."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname or parts.username is not None:
+        return None
+    return scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]
+
+
 def _content_length(scope: Scope) -> int | None:
     value = Headers(scope=scope).get("content-length")
     if value is None or not (value.strip().isascii() and value.strip().isdigit()):
         return None  # the server refuses a malformed one before the app sees it
     return int(value)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives `body` once, then waits on the connection (for its end)."""
+    pending = [body]
+
+    async def replayed() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _is_one_click(scope: Scope, body: bytes) -> bool:
+    """Whether `body` is RFC 8058's `List-Unsubscribe=One-Click`, read by the same form parser
+    as the route's, urlencoded or multipart."""
+
+    async def no_more() -> Message:
+        return {"type": "http.disconnect"}
+
+    request = Request(scope, _replay(body, no_more))
+    try:
+        form = await request.form(
+            max_files=0, max_fields=ONE_CLICK_MAX_FIELDS, max_part_size=ONE_CLICK_MAX_PART_BYTES
+        )
+    except HTTPException:
+        return False  # not a form the parser can read: not a one-click POST either
+    try:
+        return form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
+    finally:
+        await form.close()

@@ -43,6 +43,24 @@ PAGE_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
     "cache-control": "no-store",
 }
+FOREIGN = [
+    {"Origin": "https://evil.example"},
+    {"Origin": "null"},
+    # The right host on another port is another origin.
+    {"Origin": "http://127.0.0.1:1"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+    {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    # Headers that disagree: another site's Origin is refused whatever Sec-Fetch-Site says.
+    {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
+]
+OWN = {
+    "origin": {"Origin": "{url}", "Sec-Fetch-Site": "same-origin"},
+    # What Chromium sends on the site's own form POST: the pages' Referrer-Policy no-referrer
+    # makes its Origin `null`, and Sec-Fetch-Site tells the truth.
+    "chromium": {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    "typed": {"Sec-Fetch-Site": "none"},
+}
 ORIGIN = RequestOrigin(ip=None, user_agent=None, via="test")
 
 
@@ -308,3 +326,118 @@ def test_a_server_error_answers_with_the_security_headers_and_no_traceback(
     assert page.headers["content-type"].startswith("text/html")
     assert "<title>" in page.text and "<title>" in form.text
     assert api.json() == {"detail": "internal error"}
+
+
+# -- 4. state-changing requests come from the site itself -----------------------------------
+
+
+def _form_post(site: Site, client: httpx.Client, route: str) -> tuple[str, dict[str, str]]:
+    """The path and fields the page of `route` posts, with a valid CSRF token (and its cookie
+    in `client`), as a visitor's browser would send them."""
+    alice = site.store.find_subscriber("alice@example.org")
+    if route == "signup":
+        path, fields = "/", {**SIGNUP_FORM, "email": "new@example.org"}
+    elif route == "confirm":
+        path, fields = site.confirm_link("pending@example.org"), {}
+    elif route == "manage":
+        path, fields = site.link(TokenPurpose.MANAGE, alice.id), {"action": "pause"}
+    else:
+        path, fields = site.link(TokenPurpose.UNSUBSCRIBE, alice.id), {}
+    return path, {**fields, "csrf_token": _csrf(client.get(path))}
+
+
+ROUTES = ["signup", "confirm", "manage", "unsubscribe"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_form_post_from_another_site_changes_nothing(site: Site, route: str) -> None:
+    add_subscriber(site.store)
+    for headers in FOREIGN:
+        with site.client() as client:
+            path, data = _form_post(site, client, route)
+            before = site.statuses()
+            answer = client.post(path, data=data, headers=headers)
+        assert answer.status_code == 403, (headers, answer.text[:300])
+        assert "Please try again" in answer.text
+        _assert_page_headers(answer)
+        assert site.statuses() == before, headers
+
+
+@pytest.mark.parametrize("own", OWN)
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_form_post_from_the_site_itself_works(site: Site, route: str, own: str) -> None:
+    add_subscriber(site.store)
+    expected = {
+        "signup": ("new@example.org", SubscriptionStatus.PENDING),
+        "confirm": ("pending@example.org", SubscriptionStatus.CONFIRMED),
+        "manage": ("alice@example.org", SubscriptionStatus.PAUSED),
+        "unsubscribe": ("alice@example.org", SubscriptionStatus.UNSUBSCRIBED),
+    }
+    with site.client() as client:
+        path, data = _form_post(site, client, route)
+        headers = {name: value.format(url=site.url) for name, value in OWN[own].items()}
+        answer = client.post(path, data=data, headers=headers)
+    assert answer.status_code == 200, answer.text[:300]
+    email, status = expected[route]
+    assert site.statuses()[email] is status
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_one_click_unsubscribe_from_a_mail_provider_still_works(site: Site, encoding: str) -> None:
+    alice = add_subscriber(site.store)
+    body: dict[str, Any] = (
+        {"data": {"List-Unsubscribe": "One-Click"}}
+        if encoding == "urlencoded"
+        else {"files": {"List-Unsubscribe": (None, "One-Click")}}
+    )
+    headers = {"Origin": "https://mail.example", "Sec-Fetch-Site": "cross-site"}
+    with site.client() as client:
+        answer = client.post(site.link(TokenPurpose.UNSUBSCRIBE, alice.id), headers=headers, **body)
+    assert answer.status_code == 200, answer.text[:300]
+    assert site.statuses()["alice@example.org"] is SubscriptionStatus.UNSUBSCRIBED
+
+
+def test_the_json_api_refuses_other_origins(site: Site) -> None:
+    alice = add_subscriber(site.store)
+    key = site.settings.secret_key.get_secret_value()
+    manage = make_subscriber_token(TokenPurpose.MANAGE, alice.id, secret_key=key)
+    leave = make_subscriber_token(TokenPurpose.UNSUBSCRIBE, alice.id, secret_key=key)
+    confirm = site.confirm_link("pending@example.org").removeprefix("/c/")
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/api/signup", {"email": "new@example.org"}),
+        ("POST", "/api/confirm", {"token": confirm}),
+        ("PUT", f"/api/preferences/{manage}", {"interests": ["protein folding"]}),
+        ("POST", f"/api/unsubscribe/{leave}", {}),
+    ]
+    before = site.statuses()
+    with site.client() as client:
+        for headers in FOREIGN:
+            for method, path, body in calls:
+                answer = client.request(method, path, json=body, headers=headers)
+                assert answer.status_code == 403, (method, path, headers, answer.text)
+                assert answer.headers["content-type"] == "application/json"
+                assert "detail" in answer.json()
+        assert site.statuses() == before
+        assert site.store.get_subscriber(alice.id).interests.keywords == ("diffusion models",)
+        own = {"Origin": site.url, "Sec-Fetch-Site": "same-origin"}
+        statuses = [
+            client.request(method, path, json=body, headers=own).status_code
+            for method, path, body in calls
+        ]
+    assert statuses == [202, 200, 200, 200]
+    assert site.statuses() == {
+        "alice@example.org": SubscriptionStatus.UNSUBSCRIBED,
+        "pending@example.org": SubscriptionStatus.CONFIRMED,
+        "new@example.org": SubscriptionStatus.PENDING,
+    }
+
+
+def test_requests_without_origin_headers_are_judged_by_their_csrf_token(site: Site) -> None:
+    add_subscriber(site.store)
+    with site.client() as client:
+        # curl, or a browser that sends neither header: the token decides, as before.
+        path, data = _form_post(site, client, "manage")
+        forged = client.post(path, data={**data, "csrf_token": "forged"})
+        genuine = client.post(path, data=data)
+    assert (forged.status_code, genuine.status_code) == (403, 200)
+    assert site.statuses()["alice@example.org"] is SubscriptionStatus.PAUSED
