@@ -1,6 +1,6 @@
 """Guards around every web request, whatever route it reaches: a cap on the request body,
 validation and error answers that echo nothing and carry the security headers, state-changing
-requests only from the site's own pages.
+requests only from the site's own pages, and no redirect built from the request's Host.
 
 Pure ASGI middleware where a guard must see the raw request before any route does (the body,
 the method, the Origin); exception handlers where the framework builds the answer.
@@ -71,6 +71,9 @@ def install_web_guards(app: FastAPI, *, settings: Settings, headers: Mapping[str
     the security headers of a page, which answers made here carry themselves (a 500 is sent
     from outside every middleware of the app)."""
     answers = GuardAnswers(settings=settings, headers=dict(headers))
+    # Starlette would answer `/healthz/` with a redirect to the request's own Host: a path
+    # with a trailing slash is simply not a page.
+    app.router.redirect_slashes = False
     app.add_exception_handler(RequestValidationError, answers.validation_error)
     app.add_exception_handler(Exception, answers.server_error)
     # Each one added becomes the outermost: the body cap, then the Origin check.

@@ -441,3 +441,30 @@ def test_requests_without_origin_headers_are_judged_by_their_csrf_token(site: Si
         genuine = client.post(path, data=data)
     assert (forged.status_code, genuine.status_code) == (403, 200)
     assert site.statuses()["alice@example.org"] is SubscriptionStatus.PAUSED
+
+
+# -- 5. no answer names a host the request chose --------------------------------------------
+
+
+def test_no_answer_names_a_host_taken_from_the_request(site: Site) -> None:
+    paths = [
+        "/healthz/",
+        "/m/x/",
+        "/u/x/",
+        "/c/x/",
+        "/a/x/",
+        "/static",
+        "/static/",
+        "/api/signup/",
+        "/api/confirm/",
+        "/no-such-page/",
+        "/",
+    ]
+    with site.client() as client:
+        for method in ("GET", "POST", "HEAD"):
+            for path in paths:
+                answer = client.request(method, path, headers={"Host": "evil.example"})
+                assert "location" not in answer.headers, (method, path, answer.headers)
+                assert "evil.example" not in answer.text, (method, path)
+                assert "evil.example" not in str(answer.headers.raw), (method, path)
+                assert answer.status_code < 500, (method, path)
