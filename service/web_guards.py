@@ -1,6 +1,7 @@
 """Guards around every web request, whatever route it reaches: a cap on the request body,
 validation and error answers that echo nothing and carry the security headers, state-changing
-requests only from the site's own pages, and no redirect built from the request's Host.
+requests only from the site's own pages, HEAD wherever GET is answered, and no redirect built
+from the request's Host.
 
 Pure ASGI middleware where a guard must see the raw request before any route does (the body,
 the method, the Origin); exception handlers where the framework builds the answer.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -39,8 +41,9 @@ ONE_CLICK_MAX_PART_BYTES = 1024
 # Enough to fix a request by; the list of a hostile body could otherwise be long.
 MAX_LISTED_ERRORS = 20
 MAX_LOCATION_PART_CHARS = 64
-# Title and sentence of the small page of each status a page path may get.
+# Title and sentence of the small page of each status a page path may get (404 has its own).
 PAGE_TEXTS = {
+    405: ("Not available", "This address cannot be used that way."),
     413: (
         "Too much to send",
         "What was sent is larger than any form here sends; none of it was read.",
@@ -75,9 +78,11 @@ def install_web_guards(app: FastAPI, *, settings: Settings, headers: Mapping[str
     # with a trailing slash is simply not a page.
     app.router.redirect_slashes = False
     app.add_exception_handler(RequestValidationError, answers.validation_error)
+    app.add_exception_handler(HTTPException, answers.http_error)
     app.add_exception_handler(Exception, answers.server_error)
-    # Each one added becomes the outermost: the body cap, then the Origin check.
+    # Each one added becomes the outermost: the body cap, then HEAD, then the Origin check.
     app.add_middleware(OriginGuard, answers=answers, public_base_url=settings.public_base_url)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodySizeLimit, answers=answers, max_bytes=settings.max_request_body_bytes)
 
 
@@ -96,7 +101,9 @@ class GuardAnswers:
         if path.startswith(API_PREFIX):
             return JSONResponse({"detail": detail}, status_code=status, headers=headers)
         context: dict[str, str] = {}
-        if status == 403:
+        if status == 404:
+            name = "not_found.html"
+        elif status == 403:
             name = "form_expired.html"
         else:
             title, message = PAGE_TEXTS.get(status, OTHER_PAGE_TEXT)
@@ -124,6 +131,15 @@ class GuardAnswers:
             for error in list(exc.errors())[:MAX_LISTED_ERRORS]
         ]
         return JSONResponse({"detail": problems}, status_code=422, headers=self.headers)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        """An error the framework raises (no such page, wrong method, body too large): a page
+        of the site on page paths; JSON, as FastAPI gives it, under /api/."""
+        assert isinstance(exc, HTTPException)
+        path = request.url.path
+        if path.startswith(API_PREFIX) or exc.status_code < 400:
+            return await http_exception_handler(request, exc)
+        return self.answer(path, exc.status_code, str(exc.detail), exc.headers)
 
     async def server_error(self, request: Request, _exc: Exception) -> Response:
         """The 500 answer. It is sent from outside the app's middleware, so it brings its own
@@ -202,6 +218,28 @@ class BodySizeLimit:
     async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         answer = self.answers.answer(scope["path"], 413, "request body too large", CLOSE)
         await answer(scope, receive, send)
+
+
+class HeadAsGet:
+    """Answers HEAD as the same request's GET would be answered, without the body. FastAPI's
+    routes take only the methods they list, so `HEAD /` was a 405; a GET changes nothing
+    here (mail scanners open links), so running it for a HEAD is safe."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                # Content-Length stays that of the GET, as RFC 9110 has it for HEAD.
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 class OriginGuard:

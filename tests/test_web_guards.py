@@ -258,10 +258,12 @@ def test_serve_takes_the_body_cap_from_the_environment(tmp_path: Path) -> None:
         wait_until(answered, timeout=30, what="paperwire serve")
         body = {"email": "ada@example.org", "interests_text": "x" * 3000}
         too_big = httpx.post(f"{base}/api/signup", json=body, timeout=5)
+        head = httpx.head(f"{base}/healthz", timeout=5)
     finally:
         server.terminate()
         server.wait(timeout=10)
     assert too_big.status_code == 413
+    assert (head.status_code, head.content) == (200, b"")
 
 
 # -- 2. validation errors echo nothing ------------------------------------------------------
@@ -468,3 +470,60 @@ def test_no_answer_names_a_host_taken_from_the_request(site: Site) -> None:
                 assert "evil.example" not in answer.text, (method, path)
                 assert "evil.example" not in str(answer.headers.raw), (method, path)
                 assert answer.status_code < 500, (method, path)
+
+
+# -- 6. HEAD, and the site's own 404 and 405 pages ------------------------------------------
+
+
+def test_every_page_answers_head_as_it_answers_get(site: Site) -> None:
+    alice = add_subscriber(site.store)
+    paths = [
+        "/",
+        "/healthz",
+        "/static/site.css",
+        "/m/not-a-token",
+        site.link(TokenPurpose.UNSUBSCRIBE, alice.id),
+        site.link(TokenPurpose.MANAGE, alice.id),
+        "/openapi.json",
+        "/no-such-page",
+    ]
+    with site.client() as client:
+        for path in paths:
+            got = client.get(path)
+            head = client.head(path)
+            assert head.status_code == got.status_code, (path, head.status_code)
+            assert head.content == b"", path
+            for name in ("content-type", "content-security-policy", "cache-control"):
+                assert head.headers.get(name) == got.headers.get(name), (path, name)
+            if path in ("/healthz", "/static/site.css", "/openapi.json", "/no-such-page"):
+                assert head.headers["content-length"] == got.headers["content-length"], path
+    assert site.statuses() == {"alice@example.org": SubscriptionStatus.CONFIRMED}
+
+
+def test_an_unknown_page_is_the_sites_own_404_page(site: Site) -> None:
+    with site.client() as client:
+        page = client.get("/no-such-page", headers={"Accept": BROWSER_ACCEPT})
+        api = client.get("/api/nope", headers={"Accept": BROWSER_ACCEPT})
+        static = client.get("/static/no-such-file.css")
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<title>Page not found" in page.text and 'href="/"' in page.text
+    _assert_page_headers(page)
+    assert static.status_code == 404 and static.headers["content-type"].startswith("text/html")
+    assert api.status_code == 404
+    assert api.json() == {"detail": "Not Found"}
+    _assert_page_headers(api)
+
+
+def test_a_wrong_method_gets_a_small_page_or_json(site: Site) -> None:
+    with site.client() as client:
+        page = client.put("/", headers={"Accept": BROWSER_ACCEPT})
+        api = client.delete("/api/signup")
+    assert page.status_code == 405
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<title>" in page.text and len(page.content) < 4000
+    assert page.headers["allow"]
+    _assert_page_headers(page)
+    assert api.status_code == 405
+    assert api.json() == {"detail": "Method Not Allowed"}
+    assert "POST" in api.headers["allow"]
