@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         description="Signup answers take at least this long, so their timing does not tell "
         "whether an address was already known.",
     )
+    max_request_body_bytes: int = Field(
+        65536,
+        ge=1024,
+        description="Largest request body the web app reads (forms, JSON, one-click); a larger "
+        "one is answered 413 before it is parsed.",
+    )
     check_email_deliverability: bool = Field(
         False,
         description="Ask DNS whether a signup address's domain takes mail (needs network).",

@@ -61,6 +61,7 @@ from service.subscriptions import (
 )
 from service.tokens import InvalidToken, TokenExpired, TokenPurpose, make_token, read_token
 from service.transport import DeliveryError, open_transport
+from service.web_guards import install_web_guards
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,14 @@ def create_app(
             # Pages show a subscriber's data and carry tokens: never kept by a shared cache.
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    # After the middleware above, so that the body cap is outermost (see web_guards).
+    page_headers = {
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": PAGE_CSP,
+        "Cache-Control": "no-store",
+    }
+    install_web_guards(app, settings=settings, headers=page_headers)
 
     def now() -> datetime:
         return datetime.now(UTC)
