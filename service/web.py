@@ -112,7 +112,9 @@ class PreferencesIn(BaseModel):
     frequency: Frequency = Frequency.DAILY
     weekday: int = Field(0, ge=0, le=6, description="Monday=0; for weekly issues.")
     delivery_hour: int | None = Field(None, ge=0, le=23, description="Local hour; default set.")
-    time_zone: str | None = Field(None, description="IANA time zone; the server's default.")
+    time_zone: str | None = Field(
+        None, max_length=64, description="IANA time zone; the server's default."
+    )
     trending_weight: float = Field(0.3, ge=0.0, le=1.0, description="0 my topics … 1 trending.")
 
 

@@ -121,27 +121,20 @@ def test_a_token_older_than_max_age_has_expired() -> None:
     max_age = timedelta(days=3)
     in_time = NOW + timedelta(days=3)
     late = NOW + timedelta(days=3, seconds=1)
-    read = read_subscriber_token
-    assert (
-        read(
+
+    def read(now: datetime) -> int:
+        return read_subscriber_token(
             TokenPurpose.MANAGE,
             token,
             link_key=LINK_KEY,
             secret_keys=[KEY],
             max_age=max_age,
-            now=in_time,
+            now=now,
         )
-        == 7
-    )
+
+    assert read(in_time) == 7
     with pytest.raises(TokenExpired):
-        read(
-            TokenPurpose.MANAGE,
-            token,
-            link_key=LINK_KEY,
-            secret_keys=[KEY],
-            max_age=max_age,
-            now=late,
-        )
+        read(late)
 
 
 def test_an_expired_token_is_also_an_invalid_one() -> None:
