@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from pydantic import ValidationError
@@ -29,7 +30,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from service.addresses import normalise_email
 from service.digest import Outcome, RunSummary, deliver_batch, preview_digest, run_day
-from service.errors import InvalidInput, PaperwireError
+from service.errors import InvalidInput, PaperwireError, ServiceUnavailable
 from service.fetching import LIVE_SOURCES, FetchFailed, FetchSummary, fetch_papers
 from service.models import (
     ConsentEvent,
@@ -533,20 +534,45 @@ def digest_run(
                 raise typer.Exit(1)
             return
         summary = _run_day(store, settings, day, dry_run=dry_run)
-    if summary.outcomes[Outcome.FAILED] or summary.outcomes[Outcome.RETRY]:
+    if any(summary.outcomes[outcome] for outcome in UNSENT_OUTCOMES):
         raise typer.Exit(1)
 
 
 UNRESOLVED = (DeliveryStatus.PLANNED, DeliveryStatus.SENDING, DeliveryStatus.RETRY)
+# Outcomes of a run that leave someone without their issue for now: the exit status says so.
+UNSENT_OUTCOMES = (Outcome.FAILED, Outcome.REFUSED, Outcome.RETRY, Outcome.IN_DOUBT)
 
 
 def _run_day_via_celery(store: Store, settings: Settings, day: date, *, timeout: float) -> int:
     """Plan and enqueue the day, then follow the ledger until every issue has an outcome."""
     # Imported here: only this command needs Celery, and it costs a second of start-up.
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis import Redis, RedisError
+
     from workers.tasks import enqueue_batches
 
+    # Nothing is planned for workers that cannot be reached.
+    broker = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        broker.ping()
+    except (RedisError, OSError) as exc:
+        raise ServiceUnavailable(
+            f"cannot reach the broker at {_safe_url(settings.redis_url)} ({exc}); nothing was "
+            "planned. Start Redis, or run `paperwire digest run` without --via-celery to send "
+            "from this process."
+        ) from exc
+    finally:
+        broker.close()
     planned = plan_day(store, day, now=datetime.now(UTC))
-    enqueue_batches(store, planned, settings=settings)
+    try:
+        enqueue_batches(store, planned, settings=settings)
+    except (BrokerError, RedisError, OSError) as exc:
+        raise ServiceUnavailable(
+            f"the broker at {_safe_url(settings.redis_url)} failed while {len(planned)} "
+            f"issues of {day} were being enqueued ({exc}). They stay planned: the workers' "
+            f"sweep enqueues them once the broker is back, or `paperwire digest run --date "
+            f"{day}` sends them from this process."
+        ) from exc
     out.print(f"{len(planned)} issues of {day} enqueued")
     deadline = time.monotonic() + timeout
     with _progress() as progress:
@@ -637,24 +663,50 @@ def deliveries_retry(
     issue_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; today.")] = None,
     status: Annotated[
         list[DeliveryStatus] | None,
-        typer.Option(help="Statuses to retry (repeatable); failed and expired by default."),
+        typer.Option(
+            help="Statuses to retry (repeatable); failed and expired by default. refused "
+            "(permanent SMTP refusals) and in_doubt (a copy may have arrived) only when named."
+        ),
     ] = None,
     now_: Annotated[
         bool, typer.Option("--now", help="Send them from this process instead of the workers.")
     ] = False,
 ) -> None:
-    """Make failed (or other finished) issues of a day go out again."""
+    """Make failed (or other finished) issues of a day go out again; only to subscribers
+    still confirmed."""
     settings = get_settings()
     day = _parse_date(issue_date)
-    statuses = status or [DeliveryStatus.FAILED, DeliveryStatus.EXPIRED]
+    statuses = status or list(DEFAULT_RETRY_STATUSES)
     with _open_store(settings) as store:
         reopened = store.reopen_issues(issue_date=day, statuses=statuses, now=datetime.now(UTC))
         out.print(f"{len(reopened)} issues of {day} reopened")
+        left = store.delivery_counts(since=day).get(day, {})
+        for held_back in (DeliveryStatus.REFUSED, DeliveryStatus.IN_DOUBT):
+            if left.get(held_back) and held_back not in statuses:
+                out.print(
+                    f"{left[held_back]} {held_back.value} issues left alone "
+                    f"(add --status {held_back.value} to send them again)"
+                )
         if now_ and reopened:
             summary = asyncio.run(deliver_batch(store, reopened, settings=settings))
             _print_summary(summary)
         elif reopened:
             out.print("the workers' next sweep sends them (within 5 minutes)")
+
+
+# Finished without being sent, and worth sending again once what failed is fixed. Not refused
+# issues (the relay refused them for good: a hard bounce would only count twice) nor in-doubt
+# ones (the subscriber may have a copy) unless named.
+DEFAULT_RETRY_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.EXPIRED)
+
+
+def _safe_url(url: str) -> str:
+    """A URL fit for a message: its password masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _run_day(store: Store, settings: Settings, issue_date: date, *, dry_run: bool) -> RunSummary:

@@ -20,7 +20,7 @@ from service.ranking import (
 )
 from service.ratelimit import SendRateLimiter
 from service.settings import Settings
-from service.store import Ledger, Store
+from service.store import DataStart, Ledger, Store
 from service.transport import DeliveryError, MailTransport, open_transport
 
 # A digest brings news: papers first seen more than a week before the issue are never candidates,
@@ -50,11 +50,17 @@ class ClaimLost(Exception):
     """This sender's claim on an issue ran out and someone else holds it now."""
 
 
+class GaveUp(Exception):
+    """The issue's give-up time passed before its message went out: it is `expired` now."""
+
+
 class Outcome(StrEnum):
     SENT = "sent"
     SKIPPED = "skipped-empty"
     RETRY = "retry"
     FAILED = "failed"
+    REFUSED = "refused"
+    EXPIRED = "expired"
     IN_DOUBT = "in-doubt"
     ALREADY_HANDLED = "already-handled"
     WOULD_SEND = "would-send"
@@ -192,15 +198,20 @@ async def deliver_digest(
         mail = compose_digest(digest, settings=settings)
     except ValueError as exc:
         # An address that cannot be put in a header safely will not become sendable later.
-        ledger.record_failure(subscriber.id, issue_date, error=str(exc), now=now(), attempt=attempt)
-        return Outcome.FAILED, str(exc)
+        ledger.record_failure(
+            subscriber.id, issue_date, error=str(exc), now=now(), refused=True, attempt=attempt
+        )
+        return Outcome.REFUSED, str(exc)
 
     paper_ids = [scored.paper.id for scored in digest.papers]
 
     def before_data() -> None:
-        if not ledger.mark_data_started(
+        started = ledger.mark_data_started(
             subscriber.id, issue_date, now=now(), paper_ids=paper_ids, attempt=attempt
-        ):
+        )
+        if started is DataStart.EXPIRED:
+            raise GaveUp(f"issue {issue_date} of subscriber {subscriber.id}")
+        if started is not DataStart.STARTED:
             raise ClaimLost(f"issue {issue_date} of subscriber {subscriber.id}")
 
     if limiter is not None:
@@ -210,8 +221,11 @@ async def deliver_digest(
     except ClaimLost:
         # The lease ran out and another sender took the issue over: it is theirs to send.
         return Outcome.ALREADY_HANDLED, None
+    except GaveUp:
+        return Outcome.EXPIRED, None
     except DeliveryError as exc:
-        if exc.in_doubt and not settings.resend_in_doubt:
+        if exc.in_doubt:
+            # Resent later while resends are left (see `Ledger.record_in_doubt`).
             ledger.record_in_doubt(
                 subscriber.id,
                 issue_date,
@@ -220,6 +234,8 @@ async def deliver_digest(
                 now=now(),
                 paper_ids=paper_ids,
                 attempt=attempt,
+                resends=settings.in_doubt_resends,
+                resend_at=now() + in_doubt_resend_after(settings),
             )
             return Outcome.IN_DOUBT, str(exc)
         if exc.permanent:
@@ -228,11 +244,12 @@ async def deliver_digest(
                 issue_date,
                 error=str(exc),
                 now=now(),
+                refused=True,
                 hard_bounce=exc.smtp_code in HARD_BOUNCE_CODES,
                 suppress_after_bounces=settings.hard_bounce_limit,
                 attempt=attempt,
             )
-            return Outcome.FAILED, str(exc)
+            return Outcome.REFUSED, str(exc)
         retry_at = now() + retry_delay(subscriber.id, issue_date, attempt, settings=settings)
         ledger.record_failure(
             subscriber.id,
@@ -299,6 +316,7 @@ async def deliver_batch(
     summary = RunSummary(issue_date=min((day for _, day in keys), default=now().date()))
     subscribers = store.get_subscribers([subscriber_id for subscriber_id, _ in keys])
     lease = claim_lease(settings)
+    resend_after = in_doubt_resend_after(settings)
     done = 0
     if on_progress is not None:
         on_progress(done, len(keys))
@@ -321,6 +339,8 @@ async def deliver_batch(
                     now=now(),
                     lease=lease,
                     max_attempts=settings.max_attempts,
+                    in_doubt_resends=settings.in_doubt_resends,
+                    in_doubt_resend_after=resend_after,
                 )
                 renewed_at = now()
                 for position, subscriber_id in enumerate(subscriber_ids):
@@ -339,6 +359,8 @@ async def deliver_batch(
                             now=now(),
                             lease=lease,
                             max_attempts=settings.max_attempts,
+                            in_doubt_resends=settings.in_doubt_resends,
+                            in_doubt_resend_after=resend_after,
                         ).get(subscriber_id)
                     subscriber = subscribers.get(subscriber_id)
                     outcome, error = await _deliver_claimed(
@@ -399,6 +421,10 @@ async def _deliver_claimed(
 
 def claim_lease(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.claim_lease_seconds)
+
+
+def in_doubt_resend_after(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.in_doubt_resend_after_seconds)
 
 
 def _by_issue_date(keys: Sequence[tuple[int, date]]) -> dict[date, list[int]]:

@@ -15,3 +15,7 @@ class AlreadySubscribed(PaperwireError):
 
 class UnknownSubscriber(PaperwireError):
     """No subscriber has that address or id."""
+
+
+class ServiceUnavailable(PaperwireError):
+    """A service Paperwire needs (the broker, the relay) cannot be reached now."""

@@ -44,6 +44,9 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     IN_DOUBT = "in_doubt"
     EXPIRED = "expired"
+    # The relay refused the message for good (5xx but 552), or the address cannot be written
+    # in a header: sending it again would be refused again.
+    REFUSED = "refused"
 
 
 class Interests(BaseModel):
@@ -217,3 +220,5 @@ class Delivery(BaseModel):
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None = None
+    # Attempts after which the relay may have had the message (see the ledger).
+    in_doubt_count: int = 0

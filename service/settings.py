@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         description="Largest request body the web app reads (forms, JSON, one-click); a larger "
         "one is answered 413 before it is parsed.",
     )
+    notice_sweep_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often each web process sends confirmation and manage-link emails left "
+        "unsent (a process died mid-send, or the relay was down).",
+    )
     check_email_deliverability: bool = Field(
         False,
         description="Ask DNS whether a signup address's domain takes mail (needs network).",
@@ -165,10 +171,18 @@ class Settings(BaseSettings):
     give_up_hours: float = Field(
         20.0, gt=0, description="An issue not sent this long after its hour expires unsent."
     )
-    resend_in_doubt: bool = Field(
-        False,
-        description="Resend an issue whose connection ended after the message went out but "
-        "before the relay answered (may deliver it twice; same Message-ID).",
+    in_doubt_resends: int = Field(
+        1,
+        ge=0,
+        le=5,
+        description="Times an issue is sent again, later and with the same Message-ID, after "
+        "an attempt whose outcome is unknown (the connection ended after the message went out, "
+        "before the relay answered); 0: never risk a duplicate, such issues end in_doubt.",
+    )
+    in_doubt_resend_after_seconds: float = Field(
+        900.0,
+        ge=0,
+        description="How long after an attempt of unknown outcome the issue is sent again.",
     )
     hard_bounce_limit: int = Field(
         3, ge=1, description="Hard bounces after which a subscriber is suppressed."

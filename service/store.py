@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,11 @@ from service.models import (
     SubscriptionPreferences,
     SubscriptionStatus,
 )
+from service.outgoing import OutgoingMail
 from service.schedule import Schedule
 from service.tables import (
     DeliveryRow,
+    NoticeRow,
     PaperRow,
     PaperSignalRow,
     SubscriberRow,
@@ -290,6 +293,7 @@ class Store:
                 raise UnknownSubscriber(f"no subscriber with address {email}")
             # Delete children explicitly: SQLite enforces ON DELETE CASCADE only with a pragma.
             session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == row.id))
+            session.execute(delete(NoticeRow).where(NoticeRow.subscriber_id == row.id))
             session.delete(row)
         self._forget_deleted()
 
@@ -388,6 +392,7 @@ class Store:
         copy in the database's files (see `_forget_deleted`)."""
         with self._session() as session:
             session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == subscriber_id))
+            session.execute(delete(NoticeRow).where(NoticeRow.subscriber_id == subscriber_id))
             session.execute(delete(SubscriberRow).where(SubscriberRow.id == subscriber_id))
             if session.get(SuppressionRow, address_hash) is None:
                 session.add(SuppressionRow(address_hash=address_hash, created_at=now))
@@ -431,6 +436,113 @@ class Store:
             session.execute(
                 delete(SuppressionRow).where(SuppressionRow.address_hash.in_(list(address_hashes)))
             )
+
+    # -- notices: one-off emails a visitor asked for -------------------------------------------
+
+    def add_notice(
+        self,
+        mail: OutgoingMail,
+        *,
+        subscriber_id: int,
+        kind: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> None:
+        """Keep an email to send before it is sent: whoever sends it may die on the way."""
+        row = NoticeRow(
+            subscriber_id=subscriber_id,
+            kind=kind,
+            sender=mail.sender,
+            recipients=list(mail.recipients),
+            message_id=mail.message_id,
+            data=mail.data,
+            status=NoticeStatus.QUEUED,
+            attempts=0,
+            next_attempt_at=now,
+            expires_at=expires_at,
+            created_at=now,
+        )
+        with self._session() as session:
+            session.add(row)
+
+    def claim_notices(
+        self,
+        *,
+        now: datetime,
+        lease: timedelta,
+        message_id: str | None = None,
+        limit: int = 100,
+    ) -> list["ClaimedNotice"]:
+        """Take due notices for sending (those queued and due, and those whose sender's lease
+        ran out), or only the one with `message_id`. Each is held until `now + lease`; two
+        senders never take the same one. Notices past their time are deleted unsent."""
+        due = (NoticeRow.status == NoticeStatus.QUEUED) & (NoticeRow.next_attempt_at <= now)
+        lost = (NoticeRow.status == NoticeStatus.SENDING) & (NoticeRow.lease_expires_at < now)
+        with self._session() as session:
+            session.execute(delete(NoticeRow).where(NoticeRow.expires_at <= now))
+            candidates = select(NoticeRow.id).where(due | lost).order_by(NoticeRow.id).limit(limit)
+            if message_id is not None:
+                candidates = candidates.where(NoticeRow.message_id == message_id)
+            ids = list(session.scalars(candidates))
+            if not ids:
+                return []
+            claimed = session.execute(
+                update(NoticeRow)
+                .where(NoticeRow.id.in_(ids), due | lost)
+                .values(
+                    status=NoticeStatus.SENDING,
+                    attempts=NoticeRow.attempts + 1,
+                    lease_expires_at=now + lease,
+                )
+                .returning(
+                    NoticeRow.id,
+                    NoticeRow.sender,
+                    NoticeRow.recipients,
+                    NoticeRow.message_id,
+                    NoticeRow.data,
+                    NoticeRow.attempts,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return [
+                ClaimedNotice(
+                    id=row.id,
+                    attempt=row.attempts,
+                    mail=OutgoingMail(
+                        sender=row.sender,
+                        recipients=tuple(row.recipients),
+                        message_id=row.message_id,
+                        data=row.data,
+                    ),
+                )
+                for row in claimed
+            ]
+
+    def finish_notice(
+        self, notice_id: int, *, attempt: int, retry_at: datetime | None, error: str | None
+    ) -> None:
+        """Sent, or given up (`retry_at` None): the notice and its bytes are deleted. Otherwise
+        it is due again at `retry_at`. Only the holder of the claim (`attempt`) may finish it."""
+        held = (
+            (NoticeRow.id == notice_id)
+            & (NoticeRow.status == NoticeStatus.SENDING)
+            & (NoticeRow.attempts == attempt)
+        )
+        with self._session() as session:
+            if retry_at is None:
+                session.execute(delete(NoticeRow).where(held))
+            else:
+                session.execute(
+                    update(NoticeRow)
+                    .where(held)
+                    .values(
+                        status=NoticeStatus.QUEUED,
+                        next_attempt_at=retry_at,
+                        lease_expires_at=None,
+                        last_error=error,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
 
     def get_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
         query = select(PaperRow).where(PaperRow.id.in_(list(paper_ids)))
@@ -751,15 +863,23 @@ class Store:
     def reopen_issues(
         self, *, issue_date: date, statuses: Sequence[DeliveryStatus], now: datetime
     ) -> list[tuple[int, date]]:
-        """Make finished issues claimable again at once, with a fresh attempt budget.
+        """Make finished issues claimable again at once, with a fresh attempt budget; only
+        those of subscribers still confirmed (never someone who left or was suppressed).
 
         For an operator who fixed what made them fail: an expired issue loses its deadline,
         an in-doubt one is sent again (the receiver drops it if it had it: same Message-ID).
         """
         reopenable = set(statuses) - {DeliveryStatus.SENT, DeliveryStatus.SENDING}
+        confirmed = select(SubscriberRow.id).where(
+            SubscriberRow.status == SubscriptionStatus.CONFIRMED
+        )
         query = (
             update(DeliveryRow)
-            .where(DeliveryRow.issue_date == issue_date, DeliveryRow.status.in_(reopenable))
+            .where(
+                DeliveryRow.issue_date == issue_date,
+                DeliveryRow.status.in_(reopenable),
+                DeliveryRow.subscriber_id.in_(confirmed),
+            )
             .values(
                 status=DeliveryStatus.RETRY,
                 next_attempt_at=now,
@@ -828,26 +948,54 @@ _CLAIMABLE = _THESE_ISSUES & or_(
     & (DeliveryRow.next_attempt_at.is_(None) | (DeliveryRow.next_attempt_at <= bindparam("now"))),
     _LEASE_RAN_OUT & DeliveryRow.data_started_at.is_(None),
 )
+# An attempt whose outcome is unknown (the relay may have the message): resent later, while
+# the issue has resends left, with the same Message-ID; otherwise it ends `in_doubt`.
+_RESEND_LEFT = DeliveryRow.in_doubt_count < bindparam("resends", type_=Integer())
+_IN_DOUBT_VALUES: dict[str, Any] = {
+    "status": case(
+        (_RESEND_LEFT, literal(DeliveryStatus.RETRY.value)),
+        else_=literal(DeliveryStatus.IN_DOUBT.value),
+    ),
+    "next_attempt_at": case(
+        (_RESEND_LEFT, bindparam("resend_at", type_=UtcDateTime())), else_=None
+    ),
+    "in_doubt_count": DeliveryRow.in_doubt_count + 1,
+    "lease_expires_at": None,
+    "updated_at": bindparam("now"),
+}
 _MARK_LOST_IN_DOUBT = (
     update(DeliveryRow)
     .where(_THESE_ISSUES, _LEASE_RAN_OUT, DeliveryRow.data_started_at.is_not(None))
     .values(
-        status=DeliveryStatus.IN_DOUBT,
         last_error="the sender was lost after handing the message to the relay",
-        lease_expires_at=None,
-        updated_at=bindparam("now"),
+        **_IN_DOUBT_VALUES,
     )
 )
+
+
+def _unless_in_doubt(status: Any) -> ColumnElement[str]:
+    """`status` for an issue that ends unsent, unless an earlier attempt may have delivered
+    it: then it ends `in_doubt`, which no default retry sends again."""
+    return case(
+        (DeliveryRow.in_doubt_count > 0, literal(DeliveryStatus.IN_DOUBT.value)),
+        else_=status,
+    )
+
+
 _EXPIRE_CLAIMABLE = (
     update(DeliveryRow)
     .where(_CLAIMABLE, DeliveryRow.expires_at <= bindparam("now"))
-    .values(status=DeliveryStatus.EXPIRED, lease_expires_at=None, updated_at=bindparam("now"))
+    .values(
+        status=_unless_in_doubt(literal(DeliveryStatus.EXPIRED.value)),
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+    )
 )
 _FAIL_TRIED_TOO_OFTEN = (
     update(DeliveryRow)
     .where(_CLAIMABLE, DeliveryRow.attempts >= bindparam("max_attempts"))
     .values(
-        status=DeliveryStatus.FAILED,
+        status=_unless_in_doubt(literal(DeliveryStatus.FAILED.value)),
         last_error=bindparam("gave_up", type_=Text())
         + func.coalesce(DeliveryRow.last_error, "the worker was lost"),
         lease_expires_at=None,
@@ -900,14 +1048,28 @@ _HELD = (DeliveryRow.status == DeliveryStatus.SENDING) & (
 )
 # With the papers going out: if the sender is then lost, the issue is in doubt and its papers
 # count as sent, so the next issue does not repeat them.
+# The give-up time is checked here, message by message: a batch that runs long sends nothing
+# after it.
+_BEFORE_DEADLINE = DeliveryRow.expires_at.is_(None) | (DeliveryRow.expires_at > bindparam("now"))
 _MARK_DATA_STARTED = (
     update(DeliveryRow)
-    .where(_ONE_ISSUE, _HELD)
+    .where(_ONE_ISSUE, _HELD, _BEFORE_DEADLINE)
     .values(
         data_started_at=bindparam("now"),
         paper_ids=bindparam("paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
     )
 )
+_EXPIRE_HELD = (
+    update(DeliveryRow)
+    .where(_ONE_ISSUE, _HELD, DeliveryRow.expires_at <= bindparam("now"))
+    .values(
+        status=_unless_in_doubt(literal(DeliveryStatus.EXPIRED.value)),
+        last_error="not sent: its give-up time had passed",
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+_IN_DOUBT_HELD = update(DeliveryRow).where(_ONE_ISSUE, _HELD)
 # A long batch keeps its claims: the lease is renewed while the sender is alive.
 _RENEW_LEASES = (
     update(DeliveryRow)
@@ -928,7 +1090,14 @@ def _finish_statement(columns: frozenset[str]) -> Update:
         update(DeliveryRow)
         .where(_ONE_ISSUE, _HELD)
         .values(
-            status=bindparam("status"),
+            status=case(
+                (
+                    (bindparam("status") == DeliveryStatus.FAILED.value)
+                    & (DeliveryRow.in_doubt_count > 0),
+                    literal(DeliveryStatus.IN_DOUBT.value),
+                ),
+                else_=bindparam("status"),
+            ),
             lease_expires_at=None,
             updated_at=bindparam("now"),
             **{
@@ -937,6 +1106,26 @@ def _finish_statement(columns: frozenset[str]) -> Update:
             },
         )
     )
+
+
+class NoticeStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+
+
+@dataclass(frozen=True)
+class ClaimedNotice:
+    id: int
+    attempt: int
+    mail: OutgoingMail
+
+
+class DataStart(StrEnum):
+    """What `Ledger.mark_data_started` found: go ahead, or why the message must not go out."""
+
+    STARTED = "started"
+    CLAIM_LOST = "claim-lost"
+    EXPIRED = "expired"
 
 
 # One write of the ledger, run inside a transaction on the ledger's connection.
@@ -966,6 +1155,8 @@ class Ledger:
         now: datetime,
         lease: timedelta,
         max_attempts: int | None = None,
+        in_doubt_resends: int = 0,
+        in_doubt_resend_after: timedelta = timedelta(0),
     ) -> tuple[dict[int, int], set[int]]:
         """Claim at once these issues that were never tried; return their attempt numbers,
         and the ids of those tried before that may be claimed now, one by one with `claim`.
@@ -975,7 +1166,15 @@ class Ledger:
         its worker.
         """
         ids = list(subscriber_ids)
-        params = _claim_params(issue_date, ids, now=now, lease=lease, max_attempts=max_attempts)
+        params = _claim_params(
+            issue_date,
+            ids,
+            now=now,
+            lease=lease,
+            max_attempts=max_attempts,
+            in_doubt_resends=in_doubt_resends,
+            in_doubt_resend_after=in_doubt_resend_after,
+        )
         connection = self._connection
         with connection.begin():
             self._write_pending()
@@ -995,6 +1194,8 @@ class Ledger:
         now: datetime,
         lease: timedelta,
         max_attempts: int | None = None,
+        in_doubt_resends: int = 0,
+        in_doubt_resend_after: timedelta = timedelta(0),
     ) -> dict[int, int]:
         """Take these subscribers' issues of `issue_date` for sending; return the attempt
         number of each one taken. Issues sent, finished or held by another sender are not.
@@ -1003,10 +1204,19 @@ class Ledger:
         win. The claim is committed before any mail is sent. An issue past its give-up time
         becomes `expired`, one already tried `max_attempts` times becomes `failed` (a task that
         kills its worker every time must end somewhere), and one whose sender was lost after
-        the message started going out becomes `in_doubt`, instead of being claimed.
+        the message started going out is in doubt: due again after `in_doubt_resend_after`
+        while it has resends left (`in_doubt_resends`), `in_doubt` otherwise.
         """
         ids = list(subscriber_ids)
-        params = _claim_params(issue_date, ids, now=now, lease=lease, max_attempts=max_attempts)
+        params = _claim_params(
+            issue_date,
+            ids,
+            now=now,
+            lease=lease,
+            max_attempts=max_attempts,
+            in_doubt_resends=in_doubt_resends,
+            in_doubt_resend_after=in_doubt_resend_after,
+        )
         with self._connection.begin():
             self._write_pending()
             self._settle_lost_and_late(issue_date, ids, params)
@@ -1021,10 +1231,11 @@ class Ledger:
         now: datetime,
         paper_ids: Sequence[str] = (),
         attempt: int | None = None,
-    ) -> bool:
+    ) -> "DataStart":
         """Committed before the message with `paper_ids` goes out: from here a lost sender
-        leaves it in doubt. Outcomes still pending are committed with it. False if this
-        sender no longer holds the claim (see `_HELD`): then the message must not go out."""
+        leaves it in doubt. Outcomes still pending are committed with it. Anything but
+        `STARTED` means the message must not go out: this sender no longer holds the claim
+        (see `_HELD`), or the issue's give-up time has passed (it is now `expired`)."""
         params = {
             "sid": subscriber_id,
             "day": issue_date,
@@ -1032,9 +1243,14 @@ class Ledger:
             "paper_ids": list(paper_ids),
             "attempt": attempt,
         }
-        with self._connection.begin():
+        connection = self._connection
+        with connection.begin():
             self._write_pending()
-            return bool(self._connection.execute(_MARK_DATA_STARTED, params).rowcount == 1)
+            if connection.execute(_MARK_DATA_STARTED, params).rowcount == 1:
+                return DataStart.STARTED
+            if connection.execute(_EXPIRE_HELD, params).rowcount == 1:
+                return DataStart.EXPIRED
+            return DataStart.CLAIM_LOST
 
     def renew_leases(
         self, issue_date: date, subscriber_ids: Sequence[int], *, now: datetime, lease: timedelta
@@ -1091,20 +1307,27 @@ class Ledger:
         error: str,
         now: datetime,
         retry_at: datetime | None = None,
+        refused: bool = False,
         hard_bounce: bool = False,
         suppress_after_bounces: int | None = None,
         attempt: int | None = None,
     ) -> None:
-        """Mark a claimed issue due again at `retry_at`, or failed when there is none.
+        """Mark a claimed issue due again at `retry_at`; `refused` when sending it again is
+        futile (a permanent refusal); failed otherwise, or in doubt if an earlier attempt may
+        have delivered it.
 
         A hard bounce (the relay said the mailbox does not exist) counts against the
         subscriber, who is suppressed after `suppress_after_bounces` of them.
         """
+        if refused:
+            status = DeliveryStatus.REFUSED
+        else:
+            status = DeliveryStatus.FAILED if retry_at is None else DeliveryStatus.RETRY
         finish = _finish_write(
             subscriber_id,
             issue_date,
             attempt,
-            status=DeliveryStatus.FAILED if retry_at is None else DeliveryStatus.RETRY,
+            status=status,
             now=now,
             last_error=error,
             next_attempt_at=retry_at,
@@ -1126,19 +1349,31 @@ class Ledger:
         now: datetime,
         paper_ids: Sequence[str] = (),
         attempt: int | None = None,
+        resends: int = 0,
+        resend_at: datetime | None = None,
     ) -> None:
-        """The relay may have the message: the connection was lost after the final dot."""
-        finish = _finish_write(
-            subscriber_id,
-            issue_date,
-            attempt,
-            status=DeliveryStatus.IN_DOUBT,
-            now=now,
-            message_id=message_id,
-            paper_ids=list(paper_ids),
-            last_error=error,
+        """The relay may have the message: the connection ended after the message went out
+        and before the relay answered. Due again at `resend_at` (same Message-ID, so a
+        receiver that has it can drop the copy) while the issue has had fewer than `resends`
+        such attempts; `in_doubt` for good otherwise."""
+        params = {
+            "sid": subscriber_id,
+            "day": issue_date,
+            "attempt": attempt,
+            "now": now,
+            "resends": resends if resend_at is not None else 0,
+            "resend_at": resend_at,
+            "message_id": message_id,
+            "paper_ids": list(paper_ids),
+            "error": error,
+        }
+        statement = _IN_DOUBT_HELD.values(
+            message_id=bindparam("message_id"),
+            paper_ids=bindparam("paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
+            last_error=bindparam("error"),
+            **_IN_DOUBT_VALUES,
         )
-        self._pending.append(finish)
+        self._pending.append(lambda connection: connection.execute(statement, params))
 
     def flush(self) -> None:
         """Commit the outcomes still pending."""
@@ -1172,12 +1407,16 @@ def _claim_params(
     now: datetime,
     lease: timedelta,
     max_attempts: int | None,
+    in_doubt_resends: int,
+    in_doubt_resend_after: timedelta,
 ) -> dict[str, Any]:
     return {
         "day": issue_date,
         "ids": ids,
         "now": now,
         "lease_until": now + lease,
+        "resends": in_doubt_resends,
+        "resend_at": now + in_doubt_resend_after,
         # No cap is a cap nobody reaches.
         "max_attempts": max_attempts if max_attempts is not None else 2**31 - 1,
         "gave_up": f"gave up after {max_attempts} attempts; last error: ",
@@ -1248,10 +1487,15 @@ def _row_data(row: SubscriberRow) -> dict[str, Any]:
 
 
 def _json_value_map(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        name: value.isoformat() if isinstance(value, date | datetime) else value
-        for name, value in values.items()
-    }
+    return {name: _json_value(value) for name, value in values.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")  # a stored email, as its text
+    return value
 
 
 @lru_cache(maxsize=1)
@@ -1449,4 +1693,5 @@ def _delivery(row: DeliveryRow) -> Delivery:
         created_at=row.created_at,
         updated_at=row.updated_at,
         sent_at=row.sent_at,
+        in_doubt_count=row.in_doubt_count,
     )

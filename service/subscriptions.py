@@ -24,6 +24,7 @@ from service.links import (
     subscriber_url,
 )
 from service.models import ConsentEvent, Subscriber, SubscriptionPreferences, SubscriptionStatus
+from service.notices import queue_notice
 from service.outgoing import OutgoingMail
 from service.ratelimit import WindowLimiter
 from service.settings import Settings
@@ -74,7 +75,8 @@ def request_signup(
     settings: Settings,
     now: datetime,
 ) -> OutgoingMail | None:
-    """Record a signup and return the confirmation email to send, or None.
+    """Record a signup and return the confirmation email, queued for sending (see
+    `service.notices`), or None.
 
     What the visitor sees never depends on the outcome: a new, pending, confirmed or
     unsubscribed address, or a request over a limit, all end in "check your inbox". Within
@@ -94,12 +96,15 @@ def request_signup(
         return None
     if existing is not None and existing.status in ACTIVE:
         # Nothing changes; the mailbox's owner gets their manage link, within the same limits.
-        return compose_already_subscribed(
+        already = compose_already_subscribed(
             email,
             manage_url=subscriber_url(TokenPurpose.MANAGE, existing, settings=settings, now=now),
             message_key=f"{existing.id}-{new_nonce()}",
             settings=settings,
             now=now,
+        )
+        return queue_notice(
+            store, already, subscriber_id=existing.id, kind="already-subscribed", now=now
         )
     nonce = new_nonce()
     consent = origin.event("requested", now=now)
@@ -118,12 +123,15 @@ def request_signup(
     else:
         store.renew_signup(existing.id, preferences, consent=consent, confirm_nonce=nonce)
         subscriber = existing
-    return compose_confirmation(
+    confirmation = compose_confirmation(
         email,
         confirm_url=confirm_url(subscriber, nonce, settings=settings, now=now),
         message_key=f"{subscriber.id}-{nonce}",
         settings=settings,
         now=now,
+    )
+    return queue_notice(
+        store, confirmation, subscriber_id=subscriber.id, kind="confirmation", now=now
     )
 
 
@@ -180,14 +188,15 @@ def request_fresh_manage_link(
     )
     if not _may_send_confirmation(limiter, subscriber.email, settings=settings):
         return None
-    return compose_manage_link(
+    fresh = compose_manage_link(
         subscriber.email,
         manage_url=subscriber_url(TokenPurpose.MANAGE, subscriber, settings=settings, now=now),
-        valid_days=manage_link_max_age(settings).days,
+        valid_days=max(1, manage_link_max_age(settings).days),
         message_key=f"{subscriber.id}-{new_nonce()}",
         settings=settings,
         now=now,
     )
+    return queue_notice(store, fresh, subscriber_id=subscriber.id, kind="manage-link", now=now)
 
 
 def update_preferences(

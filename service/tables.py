@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -169,3 +170,34 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # Attempts that ended in doubt (the relay may have taken the message): such an issue is
+    # resent at most `in_doubt_resends` times, and never ends plain `failed` or `expired`,
+    # which an operator's retry would send again.
+    in_doubt_count: Mapped[int] = mapped_column(default=0)
+
+
+class NoticeRow(Base):
+    """A one-off email a visitor asked for (confirmation, manage link), stored before it is
+    sent and deleted once sent: a web process that dies mid-send leaves it for the next one."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    sender: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(default=list)
+    message_id: Mapped[str] = mapped_column(String(255))
+    # The message as it goes on the wire.
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # A sender holds it until then; past it, a sender that died is assumed and it is due again.
+    lease_expires_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    # Past this nobody wants it (its link has expired): it is dropped unsent.
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime]

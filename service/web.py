@@ -7,6 +7,7 @@ one-click unsubscribe, which by design comes with no cookies and no token.
 """
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -42,6 +43,7 @@ from service.models import (
     SubscriptionPreferences,
     SubscriptionStatus,
 )
+from service.notices import send_notices
 from service.outgoing import OutgoingMail
 from service.ratelimit import MemoryWindowLimiter, RedisWindowLimiter, WindowLimiter
 from service.settings import TEMPLATES_DIR, Settings
@@ -60,7 +62,6 @@ from service.subscriptions import (
     update_preferences,
 )
 from service.tokens import InvalidToken, TokenExpired, TokenPurpose, make_token, read_token
-from service.transport import DeliveryError, open_transport
 from service.web_guards import install_web_guards
 
 log = logging.getLogger(__name__)
@@ -158,9 +159,23 @@ def create_app(
     trusted = [ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies]
     secure_cookie = settings.public_base_url.startswith("https://")
 
+    async def send_notices_left_unsent() -> None:
+        """At start and then now and again: the emails a process that died mid-send, or a
+        relay that was down, left unsent (see `service.notices`)."""
+        while True:
+            try:
+                await send_notices(app_store, settings=settings, now=now)
+            except Exception:  # the next round tries again; the web app must keep answering
+                log.exception("sending stored notices failed")
+            await asyncio.sleep(settings.notice_sweep_seconds)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(send_notices_left_unsent())
         yield
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
         if redis_limiter is not None:
             redis_limiter.close()
         if owned_store:
@@ -273,12 +288,12 @@ def create_app(
         return await request.form(max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART_BYTES)
 
     async def send_mail(mail: OutgoingMail) -> None:
-        """After the response: the visitor's wait never tells whether mail went out."""
+        """After the response, so the visitor's wait never tells whether mail went out. The
+        mail is stored already: if this fails or the process dies, the sweep sends it."""
         try:
-            async with open_transport(settings) as transport:
-                await transport.send(mail)
-        except (DeliveryError, OSError) as exc:
-            log.warning("confirmation email not sent: %s", exc)
+            await send_notices(app_store, settings=settings, now=now, message_id=mail.message_id)
+        except OSError as exc:
+            log.warning("a stored notice was not sent now, the sweep retries it: %s", exc)
 
     def preferences_form(form: Mapping[str, Any]) -> FormOutcome:
         return read_preferences_form(form, settings=settings)

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Protocol, Self
 
+import httpx
 import pytest
 import redis
 from celery import Celery
@@ -113,6 +114,59 @@ def wait_until(
             raise ServiceError(f"{what}: not after {timeout:g}s{_tail(log() if log else '')}")
         time.sleep(POLL_SECONDS)
     return time.monotonic() - started
+
+
+@contextmanager
+def paperwire_serve(
+    env: Mapping[str, str], *, cwd: Path, port: int | None = None
+) -> Iterator["ServeProcess"]:
+    """`paperwire serve` in a subprocess, answering /healthz; killed on the way out."""
+    process = ServeProcess(env, cwd=cwd, port=port or free_port())
+    try:
+        process.start()
+        yield process
+    finally:
+        process.kill()
+
+
+class ServeProcess:
+    """One `paperwire serve`, which a test may kill (SIGKILL) and start again on its port."""
+
+    def __init__(self, env: Mapping[str, str], *, cwd: Path, port: int) -> None:
+        self.env, self.cwd, self.port = dict(env), cwd, port
+        self.url = f"http://{HOST}:{port}"
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        command = [
+            str(Path(sys.executable).parent / "paperwire"),
+            "serve",
+            "--port",
+            str(self.port),
+        ]
+        self._popen = subprocess.Popen(
+            command,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def answered() -> bool:
+            try:
+                httpx.get(f"{self.url}/healthz", timeout=2)
+            except httpx.TransportError:
+                return False
+            return True
+
+        wait_until(answered, timeout=timeout, what="paperwire serve")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, nothing finished on the way out."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.kill()
+            self._popen.wait(timeout=10)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 Faults: `smtp_sink.fail_next("RCPT", "451 4.3.0 try later")` answers the next RCPT with that
 reply instead of accepting it. The reply `DROP` closes the connection without answering,
 `RESET` aborts it with a TCP reset; a `421` reply is sent and then the connection is closed,
-as a server shutting down would.
+as a server shutting down would. At MAIL or RCPT, `HANG` never answers and `delay(seconds)`
+answers as usual, late.
 For anything more, set `smtp_sink.fault` to a function of the `SmtpCommand` being answered.
 
 DATA is answered once the whole message has arrived, so a fault at DATA acts after the final
@@ -58,6 +59,14 @@ RESET = "reset"
 # Never answer (for HANG_SECONDS): a relay that stalls, to make a sender hit its time limit.
 HANG = "hang"
 HANG_SECONDS = 60.0
+# `delay(0.2)` answers MAIL or RCPT as usual, but that many seconds late: a slow relay.
+DELAY_PREFIX = "delay:"
+
+
+def delay(seconds: float) -> str:
+    return f"{DELAY_PREFIX}{seconds}"
+
+
 # Asked for when a DATA command is about to be answered 354, before any of the message is
 # read; its reply may be DROP, RESET, DROP_MID_DATA or RESET_MID_DATA (None: as usual).
 DATA_START = "DATA-START"
@@ -286,15 +295,20 @@ class _Handler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> Any:
-        return self._answer(server, "MAIL", address)
+        return await self._slow_or_stalled(server, self._answer(server, "MAIL", address))
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> Any:
-        reply = self._answer(server, "RCPT", address)
+        return await self._slow_or_stalled(server, self._answer(server, "RCPT", address))
+
+    async def _slow_or_stalled(self, server: Any, reply: Any) -> Any:
         if reply == HANG:
             await asyncio.sleep(HANG_SECONDS)
             server.transport.abort()
+        if isinstance(reply, str) and reply.startswith(DELAY_PREFIX):
+            await asyncio.sleep(float(reply.removeprefix(DELAY_PREFIX)))
+            return MISSING
         return reply
 
     async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> Any:

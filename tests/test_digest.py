@@ -182,10 +182,10 @@ def test_a_permanent_refusal_is_recorded_and_never_retried(
     ada = add_subscriber(store, "ada@example.org")
     smtp_sink.fail_next("RCPT", "550 5.1.1 no such user")
 
-    assert run(store, smtp_settings).outcomes == {Outcome.FAILED: 1}
+    assert run(store, smtp_settings).outcomes == {Outcome.REFUSED: 1}
     assert run(store, smtp_settings).outcomes == {Outcome.ALREADY_HANDLED: 1}
-    failed = store.get_delivery(ada.id, TODAY)
-    assert failed is not None and failed.status is DeliveryStatus.FAILED
+    refused = store.get_delivery(ada.id, TODAY)
+    assert refused is not None and refused.status is DeliveryStatus.REFUSED
     assert smtp_sink.messages == []
 
 
@@ -222,9 +222,9 @@ def test_an_unsendable_address_fails_alone(
     broken = add_subscriber(store, "broken\r\nBcc: victim@example.org")
     add_subscriber(store, "ada@example.org")
 
-    assert run(store, smtp_settings).outcomes == {Outcome.FAILED: 1, Outcome.SENT: 1}
-    failed = store.get_delivery(broken.id, TODAY)
-    assert failed is not None and failed.status is DeliveryStatus.FAILED
+    assert run(store, smtp_settings).outcomes == {Outcome.REFUSED: 1, Outcome.SENT: 1}
+    refused = store.get_delivery(broken.id, TODAY)
+    assert refused is not None and refused.status is DeliveryStatus.REFUSED
     assert [m.rcpt_tos for m in smtp_sink.messages] == [("ada@example.org",)]
 
 
@@ -293,28 +293,36 @@ def test_a_relay_that_resets_during_data_gets_the_same_message_again(
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)
 
 
-@pytest.mark.parametrize("resend", [False, True])
-def test_a_connection_closed_after_the_final_dot_leaves_the_issue_in_doubt(
-    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink, resend: bool
+@pytest.mark.parametrize("resends", [0, 1])
+def test_a_connection_closed_after_the_final_dot_is_resent_later_while_resends_are_left(
+    store: Store, smtp_settings: Settings, smtp_sink: SmtpSink, resends: int
 ) -> None:
     store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
     ada = add_subscriber(store, "ada@example.org")
-    settings = smtp_settings.model_copy(update={"resend_in_doubt": resend})
+    settings = smtp_settings.model_copy(
+        update={"in_doubt_resends": resends, "in_doubt_resend_after_seconds": 1800.0}
+    )
     smtp_sink.fail_next("DATA", DROP)  # the whole message arrived; no reply, orderly close
 
     first = run(store, settings)
-    second = run(store, settings, later=timedelta(hours=1))
+    too_soon = run(store, settings, later=timedelta(minutes=29))
+    later = run(store, settings, later=timedelta(minutes=31))
 
     delivery = store.get_delivery(ada.id, TODAY)
     assert delivery is not None
-    if resend:
-        assert (first.outcomes, second.outcomes) == ({Outcome.RETRY: 1}, {Outcome.SENT: 1})
-        assert delivery.status is DeliveryStatus.SENT
+    assert first.outcomes == {Outcome.IN_DOUBT: 1}
+    assert too_soon.outcomes == {Outcome.ALREADY_HANDLED: 1}
+    assert delivery.in_doubt_count == 1
+    assert delivery.message_id == f"<digest-{TODAY}-{ada.id}@paperwire.test>"
+    if resends:
+        assert later.outcomes == {Outcome.SENT: 1}
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)
+        (copy,) = smtp_sink.messages
+        assert copy.message["Message-ID"] == delivery.message_id  # a receiver can drop it
     else:
-        assert first.outcomes == {Outcome.IN_DOUBT: 1}
-        assert second.outcomes == {Outcome.ALREADY_HANDLED: 1}  # never resent by itself
-        assert delivery.status is DeliveryStatus.IN_DOUBT
-        assert delivery.message_id is not None
+        assert later.outcomes == {Outcome.ALREADY_HANDLED: 1}  # never resent by itself
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.IN_DOUBT, 1)
+        assert smtp_sink.messages == []
 
 
 def test_a_relay_that_caps_messages_per_connection_gets_them_all_without_503(

@@ -1,16 +1,20 @@
 """The store on SQLite and PostgreSQL: papers, subscribers and the ledger."""
 
 import json
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
 
 from service.errors import AlreadySubscribed, UnknownSubscriber
 from service.models import DeliveryStatus, Frequency, ReadingHistory, SubscriptionStatus
 from service.schedule import Schedule
-from service.store import Store
+from service.store import DataStart, Store
 from tests.factories import NOW, TODAY, add_subscriber, make_paper
 
 LEASE = timedelta(minutes=10)
@@ -24,6 +28,7 @@ def test_migrations_create_every_table(store: Store) -> None:
         "subscribers",
         "deliveries",
         "suppressed_addresses",
+        "notices",
         "alembic_version",
     }
 
@@ -298,7 +303,8 @@ def test_a_sender_whose_lease_ran_out_can_no_longer_write_to_the_issue(store: St
         # Another sender takes the issue over; the first one wakes up afterwards.
         assert store.claim_issue(subscriber.id, TODAY, now=later, lease=LEASE) == 2
         mine = claimed[subscriber.id]
-        assert not slow.mark_data_started(subscriber.id, TODAY, now=later, attempt=mine)
+        started = slow.mark_data_started(subscriber.id, TODAY, now=later, attempt=mine)
+        assert started is DataStart.CLAIM_LOST
         slow.record_failure(subscriber.id, TODAY, error="451", now=later, attempt=mine)
     delivery = store.get_delivery(subscriber.id, TODAY)
     assert delivery is not None
@@ -549,17 +555,25 @@ def test_migration_0007_keeps_subscribers_and_ledger_on_sqlite(tmp_path: Path) -
         store.close()
 
 
-def test_migration_0007_keeps_subscribers_and_ledger_on_postgresql(postgres_url: str) -> None:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
+@contextmanager
+def _fresh_postgres_store(postgres_url: str, suffix: str) -> Iterator[Store]:
+    """A store in a database of its own on the test server, to migrate from an old revision."""
     server = make_url(postgres_url)
-    name = f"{server.database}_0007"
+    name = f"{server.database}_{suffix}"
     conninfo = server.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     store = Store(server.set(database=name).render_as_string(hide_password=False))
     try:
+        yield store
+    finally:
+        store.close()
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migration_0007_keeps_subscribers_and_ledger_on_postgresql(postgres_url: str) -> None:
+    with _fresh_postgres_store(postgres_url, "0007") as store:
         store.upgrade("0006")
         _seed_0006(store)
         with store.engine.begin() as connection:
@@ -567,7 +581,163 @@ def test_migration_0007_keeps_subscribers_and_ledger_on_postgresql(postgres_url:
             connection.execute(text("SELECT setval('subscribers_id_seq', 3)"))
         store.upgrade()
         _check_0007_kept_0006(store)
+
+
+def _check_0008_sorts_out_refusals(store: Store) -> None:
+    """A 0007 ledger's failed issues: permanent refusals become `refused`, the rest stay."""
+    errors = {
+        1: "SMTP 550 5.1.1 no such user (at RCPT TO, to s1@example.org)",
+        2: "SMTP 552 5.2.2 mailbox full (at RCPT TO, to s2@example.org)",
+        3: "gave up after 5 attempts; last error: SMTP 451 busy",
+    }
+    with store.engine.begin() as connection:
+        for subscriber_id, error in errors.items():
+            connection.execute(
+                text(
+                    "UPDATE deliveries SET status = 'failed', last_error = :error"
+                    " WHERE subscriber_id = :id"
+                ),
+                {"id": subscriber_id, "error": error},
+            )
+    store.upgrade()
+    deliveries = store.list_deliveries()
+    assert [(d.subscriber_id, d.status, d.in_doubt_count) for d in deliveries] == [
+        (1, DeliveryStatus.REFUSED, 0),
+        (2, DeliveryStatus.FAILED, 0),
+        (3, DeliveryStatus.FAILED, 0),
+    ]
+    assert "notices" in inspect(store.engine).get_table_names()
+
+
+def test_migration_0008_sorts_out_refusals_on_sqlite(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        store.upgrade("0006")
+        _seed_0006(store)
+        store.upgrade("0007")
+        _check_0008_sorts_out_refusals(store)
     finally:
         store.close()
-        with psycopg.connect(conninfo, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migration_0008_sorts_out_refusals_on_postgresql(postgres_url: str) -> None:
+    with _fresh_postgres_store(postgres_url, "0008") as store:
+        store.upgrade("0006")
+        _seed_0006(store)
+        store.upgrade("0007")
+        _check_0008_sorts_out_refusals(store)
+
+
+def _planned(store: Store, *, expires_at: datetime | None = None) -> int:
+    subscriber = add_subscriber(store, time_zone="UTC", delivery_hour=8)
+    schedule = Schedule(time_zone="UTC", delivery_hour=8, frequency=Frequency.DAILY, weekday=0)
+    assert store.plan_issues(schedule, TODAY, now=NOW, expires_at=expires_at) == [subscriber.id]
+    return subscriber.id
+
+
+@pytest.mark.parametrize("in_doubt_before", [False, True])
+def test_the_give_up_time_is_checked_for_each_message(store: Store, in_doubt_before: bool) -> None:
+    """A batch claimed before the deadline sends nothing once it has passed: the message that
+    would go out after it is not sent, and the issue ends expired (or in doubt, if an earlier
+    attempt may have delivered it)."""
+    deadline = NOW + timedelta(minutes=10)
+    subscriber_id = _planned(store, expires_at=deadline)
+    with store.ledger() as ledger:
+        if in_doubt_before:
+            (attempt,) = ledger.claim(TODAY, [subscriber_id], now=NOW, lease=LEASE).values()
+            ledger.record_in_doubt(
+                subscriber_id,
+                TODAY,
+                message_id="<m@x>",
+                error="no reply after the final dot",
+                now=NOW,
+                attempt=attempt,
+                resends=1,
+                resend_at=NOW + timedelta(minutes=1),
+            )
+            ledger.flush()
+        at = NOW + timedelta(minutes=2)
+        (attempt,) = ledger.claim(TODAY, [subscriber_id], now=at, lease=LEASE).values()
+        on_time = ledger.mark_data_started(subscriber_id, TODAY, now=at, attempt=attempt)
+        ledger.record_failure(
+            subscriber_id, TODAY, error="451", now=at, retry_at=at, attempt=attempt
+        )
+        ledger.flush()
+        # Claimed just before the deadline; its message would go out just after it.
+        claimed_at = deadline - timedelta(seconds=1)
+        (attempt,) = ledger.claim(TODAY, [subscriber_id], now=claimed_at, lease=LEASE).values()
+        late = ledger.mark_data_started(
+            subscriber_id, TODAY, now=deadline + timedelta(seconds=1), attempt=attempt
+        )
+    assert (on_time, late) == (DataStart.STARTED, DataStart.EXPIRED)
+    delivery = store.get_delivery(subscriber_id, TODAY)
+    assert delivery is not None
+    expected = DeliveryStatus.IN_DOUBT if in_doubt_before else DeliveryStatus.EXPIRED
+    assert delivery.status is expected
+
+
+def test_an_issue_that_may_have_arrived_never_ends_plain_failed(store: Store) -> None:
+    """After an attempt of unknown outcome, later failures up to the attempt cap leave the
+    issue in doubt, which a default retry leaves alone: a copy may be in the mailbox."""
+    subscriber_id = _planned(store)
+    with store.ledger() as ledger:
+        (attempt,) = ledger.claim(TODAY, [subscriber_id], now=NOW, lease=LEASE).values()
+        ledger.record_in_doubt(
+            subscriber_id,
+            TODAY,
+            message_id="<m@x>",
+            error="no reply after the final dot",
+            now=NOW,
+            attempt=attempt,
+            resends=1,
+            resend_at=NOW,
+        )
+        for minutes in (1, 2):
+            at = NOW + timedelta(minutes=minutes)
+            claimed = ledger.claim(TODAY, [subscriber_id], now=at, lease=LEASE, max_attempts=3)
+            ledger.record_failure(
+                subscriber_id,
+                TODAY,
+                error="451 busy",
+                now=at,
+                retry_at=at,
+                attempt=claimed[subscriber_id],
+            )
+        assert (
+            ledger.claim(
+                TODAY, [subscriber_id], now=NOW + timedelta(minutes=3), lease=LEASE, max_attempts=3
+            )
+            == {}
+        )
+    delivery = store.get_delivery(subscriber_id, TODAY)
+    assert delivery is not None
+    assert (delivery.status, delivery.attempts, delivery.in_doubt_count) == (
+        DeliveryStatus.IN_DOUBT,
+        3,
+        1,
+    )
+    assert (delivery.last_error or "").startswith("gave up after 3 attempts")
+    reopened = store.reopen_issues(
+        issue_date=TODAY,
+        statuses=[DeliveryStatus.FAILED, DeliveryStatus.EXPIRED],
+        now=NOW + timedelta(hours=1),
+    )
+    assert reopened == []
+
+
+def test_a_retry_reopens_only_issues_of_subscribers_still_confirmed(store: Store) -> None:
+    kept = _planned(store)
+    left = add_subscriber(store, "left@example.org", time_zone="UTC", delivery_hour=8)
+    schedule = Schedule(time_zone="UTC", delivery_hour=8, frequency=Frequency.DAILY, weekday=0)
+    store.plan_issues(schedule, TODAY, now=NOW, expires_at=None)
+    for subscriber_id in (kept, left.id):
+        store.claim_issue(subscriber_id, TODAY, now=NOW, lease=LEASE)
+        store.record_failure(subscriber_id, TODAY, error="gave up", now=NOW)
+    with store.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE subscribers SET status = 'suppressed' WHERE id = :id"), {"id": left.id}
+        )
+    reopened = store.reopen_issues(
+        issue_date=TODAY, statuses=[DeliveryStatus.FAILED], now=NOW + timedelta(hours=1)
+    )
+    assert reopened == [(kept, TODAY)]

@@ -20,6 +20,8 @@ from sqlalchemy import text
 from service.emails import digest_links
 from service.links import subscriber_url
 from service.models import Subscriber, SubscriptionStatus
+from service.notices import queue_notice
+from service.outgoing import OutgoingMail
 from service.settings import Settings
 from service.store import Store
 from service.subscriptions import (
@@ -599,6 +601,9 @@ def test_control_characters_are_refused_the_same_for_every_address(web: Web, fie
 def test_the_export_holds_every_column_and_every_table_about_the_subscriber(web: Web) -> None:
     subscriber = add_subscriber(web.store, "ada@example.org")
     _record_sent_issue(web.store, subscriber)
+    # An email waiting to go out to them, as a signup leaves one (see service.notices).
+    waiting = OutgoingMail("digest@paperwire.test", ("ada@example.org",), "<n@x>", b"Hi.\r\n")
+    queue_notice(web.store, waiting, subscriber_id=subscriber.id, kind="test", now=NOW)
     with web.client() as client:
         exported = _post_form(client, web.link(TokenPurpose.MANAGE, subscriber), action="export")
     data = json.loads(exported.text)
@@ -613,6 +618,7 @@ def test_the_export_holds_every_column_and_every_table_about_the_subscriber(web:
             (row,) = data[table.name]
             assert set(row) == {column.name for column in table.columns}, table.name
     assert data["deliveries"][0]["paper_ids"] == ["p1"]
+    assert data["notices"][0]["data"] == "Hi.\r\n"
 
 
 def test_erasure_leaves_no_copy_in_the_sqlite_files(
