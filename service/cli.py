@@ -420,16 +420,29 @@ def subscribers_show(email: str) -> None:
     out.print(table)
 
 
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def _confirm(question: str, *, doing: str, yes: bool) -> None:
+    """Ask before what cannot be undone. With nobody at a terminal to answer (cron, CI, a
+    pipe), refuse rather than read an empty answer: a script must say --yes."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            f"{doing} needs confirmation, and stdin is not a terminal to ask at: pass --yes"
+        )
+    if not typer.confirm(question):
+        raise typer.Exit(1)
+
+
 @subscribers_app.command("remove")
-def subscribers_remove(
-    email: str,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-) -> None:
+def subscribers_remove(email: str, yes: YesOption = False) -> None:
     """Delete a subscriber and their delivery history."""
     address = normalise_email(email)
-    if not yes and not typer.confirm(f"Delete {address} and their history?"):
-        raise typer.Exit(1)
     with _open_store() as store:
+        store.find_subscriber(address)
+        _confirm(f"Delete {address} and their history?", doing=f"deleting {address}", yes=yes)
         store.remove_subscriber(address)
     out.print(f"removed {address}")
 
@@ -444,12 +457,14 @@ def subscribers_export(email: str) -> None:
 
 
 @subscribers_app.command("erase")
-def subscribers_erase(email: str) -> None:
+def subscribers_erase(email: str, yes: YesOption = False) -> None:
     """Delete a subscriber and their history, keeping only a hashed suppression entry."""
     settings = get_settings()
     address = normalise_email(email)
     with _open_store(settings) as store:
         subscriber = store.find_subscriber(address)
+        question = f"Erase {address} and everything held about them, for good?"
+        _confirm(question, doing=f"erasing {address}", yes=yes)
         erase_subscriber(store, subscriber.id, settings=settings, now=datetime.now(UTC))
     out.print(f"erased {address}")
 

@@ -2,9 +2,11 @@
 
 import json
 import os
+import pty
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -36,23 +38,39 @@ def paperwire(tmp_path: Path) -> Run:
     }
 
     def run(
-        *args: str, check_exit: int | None = 0, **extra_env: str
+        *args: str, check_exit: int | None = 0, typed: str | None = None, **extra_env: str
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [PAPERWIRE, *args],
-            cwd=tmp_path,
-            env={**env, **extra_env},
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=120,
-        )
+        with _stdin(typed) as stdin:
+            result = subprocess.run(
+                [PAPERWIRE, *args],
+                cwd=tmp_path,
+                env={**env, **extra_env},
+                capture_output=True,
+                text=True,
+                stdin=stdin,
+                timeout=120,
+            )
         assert "Traceback" not in result.stderr, result.stderr
         if check_exit is not None:
             assert result.returncode == check_exit, (result.stdout, result.stderr)
         return result
 
     return run
+
+
+@contextmanager
+def _stdin(typed: str | None) -> Iterator[int]:
+    """No terminal (as in CI and cron), or a terminal where `typed` waits to be read."""
+    if typed is None:
+        yield subprocess.DEVNULL
+        return
+    terminal, stdin = pty.openpty()
+    try:
+        os.write(terminal, typed.encode())
+        yield stdin
+    finally:
+        os.close(stdin)
+        os.close(terminal)
 
 
 @pytest.fixture
@@ -214,9 +232,9 @@ def test_subscribers_export_and_erase(seeded: Run) -> None:
     (vouched,) = exported["subscriber"]["consent"]
     assert (vouched["event"], vouched["via"]) == ("confirmed", "admin CLI (subscribers add)")
 
-    erased = seeded("subscribers", "erase", "ada@example.org")
+    erased = seeded("subscribers", "erase", "ada@example.org", "--yes")
     assert erased.stdout.strip() == "erased ada@example.org"
-    again = seeded("subscribers", "erase", "ada@example.org", check_exit=2)
+    again = seeded("subscribers", "erase", "ada@example.org", "--yes", check_exit=2)
     assert again.stderr.count("\n") == 1 and "ada@example.org" in again.stderr
     assert seeded("subscribers", "export", "ada@example.org", check_exit=2).stdout == ""
     # Erased at the owner's request: only they can sign up again, not an admin.
@@ -224,7 +242,7 @@ def test_subscribers_export_and_erase(seeded: Run) -> None:
     assert "erased" in refused.stderr
 
 
-@pytest.mark.parametrize("leaves_by", [("erase",), ("remove", "--yes")])
+@pytest.mark.parametrize("leaves_by", [("erase", "--yes"), ("remove", "--yes")])
 def test_an_id_is_never_given_again(seeded: Run, leaves_by: tuple[str, ...]) -> None:
     def added(email: str) -> int:
         line = seeded("subscribers", "add", email).stdout
@@ -271,3 +289,27 @@ def test_serve_answers_health_checks(paperwire: Run, tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.mark.parametrize("command", ["erase", "remove"])
+def test_leaving_needs_yes_when_nobody_can_be_asked(seeded: Run, command: str) -> None:
+    seeded("subscribers", "add", "ada@example.org")
+
+    refused = seeded("subscribers", command, "ada@example.org", check_exit=2)
+
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith("error: ") and "--yes" in line, line
+    assert "ada@example.org" in seeded("subscribers", "list").stdout
+    seeded("subscribers", command, "ada@example.org", "-y")
+    assert "ada@example.org" not in seeded("subscribers", "list").stdout
+
+
+@pytest.mark.parametrize("command", ["erase", "remove"])
+def test_leaving_asks_at_a_terminal(seeded: Run, command: str) -> None:
+    seeded("subscribers", "add", "ada@example.org")
+
+    kept = seeded("subscribers", command, "ada@example.org", typed="n\n", check_exit=1)
+    assert "ada@example.org" in kept.stdout  # the question names who would go
+    assert "ada@example.org" in seeded("subscribers", "list").stdout
+    seeded("subscribers", command, "ada@example.org", typed="y\n")
+    assert "ada@example.org" not in seeded("subscribers", "list").stdout
