@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.settings import PROJECT_ROOT, Settings
+from tests.factories import make_settings
 from tests.services import free_port, wait_until
 
 PAPERWIRE = str(Path(sys.executable).parent / "paperwire")
@@ -313,3 +315,67 @@ def test_leaving_asks_at_a_terminal(seeded: Run, command: str) -> None:
     assert "ada@example.org" in seeded("subscribers", "list").stdout
     seeded("subscribers", command, "ada@example.org", typed="y\n")
     assert "ada@example.org" not in seeded("subscribers", "list").stdout
+
+
+@contextmanager
+def _file_in_the_checkout(name: str, text: str) -> Iterator[Path]:
+    """A file in the project root for the length of a test, never one a developer keeps there."""
+    path = PROJECT_ROOT / name
+    try:
+        with path.open("x", encoding="utf-8") as file:
+            file.write(text)
+    except FileExistsError:
+        pytest.skip(f"{path} exists; this test leaves it alone")
+    try:
+        yield path
+    finally:
+        path.unlink()
+
+
+# A developer's or operator's .env, as README's production section has them write it.
+HOSTILE_ENV = """\
+PAPERWIRE_ENVIRONMENT=production
+PAPERWIRE_DATABASE_URL=sqlite:////nonexistent/x.db
+PAPERWIRE_MAIL_URL=smtp://127.0.0.1:9
+PAPERWIRE_PUBLIC_BASE_URL=https://hostile.example
+PAPERWIRE_DIGEST_SIZE=1
+"""
+
+
+def test_a_env_file_in_the_checkout_is_never_read(
+    paperwire: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Settings look for `.env` in the working directory: the checkout, when make runs pytest.
+    monkeypatch.chdir(PROJECT_ROOT)
+    with _file_in_the_checkout(".env", HOSTILE_ENV):
+        settings = make_settings()
+        assert (settings.environment, settings.digest_size) == ("development", 10)
+        defaults = Settings.model_fields
+        assert settings.database_url == defaults["database_url"].default
+        assert settings.mail_url == defaults["mail_url"].default
+        assert Settings().environment == "development"
+
+        paperwire("db", "upgrade")
+        paperwire("papers", "import", str(SAMPLE), "--seen-at", SEEN_AT)
+        paperwire("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+        paperwire("digest", "run", "--date", ISSUE_DATE)
+        (sent,) = (tmp_path / "outbox").glob("*.eml")
+        message = message_from_bytes(sent.read_bytes(), policy=policy.default)
+        assert str(message["List-Unsubscribe"]).startswith("<https://paperwire.test/")
+        # Even a command run from the checkout itself, with the tests' environment.
+        from_checkout = subprocess.run(
+            [PAPERWIRE, "subscribers", "list"],
+            cwd=PROJECT_ROOT,
+            env={
+                **os.environ,
+                "PAPERWIRE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+                "COLUMNS": "200",
+            },
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        assert from_checkout.returncode == 0, from_checkout.stderr
+        assert "ada@example.org" in from_checkout.stdout
+    assert not (PROJECT_ROOT / ".env").exists()
