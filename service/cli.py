@@ -16,6 +16,7 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -76,9 +77,21 @@ class Weekday(StrEnum):
 
 
 def main() -> None:
-    """Entry point: domain errors become one line on stderr and a non-zero exit."""
+    """Entry point: bad input and domain errors become one line on stderr and exit status 2."""
     try:
-        app()
+        # Not standalone: Typer would print a bad command line as a boxed panel of several lines.
+        status = app(standalone_mode=False)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # A group named without a command: its help is the answer, printed already with
+            # rich, or the message without it (Typer tells this error apart by name too).
+            if exc.format_message():
+                typer.echo(exc.format_message(), err=True)
+            sys.exit(2)
+        _fail(_usage_message(exc))
     except PaperwireError as exc:
         _fail(str(exc))
     except ValidationError as exc:
@@ -86,11 +99,47 @@ def main() -> None:
     except (OperationalError, ProgrammingError) as exc:
         hint = " (run `paperwire db upgrade` first)" if "no such table" in str(exc) else ""
         _fail(f"database error: {str(exc.orig).splitlines()[0]}{hint}")
+    # A command's typer.Exit(n), or --help (0); None when a command returns.
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 def _fail(message: str) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    # Escaped: the message often quotes what was typed, and "[/x]" must not be read as markup.
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
     sys.exit(2)
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    """Typer's complaint about a command line, on one line, saying what is allowed."""
+    param = getattr(exc, "param", None)
+    allowed = _allowed_range(param)
+    if param is not None and allowed is not None:
+        message = f"invalid value for {param.get_error_hint()}: must be {allowed}"
+    else:
+        message = exc.format_message().replace("Value error, ", "")
+    message = " ".join(message.split()).removesuffix(".")
+    message = message[:1].lower() + message[1:]
+    # A value out of its choices or range is answered above; for an unknown option or command,
+    # or a missing argument, the command's help lists what there is.
+    about_a_value = isinstance(exc, typer.BadParameter) and not message.startswith("missing")
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and not about_a_value:
+        message += f"; see '{ctx.command_path} --help'"
+    return message
+
+
+def _allowed_range(param: object) -> str | None:
+    """'a whole number from 0 to 23' for an option declared with min= and max=."""
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    descriptor = getattr(param, "type_descriptor", None)
+    kind = "a whole number" if getattr(descriptor, "annotation", None) is int else "a number"
+    if low is not None and high is not None:
+        return f"{kind} from {low} to {high}"
+    if low is not None:
+        return f"{kind} of at least {low}"
+    if high is not None:
+        return f"{kind} of at most {high}"
+    return None
 
 
 def _validation_message(problem: object) -> str:

@@ -141,6 +141,51 @@ def test_bad_input_gets_one_line_and_a_non_zero_exit(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+ADD = ("subscribers", "add", "ada@example.org")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ((*ADD, "--hour", "25"), ("--hour", "0 to 23")),
+        ((*ADD, "--hour", "eight"), ("--hour", "0 to 23")),
+        ((*ADD, "--weekday", "funday"), ("--weekday", "'funday'", "'mon'", "'sun'")),
+        ((*ADD, "--frequency", "hourly"), ("--frequency", "'daily'", "'weekly'")),
+        ((*ADD, "--trending-weight", "2"), ("--trending-weight", "0.0 to 1.0")),
+        ((*ADD, "--hour"), ("--hour", "requires an argument")),
+        ((*ADD, "--bogus"), ("--bogus", "paperwire subscribers add --help")),
+        (("subscribers", "add"), ("'email'", "paperwire subscribers add --help")),
+        (("subscribers", "show", "a@example.org", "b@example.org"), ("b@example.org",)),
+        (("subscribers", "list", "--status", "gone"), ("--status", "'confirmed'")),
+        (("subscribers", "frobnicate"), ("frobnicate", "paperwire subscribers --help")),
+        (("deliveries", "list", "--status", "bogus"), ("--status", "'failed'", "'retry'")),
+        (("papers", "fetch", "--source", "foo"), ("--source", "'hf'", "'arxiv'", "'all'")),
+        (("papers", "list", "--limit", "0"), ("--limit", "at least 1")),
+        (("rank", "-k", "x"), ("--papers", "paperwire rank --help")),
+        (("frobnicate",), ("frobnicate", "paperwire --help")),
+        # What was typed is quoted as it was, never read as rich markup.
+        (("subscribers", "show", "[/x]@example.org"), ("'[/x]@example.org'",)),
+        (("digest", "run", "--date", "[bold]x"), ("'[bold]x'",)),
+    ],
+)
+def test_bad_usage_gets_one_line_naming_what_is_allowed(
+    paperwire: Run, args: tuple[str, ...], named: tuple[str, ...]
+) -> None:
+    result = paperwire(*args, check_exit=2)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: "), line
+    assert "╭" not in result.stderr and "Usage:" not in result.stderr
+    for name in named:
+        assert name in line, line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [("--help",), ("subscribers", "add", "--help")])
+def test_help_still_works(paperwire: Run, args: tuple[str, ...]) -> None:
+    result = paperwire(*args)
+    assert "Usage:" in result.stdout and result.stderr == ""
+
+
 def test_a_store_without_schema_says_what_to_do(paperwire: Run) -> None:
     result = paperwire("subscribers", "list", check_exit=2)
     assert "paperwire db upgrade" in result.stderr
