@@ -1,6 +1,7 @@
 """The admin CLI: a few lines over the functions the workers and the web app use."""
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import shutil
@@ -64,6 +65,24 @@ app.add_typer(deliveries_app, name="deliveries")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        out.print(f"paperwire {importlib.metadata.version('paperwire')}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Paperwire: trending research papers in your inbox."""
 
 
 class Weekday(StrEnum):

@@ -1,5 +1,6 @@
 """The admin CLI, run as a person runs it: the installed `paperwire` command in a subprocess."""
 
+import importlib.metadata
 import json
 import os
 import pty
@@ -184,6 +185,11 @@ def test_bad_usage_gets_one_line_naming_what_is_allowed(
 def test_help_still_works(paperwire: Run, args: tuple[str, ...]) -> None:
     result = paperwire(*args)
     assert "Usage:" in result.stdout and result.stderr == ""
+
+
+def test_version_is_the_installed_package_version(paperwire: Run) -> None:
+    result = paperwire("--version")
+    assert result.stdout == f"paperwire {importlib.metadata.version('paperwire')}\n"
 
 
 def test_a_store_without_schema_says_what_to_do(paperwire: Run) -> None:
