@@ -579,6 +579,8 @@ def digest_preview(
     """Render a subscriber's issue without sending it or recording anything."""
     settings = get_settings()
     day = _parse_date(issue_date)
+    if out_file is not None and out_file.suffix.lower() not in (".eml", ".html"):
+        raise InvalidInput(f"cannot write {out_file}: name a .eml (whole message) or .html file")
     with _open_store(settings) as store:
         subscriber = store.find_subscriber(normalise_email(email))
         digest, message = preview_digest(store, subscriber, day, settings=settings)
@@ -587,11 +589,15 @@ def digest_preview(
         text_part = message.get_body(preferencelist=("plain",))
         out.print(text_part.get_content() if text_part else "", markup=False)
         return
-    if out_file.suffix == ".html":
+    if out_file.suffix.lower() == ".html":
         html_part = message.get_body(preferencelist=("html",))
-        out_file.write_text(html_part.get_content() if html_part else "", encoding="utf-8")
+        content = (html_part.get_content() if html_part else "").encode("utf-8")
     else:
-        out_file.write_bytes(message.as_bytes())
+        content = message.as_bytes()
+    try:
+        out_file.write_bytes(content)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {out_file}: {exc.strerror or exc}") from exc
     out.print(f"{len(digest.papers)} papers; written to {out_file}")
 
 

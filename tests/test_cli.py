@@ -344,6 +344,39 @@ def test_serve_answers_health_checks(paperwire: Run, tmp_path: Path) -> None:
         server.wait(timeout=10)
 
 
+def test_preview_writes_an_eml_or_an_html_file_and_nothing_else(
+    seeded: Run, tmp_path: Path
+) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    preview = ("digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out")
+
+    seeded(*preview, str(tmp_path / "issue.eml"))
+    message = message_from_bytes((tmp_path / "issue.eml").read_bytes(), policy=policy.default)
+    assert message["To"] == "ada@example.org"
+    refused = seeded(*preview, str(tmp_path / "issue.txt"), check_exit=2)
+    (line,) = refused.stderr.splitlines()
+    assert ".eml" in line and ".html" in line and "issue.txt" in line
+    assert not (tmp_path / "issue.txt").exists()
+
+
+@pytest.mark.parametrize("where", ["no-such-folder/issue.html", "a-folder.eml"])
+def test_preview_to_a_path_it_cannot_write_gets_one_line(
+    seeded: Run, tmp_path: Path, where: str
+) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    (tmp_path / "a-folder.eml").mkdir()
+    target = tmp_path / where
+
+    result = seeded(
+        "digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out", str(target),
+        check_exit=2,
+    )  # fmt: skip
+
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and str(target) in line
+    assert not (tmp_path / "no-such-folder").exists()
+
+
 @pytest.mark.parametrize("command", ["erase", "remove"])
 def test_leaving_needs_yes_when_nobody_can_be_asked(seeded: Run, command: str) -> None:
     seeded("subscribers", "add", "ada@example.org")
