@@ -3,6 +3,7 @@
 import asyncio
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import sys
@@ -306,7 +307,13 @@ def papers_fetch(
         sources = LIVE_SOURCES if source is SourceChoice.ALL else (source.value,)
     settings = get_settings()
     failure: FetchFailed | None = None
-    with _open_store(settings) as store, _progress() as progress:
+    # A source's failure comes back in FetchFailed and is printed once, below; the same line
+    # logged for the workers would reach stderr a second time.
+    with (
+        _open_store(settings) as store,
+        _progress() as progress,
+        _errors_not_logged("service.fetching"),
+    ):
         tasks: dict[str, TaskID] = {}
 
         def advance(name: str, entries: int) -> None:
@@ -336,13 +343,29 @@ def papers_fetch(
         raise typer.Exit(1)
 
 
+@contextmanager
+def _errors_not_logged(logger_name: str) -> Iterator[None]:
+    """Drop a logger's error records while a command reports those errors itself."""
+
+    def below_error(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+    logger = logging.getLogger(logger_name)
+    logger.addFilter(below_error)
+    try:
+        yield
+    finally:
+        logger.removeFilter(below_error)
+
+
 def _print_fetch_summaries(summaries: list[FetchSummary]) -> None:
     if not summaries:
         out.print("no paper source configured (PAPERWIRE_PAPER_SOURCES, PAPERWIRE_PAPERS_FILE)")
         return
     table = Table("source", "new", "updated", "rejected", "note", title="fetched")
     for summary in summaries:
-        note = f"failed: {summary.error}" if summary.error else summary.note
+        # Only which source failed: what went wrong goes to stderr, whole and once.
+        note = "failed" if summary.error else summary.note
         table.add_row(
             summary.source,
             str(summary.new),

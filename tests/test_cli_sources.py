@@ -83,8 +83,11 @@ def test_a_failing_source_is_summarised_and_exits_non_zero(
         "2026-11-24",
         exit_code=1,
     )
-    assert "failed" in result.stdout
-    assert "HTTP 500, 2 tries" in result.stderr
+    # Said once: the table tells which source failed, stderr what went wrong.
+    (row,) = (line.split("│") for line in result.stdout.splitlines() if line.startswith("│"))
+    assert [cell.strip() for cell in row] == ["", "hf", "0", "0", "0", "failed", ""]
+    (said,) = (line for line in result.stderr.splitlines() if line.strip())
+    assert said == "hf: Hugging Face daily papers of 2026-11-24, page 1: HTTP 500, 2 tries"
 
 
 def test_bad_fetch_input_gets_one_line_and_exit_2(
