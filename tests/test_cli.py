@@ -13,8 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from service.settings import PROJECT_ROOT, Settings
+from service.store import Store
 from tests.factories import make_settings
 from tests.services import free_port, wait_until
 
@@ -399,6 +402,30 @@ def test_leaving_asks_at_a_terminal(seeded: Run, command: str) -> None:
     assert "ada@example.org" in seeded("subscribers", "list").stdout
     seeded("subscribers", command, "ada@example.org", typed="y\n")
     assert "ada@example.org" not in seeded("subscribers", "list").stdout
+
+
+def _head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", "service:migrations")
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_db_upgrade_says_what_it_did(paperwire: Run, tmp_path: Path) -> None:
+    head = _head_revision()
+    created = paperwire("db", "upgrade")
+    assert f"created the schema at revision {head}" in created.stdout
+    again = paperwire("db", "upgrade")
+    assert f"already at revision {head}, nothing to do" in again.stdout
+
+    older = Store(f"sqlite:///{tmp_path / 'older.db'}")
+    older.upgrade("0005")
+    older.close()
+    migrated = paperwire(
+        "db", "upgrade", PAPERWIRE_DATABASE_URL=f"sqlite:///{tmp_path / 'older.db'}"
+    )
+    assert f"migrated the schema from revision 0005 to {head}" in migrated.stdout
 
 
 @contextmanager
