@@ -282,7 +282,9 @@ def papers_list(
     with _open_store() as store:
         papers = store.list_papers(limit=limit)
         total = store.count_papers()
-    table = Table("id", "title", "published", "upvotes", "first seen", title=f"{total} papers")
+    table = Table(
+        "id", "title", "published", "upvotes", "first seen", title=_counted(total, "paper")
+    )
     for paper in papers:
         table.add_row(
             paper.id,
@@ -434,7 +436,12 @@ def papers_show(paper_id: Annotated[str, typer.Argument(help="The paper's id.")]
 
 
 def _count_text(count: int | None, noun: str) -> str:
-    return "" if not count else f"{count} {noun}{'' if count == 1 else 's'}"
+    return _counted(count, noun) if count else ""
+
+
+def _counted(count: int, noun: str) -> str:
+    """'1 issue', '2 issues', '0 issues'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # -- subscribers ------------------------------------------------------------------------------
@@ -638,7 +645,7 @@ def digest_preview(
         out_file.write_bytes(content)
     except OSError as exc:
         raise InvalidInput(f"cannot write {out_file}: {exc.strerror or exc}") from exc
-    out.print(f"{len(digest.papers)} papers; written to {out_file}")
+    out.print(f"{_counted(len(digest.papers), 'paper')}; written to {out_file}")
 
 
 @digest_app.command("run")
@@ -757,7 +764,7 @@ def deliveries_list(
             _shorten(delivery.last_error or "", 60),
             end_section=False,
         )
-    table.title = f"{len(deliveries)} issues of {day}"
+    table.title = f"{_counted(len(deliveries), 'issue')} of {day}"
     out.print(table)
 
 
@@ -858,7 +865,7 @@ def rank(
         ]
         sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
         return
-    table = Table("#", "id", "score", "title", "why", title=f"{len(ranked)} papers")
+    table = Table("#", "id", "score", "title", "why", title=_counted(len(ranked), "paper"))
     for position, scored in enumerate(ranked, start=1):
         table.add_row(
             str(position),
@@ -938,7 +945,7 @@ def demo(
         _import_papers(store, SAMPLE_PAPERS, now=now)
         for email, preferences in DEMO_SUBSCRIBERS:
             store.add_subscriber(email, preferences, status=SubscriptionStatus.CONFIRMED, now=now)
-        out.print(f"{len(DEMO_SUBSCRIBERS)} sample subscribers added")
+        out.print(f"{_counted(len(DEMO_SUBSCRIBERS), 'sample subscriber')} added")
         _run_day(store, settings, now.date(), dry_run=False)
     out.print(f"open {(outbox / 'index.html').resolve()}")
 

@@ -428,6 +428,20 @@ def test_db_upgrade_says_what_it_did(paperwire: Run, tmp_path: Path) -> None:
     assert f"migrated the schema from revision 0005 to {head}" in migrated.stdout
 
 
+def test_counts_are_in_the_singular_for_one(seeded: Run, tmp_path: Path) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    seeded("digest", "run", "--date", ISSUE_DATE)
+
+    assert f"1 issue of {ISSUE_DATE}" in seeded("deliveries", "list", "--date", ISSUE_DATE).stdout
+    assert "0 issues of 2026-11-24" in seeded("deliveries", "list", "--date", "2026-11-24").stdout
+    ranked = seeded("rank", "--papers", str(SAMPLE), "-k", "diffusion models", "--limit", "1")
+    assert ranked.stdout.splitlines()[0].strip() == "1 paper"
+    out = str(tmp_path / "issue.eml")
+    preview = ("digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out", out)
+    written = seeded(*preview, PAPERWIRE_DIGEST_SIZE="1")
+    assert written.stdout.startswith(f"1 paper; written to {out}")
+
+
 @contextmanager
 def _file_in_the_checkout(name: str, text: str) -> Iterator[Path]:
     """A file in the project root for the length of a test, never one a developer keeps there."""
