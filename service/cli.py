@@ -743,6 +743,9 @@ def stats(
     out.print(f"subscribers: {people}; hard bounces: {bounces}")
 
 
+AWAITING_RETRY = (DeliveryStatus.RETRY,)
+
+
 @deliveries_app.command("list")
 def deliveries_list(
     issue_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; today.")] = None,
@@ -753,14 +756,17 @@ def deliveries_list(
     with _open_store() as store:
         deliveries = store.list_deliveries(issue_date=day, status=status)
         emails = {s.id: s.email for s in store.list_subscribers()}
-    table = Table("subscriber", "status", "attempts", "papers", "next attempt", "error")
+    table = Table("subscriber", "status", "attempts", "papers", "next attempt (UTC)", "error")
     for delivery in deliveries:
+        # Only an issue waiting to be tried again has a next attempt worth showing; other rows
+        # may keep the time of an earlier retry, which means nothing now.
+        next_attempt = delivery.next_attempt_at if delivery.status in AWAITING_RETRY else None
         table.add_row(
             emails.get(delivery.subscriber_id, str(delivery.subscriber_id)),
             delivery.status,
             str(delivery.attempts),
             str(len(delivery.paper_ids)),
-            f"{delivery.next_attempt_at:%H:%M:%S}" if delivery.next_attempt_at else "",
+            f"{next_attempt:%Y-%m-%d %H:%M}" if next_attempt else "",
             _shorten(delivery.last_error or "", 60),
             end_section=False,
         )

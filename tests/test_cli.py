@@ -4,6 +4,7 @@ import importlib.metadata
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -428,6 +429,18 @@ def test_db_upgrade_says_what_it_did(paperwire: Run, tmp_path: Path) -> None:
     assert f"migrated the schema from revision 0005 to {head}" in migrated.stdout
 
 
+def _table(output: str) -> list[dict[str, str]]:
+    """The rows of the rich table in `output`, by column name."""
+    lines = output.splitlines()
+    (header,) = (line for line in lines if line.startswith("┃"))
+    names = [cell.strip() for cell in header.split("┃")[1:-1]]
+    return [
+        dict(zip(names, (cell.strip() for cell in line.split("│")[1:-1]), strict=True))
+        for line in lines
+        if line.startswith("│")
+    ]
+
+
 def test_counts_are_in_the_singular_for_one(seeded: Run, tmp_path: Path) -> None:
     seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
     seeded("digest", "run", "--date", ISSUE_DATE)
@@ -440,6 +453,21 @@ def test_counts_are_in_the_singular_for_one(seeded: Run, tmp_path: Path) -> None
     preview = ("digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out", out)
     written = seeded(*preview, PAPERWIRE_DIGEST_SIZE="1")
     assert written.stdout.startswith(f"1 paper; written to {out}")
+
+
+def test_deliveries_list_dates_the_next_attempt_of_retries_only(seeded: Run) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    relay_down = {"PAPERWIRE_MAIL_URL": "smtp://127.0.0.1:9", "PAPERWIRE_MAIL_TIMEOUT_SECONDS": "2"}
+    seeded("digest", "run", "--date", ISSUE_DATE, check_exit=1, **relay_down)
+
+    listed = seeded("deliveries", "list", "--date", ISSUE_DATE).stdout
+    (retry,) = _table(listed)
+    assert retry["status"] == "retry"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", retry["next attempt (UTC)"]), listed
+
+    seeded("deliveries", "retry", "--date", ISSUE_DATE, "--status", "retry", "--now")
+    (sent,) = _table(seeded("deliveries", "list", "--date", ISSUE_DATE).stdout)
+    assert sent["status"] == "sent" and sent["next attempt (UTC)"] == ""
 
 
 @contextmanager
