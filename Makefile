@@ -14,12 +14,16 @@ CLOCK_AHEAD_TESTS := tests/test_clock.py tests/test_cli.py tests/test_digest.py 
 demo: $(VENV)/.installed-runtime
 	$(BIN)/paperwire demo
 
-test: $(VENV)/.installed-test
-	$(BIN)/ruff format --check .
-	$(BIN)/ruff check .
-	$(BIN)/mypy
+test: $(VENV)/.installed-test lint typecheck
 	$(BIN)/pytest
 	@$(MAKE) --no-print-directory test-clock-ahead
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
 
 # In CI (CI=true) a missing faketime is a failure; elsewhere this run is skipped with a note.
 test-clock-ahead: $(VENV)/.installed-test

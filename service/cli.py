@@ -1,7 +1,9 @@
 """The admin CLI: a few lines over the functions the workers and the web app use."""
 
 import asyncio
+import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import sys
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -66,6 +69,24 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        out.print(f"paperwire {importlib.metadata.version('paperwire')}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Paperwire: trending research papers in your inbox."""
+
+
 class Weekday(StrEnum):
     MON = "mon"
     TUE = "tue"
@@ -77,9 +98,21 @@ class Weekday(StrEnum):
 
 
 def main() -> None:
-    """Entry point: domain errors become one line on stderr and a non-zero exit."""
+    """Entry point: bad input and domain errors become one line on stderr and exit status 2."""
     try:
-        app()
+        # Not standalone: Typer would print a bad command line as a boxed panel of several lines.
+        status = app(standalone_mode=False)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # A group named without a command: its help is the answer, printed already with
+            # rich, or the message without it (Typer tells this error apart by name too).
+            if exc.format_message():
+                typer.echo(exc.format_message(), err=True)
+            sys.exit(2)
+        _fail(_usage_message(exc))
     except PaperwireError as exc:
         _fail(str(exc))
     except ValidationError as exc:
@@ -87,11 +120,47 @@ def main() -> None:
     except (OperationalError, ProgrammingError) as exc:
         hint = " (run `paperwire db upgrade` first)" if "no such table" in str(exc) else ""
         _fail(f"database error: {str(exc.orig).splitlines()[0]}{hint}")
+    # A command's typer.Exit(n), or --help (0); None when a command returns.
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 def _fail(message: str) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    # Escaped: the message often quotes what was typed, and "[/x]" must not be read as markup.
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
     sys.exit(2)
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    """Typer's complaint about a command line, on one line, saying what is allowed."""
+    param = getattr(exc, "param", None)
+    allowed = _allowed_range(param)
+    if param is not None and allowed is not None:
+        message = f"invalid value for {param.get_error_hint()}: must be {allowed}"
+    else:
+        message = exc.format_message().replace("Value error, ", "")
+    message = " ".join(message.split()).removesuffix(".")
+    message = message[:1].lower() + message[1:]
+    # A value out of its choices or range is answered above; for an unknown option or command,
+    # or a missing argument, the command's help lists what there is.
+    about_a_value = isinstance(exc, typer.BadParameter) and not message.startswith("missing")
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and not about_a_value:
+        message += f"; see '{ctx.command_path} --help'"
+    return message
+
+
+def _allowed_range(param: object) -> str | None:
+    """'a whole number from 0 to 23' for an option declared with min= and max=."""
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    descriptor = getattr(param, "type_descriptor", None)
+    kind = "a whole number" if getattr(descriptor, "annotation", None) is int else "a number"
+    if low is not None and high is not None:
+        return f"{kind} from {low} to {high}"
+    if low is not None:
+        return f"{kind} of at least {low}"
+    if high is not None:
+        return f"{kind} of at most {high}"
+    return None
 
 
 def _validation_message(problem: object) -> str:
@@ -148,8 +217,25 @@ def _progress() -> Progress:
 def db_upgrade() -> None:
     """Create or migrate the schema to the newest version."""
     with _open_store() as store:
+        before = _schema_revision(store)
         store.upgrade()
-        out.print(f"database at {store.url.render_as_string(hide_password=True)} is up to date")
+        after = _schema_revision(store)
+        where = store.url.render_as_string(hide_password=True)
+    if before is None:
+        out.print(f"created the schema at revision {after} ({where})")
+    elif before == after:
+        out.print(f"already at revision {after}, nothing to do ({where})")
+    else:
+        out.print(f"migrated the schema from revision {before} to {after} ({where})")
+
+
+def _schema_revision(store: Store) -> str | None:
+    """The Alembic revision of the store's schema; None before there is one."""
+    # Imported here, as in Store.upgrade: only this command needs Alembic.
+    from alembic.runtime.migration import MigrationContext
+
+    with store.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 # -- papers -----------------------------------------------------------------------------------
@@ -197,7 +283,9 @@ def papers_list(
     with _open_store() as store:
         papers = store.list_papers(limit=limit)
         total = store.count_papers()
-    table = Table("id", "title", "published", "upvotes", "first seen", title=f"{total} papers")
+    table = Table(
+        "id", "title", "published", "upvotes", "first seen", title=_counted(total, "paper")
+    )
     for paper in papers:
         table.add_row(
             paper.id,
@@ -239,7 +327,13 @@ def papers_fetch(
         sources = LIVE_SOURCES if source is SourceChoice.ALL else (source.value,)
     settings = get_settings()
     failure: FetchFailed | None = None
-    with _open_store(settings) as store, _progress() as progress:
+    # A source's failure comes back in FetchFailed and is printed once, below; the same line
+    # logged for the workers would reach stderr a second time.
+    with (
+        _open_store(settings) as store,
+        _progress() as progress,
+        _errors_not_logged("service.fetching"),
+    ):
         tasks: dict[str, TaskID] = {}
 
         def advance(name: str, entries: int) -> None:
@@ -269,13 +363,29 @@ def papers_fetch(
         raise typer.Exit(1)
 
 
+@contextmanager
+def _errors_not_logged(logger_name: str) -> Iterator[None]:
+    """Drop a logger's error records while a command reports those errors itself."""
+
+    def below_error(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+    logger = logging.getLogger(logger_name)
+    logger.addFilter(below_error)
+    try:
+        yield
+    finally:
+        logger.removeFilter(below_error)
+
+
 def _print_fetch_summaries(summaries: list[FetchSummary]) -> None:
     if not summaries:
         out.print("no paper source configured (PAPERWIRE_PAPER_SOURCES, PAPERWIRE_PAPERS_FILE)")
         return
     table = Table("source", "new", "updated", "rejected", "note", title="fetched")
     for summary in summaries:
-        note = f"failed: {summary.error}" if summary.error else summary.note
+        # Only which source failed: what went wrong goes to stderr, whole and once.
+        note = "failed" if summary.error else summary.note
         table.add_row(
             summary.source,
             str(summary.new),
@@ -327,7 +437,12 @@ def papers_show(paper_id: Annotated[str, typer.Argument(help="The paper's id.")]
 
 
 def _count_text(count: int | None, noun: str) -> str:
-    return "" if not count else f"{count} {noun}{'' if count == 1 else 's'}"
+    return _counted(count, noun) if count else ""
+
+
+def _counted(count: int, noun: str) -> str:
+    """'1 issue', '2 issues', '0 issues'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # -- subscribers ------------------------------------------------------------------------------
@@ -421,16 +536,29 @@ def subscribers_show(email: str) -> None:
     out.print(table)
 
 
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def _confirm(question: str, *, doing: str, yes: bool) -> None:
+    """Ask before what cannot be undone. With nobody at a terminal to answer (cron, CI, a
+    pipe), refuse rather than read an empty answer: a script must say --yes."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            f"{doing} needs confirmation, and stdin is not a terminal to ask at: pass --yes"
+        )
+    if not typer.confirm(question):
+        raise typer.Exit(1)
+
+
 @subscribers_app.command("remove")
-def subscribers_remove(
-    email: str,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-) -> None:
+def subscribers_remove(email: str, yes: YesOption = False) -> None:
     """Delete a subscriber and their delivery history."""
     address = normalise_email(email)
-    if not yes and not typer.confirm(f"Delete {address} and their history?"):
-        raise typer.Exit(1)
     with _open_store() as store:
+        store.find_subscriber(address)
+        _confirm(f"Delete {address} and their history?", doing=f"deleting {address}", yes=yes)
         store.remove_subscriber(address)
     out.print(f"removed {address}")
 
@@ -445,12 +573,14 @@ def subscribers_export(email: str) -> None:
 
 
 @subscribers_app.command("erase")
-def subscribers_erase(email: str) -> None:
+def subscribers_erase(email: str, yes: YesOption = False) -> None:
     """Delete a subscriber and their history, keeping only a hashed suppression entry."""
     settings = get_settings()
     address = normalise_email(email)
     with _open_store(settings) as store:
         subscriber = store.find_subscriber(address)
+        question = f"Erase {address} and everything held about them, for good?"
+        _confirm(question, doing=f"erasing {address}", yes=yes)
         erase_subscriber(store, subscriber.id, settings=settings, now=datetime.now(UTC))
     out.print(f"erased {address}")
 
@@ -497,6 +627,8 @@ def digest_preview(
     """Render a subscriber's issue without sending it or recording anything."""
     settings = get_settings()
     day = _parse_date(issue_date)
+    if out_file is not None and out_file.suffix.lower() not in (".eml", ".html"):
+        raise InvalidInput(f"cannot write {out_file}: name a .eml (whole message) or .html file")
     with _open_store(settings) as store:
         subscriber = store.find_subscriber(normalise_email(email))
         digest, message = preview_digest(store, subscriber, day, settings=settings)
@@ -505,12 +637,16 @@ def digest_preview(
         text_part = message.get_body(preferencelist=("plain",))
         out.print(text_part.get_content() if text_part else "", markup=False)
         return
-    if out_file.suffix == ".html":
+    if out_file.suffix.lower() == ".html":
         html_part = message.get_body(preferencelist=("html",))
-        out_file.write_text(html_part.get_content() if html_part else "", encoding="utf-8")
+        content = (html_part.get_content() if html_part else "").encode("utf-8")
     else:
-        out_file.write_bytes(message.as_bytes())
-    out.print(f"{len(digest.papers)} papers; written to {out_file}")
+        content = message.as_bytes()
+    try:
+        out_file.write_bytes(content)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {out_file}: {exc.strerror or exc}") from exc
+    out.print(f"{_counted(len(digest.papers), 'paper')}; written to {out_file}")
 
 
 @digest_app.command("run")
@@ -633,6 +769,9 @@ def stats(
     out.print(f"subscribers: {people}; hard bounces: {bounces}")
 
 
+AWAITING_RETRY = (DeliveryStatus.RETRY,)
+
+
 @deliveries_app.command("list")
 def deliveries_list(
     issue_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; today.")] = None,
@@ -643,18 +782,21 @@ def deliveries_list(
     with _open_store() as store:
         deliveries = store.list_deliveries(issue_date=day, status=status)
         emails = {s.id: s.email for s in store.list_subscribers()}
-    table = Table("subscriber", "status", "attempts", "papers", "next attempt", "error")
+    table = Table("subscriber", "status", "attempts", "papers", "next attempt (UTC)", "error")
     for delivery in deliveries:
+        # Only an issue waiting to be tried again has a next attempt worth showing; other rows
+        # may keep the time of an earlier retry, which means nothing now.
+        next_attempt = delivery.next_attempt_at if delivery.status in AWAITING_RETRY else None
         table.add_row(
             emails.get(delivery.subscriber_id, str(delivery.subscriber_id)),
             delivery.status,
             str(delivery.attempts),
             str(len(delivery.paper_ids)),
-            f"{delivery.next_attempt_at:%H:%M:%S}" if delivery.next_attempt_at else "",
+            f"{next_attempt:%Y-%m-%d %H:%M}" if next_attempt else "",
             _shorten(delivery.last_error or "", 60),
             end_section=False,
         )
-    table.title = f"{len(deliveries)} issues of {day}"
+    table.title = f"{_counted(len(deliveries), 'issue')} of {day}"
     out.print(table)
 
 
@@ -781,7 +923,7 @@ def rank(
         ]
         sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
         return
-    table = Table("#", "id", "score", "title", "why", title=f"{len(ranked)} papers")
+    table = Table("#", "id", "score", "title", "why", title=_counted(len(ranked), "paper"))
     for position, scored in enumerate(ranked, start=1):
         table.add_row(
             str(position),
@@ -861,7 +1003,7 @@ def demo(
         _import_papers(store, SAMPLE_PAPERS, now=now)
         for email, preferences in DEMO_SUBSCRIBERS:
             store.add_subscriber(email, preferences, status=SubscriptionStatus.CONFIRMED, now=now)
-        out.print(f"{len(DEMO_SUBSCRIBERS)} sample subscribers added")
+        out.print(f"{_counted(len(DEMO_SUBSCRIBERS), 'sample subscriber')} added")
         _run_day(store, settings, now.date(), dry_run=False)
     out.print(f"open {(outbox / 'index.html').resolve()}")
 

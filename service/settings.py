@@ -1,6 +1,7 @@
 """Settings: the only reader of the environment."""
 
 import ipaddress
+import os
 import re
 from datetime import date, time
 from functools import lru_cache
@@ -9,17 +10,41 @@ from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from service.dkim_signing import load_signing_key
 
 PLACEHOLDER_SECRET = "change-me"
+# Names the file of settings read besides the environment; empty: none. Not a setting itself:
+# a .env file cannot say which file to read.
+ENV_FILE_VARIABLE = "PAPERWIRE_ENV_FILE"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PAPERWIRE_", env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Looked up whenever settings are read, not once at import: the tests turn the
+        # checkout's .env off this way, whatever module they import first.
+        env_file = os.environ.get(ENV_FILE_VARIABLE)
+        if env_file is not None:
+            dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=env_file or None)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     environment: str = Field(
         "development",

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from service.settings import Settings
+from service.settings import ENV_FILE_VARIABLE, Settings
 from service.store import Store
 from service.tables import Base
 from tests.factories import make_settings
@@ -22,6 +22,11 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "PAPERWIRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# No test reads a .env file: the one a developer keeps in the checkout (README has operators
+# write one) would change what the tests see. Set here, before any test module is imported,
+# since some read settings on import (workers.celery_app); every subprocess inherits it.
+os.environ[ENV_FILE_VARIABLE] = ""
 
 
 @pytest.fixture(autouse=True)

@@ -1,16 +1,25 @@
 """The admin CLI, run as a person runs it: the installed `paperwire` command in a subprocess."""
 
+import importlib.metadata
 import json
 import os
+import pty
+import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import httpx
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
+from service.settings import PROJECT_ROOT, Settings
+from service.store import Store
+from tests.factories import make_settings
 from tests.services import free_port, wait_until
 
 PAPERWIRE = str(Path(sys.executable).parent / "paperwire")
@@ -36,23 +45,39 @@ def paperwire(tmp_path: Path) -> Run:
     }
 
     def run(
-        *args: str, check_exit: int | None = 0, **extra_env: str
+        *args: str, check_exit: int | None = 0, typed: str | None = None, **extra_env: str
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [PAPERWIRE, *args],
-            cwd=tmp_path,
-            env={**env, **extra_env},
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=120,
-        )
+        with _stdin(typed) as stdin:
+            result = subprocess.run(
+                [PAPERWIRE, *args],
+                cwd=tmp_path,
+                env={**env, **extra_env},
+                capture_output=True,
+                text=True,
+                stdin=stdin,
+                timeout=120,
+            )
         assert "Traceback" not in result.stderr, result.stderr
         if check_exit is not None:
             assert result.returncode == check_exit, (result.stdout, result.stderr)
         return result
 
     return run
+
+
+@contextmanager
+def _stdin(typed: str | None) -> Iterator[int]:
+    """No terminal (as in CI and cron), or a terminal where `typed` waits to be read."""
+    if typed is None:
+        yield subprocess.DEVNULL
+        return
+    terminal, stdin = pty.openpty()
+    try:
+        os.write(terminal, typed.encode())
+        yield stdin
+    finally:
+        os.close(stdin)
+        os.close(terminal)
 
 
 @pytest.fixture
@@ -119,6 +144,56 @@ def test_bad_input_gets_one_line_and_a_non_zero_exit(
     result = seeded(*args, check_exit=2)
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+ADD = ("subscribers", "add", "ada@example.org")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ((*ADD, "--hour", "25"), ("--hour", "0 to 23")),
+        ((*ADD, "--hour", "eight"), ("--hour", "0 to 23")),
+        ((*ADD, "--weekday", "funday"), ("--weekday", "'funday'", "'mon'", "'sun'")),
+        ((*ADD, "--frequency", "hourly"), ("--frequency", "'daily'", "'weekly'")),
+        ((*ADD, "--trending-weight", "2"), ("--trending-weight", "0.0 to 1.0")),
+        ((*ADD, "--hour"), ("--hour", "requires an argument")),
+        ((*ADD, "--bogus"), ("--bogus", "paperwire subscribers add --help")),
+        (("subscribers", "add"), ("'email'", "paperwire subscribers add --help")),
+        (("subscribers", "show", "a@example.org", "b@example.org"), ("b@example.org",)),
+        (("subscribers", "list", "--status", "gone"), ("--status", "'confirmed'")),
+        (("subscribers", "frobnicate"), ("frobnicate", "paperwire subscribers --help")),
+        (("deliveries", "list", "--status", "bogus"), ("--status", "'failed'", "'retry'")),
+        (("papers", "fetch", "--source", "foo"), ("--source", "'hf'", "'arxiv'", "'all'")),
+        (("papers", "list", "--limit", "0"), ("--limit", "at least 1")),
+        (("rank", "-k", "x"), ("--papers", "paperwire rank --help")),
+        (("frobnicate",), ("frobnicate", "paperwire --help")),
+        # What was typed is quoted as it was, never read as rich markup.
+        (("subscribers", "show", "[/x]@example.org"), ("'[/x]@example.org'",)),
+        (("digest", "run", "--date", "[bold]x"), ("'[bold]x'",)),
+    ],
+)
+def test_bad_usage_gets_one_line_naming_what_is_allowed(
+    paperwire: Run, args: tuple[str, ...], named: tuple[str, ...]
+) -> None:
+    result = paperwire(*args, check_exit=2)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: "), line
+    assert "╭" not in result.stderr and "Usage:" not in result.stderr
+    for name in named:
+        assert name in line, line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [("--help",), ("subscribers", "add", "--help")])
+def test_help_still_works(paperwire: Run, args: tuple[str, ...]) -> None:
+    result = paperwire(*args)
+    assert "Usage:" in result.stdout and result.stderr == ""
+
+
+def test_version_is_the_installed_package_version(paperwire: Run) -> None:
+    result = paperwire("--version")
+    assert result.stdout == f"paperwire {importlib.metadata.version('paperwire')}\n"
 
 
 def test_a_store_without_schema_says_what_to_do(paperwire: Run) -> None:
@@ -214,9 +289,9 @@ def test_subscribers_export_and_erase(seeded: Run) -> None:
     (vouched,) = exported["subscriber"]["consent"]
     assert (vouched["event"], vouched["via"]) == ("confirmed", "admin CLI (subscribers add)")
 
-    erased = seeded("subscribers", "erase", "ada@example.org")
+    erased = seeded("subscribers", "erase", "ada@example.org", "--yes")
     assert erased.stdout.strip() == "erased ada@example.org"
-    again = seeded("subscribers", "erase", "ada@example.org", check_exit=2)
+    again = seeded("subscribers", "erase", "ada@example.org", "--yes", check_exit=2)
     assert again.stderr.count("\n") == 1 and "ada@example.org" in again.stderr
     assert seeded("subscribers", "export", "ada@example.org", check_exit=2).stdout == ""
     # Erased at the owner's request: only they can sign up again, not an admin.
@@ -224,7 +299,7 @@ def test_subscribers_export_and_erase(seeded: Run) -> None:
     assert "erased" in refused.stderr
 
 
-@pytest.mark.parametrize("leaves_by", [("erase",), ("remove", "--yes")])
+@pytest.mark.parametrize("leaves_by", [("erase", "--yes"), ("remove", "--yes")])
 def test_an_id_is_never_given_again(seeded: Run, leaves_by: tuple[str, ...]) -> None:
     def added(email: str) -> int:
         line = seeded("subscribers", "add", email).stdout
@@ -271,3 +346,189 @@ def test_serve_answers_health_checks(paperwire: Run, tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_preview_writes_an_eml_or_an_html_file_and_nothing_else(
+    seeded: Run, tmp_path: Path
+) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    preview = ("digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out")
+
+    seeded(*preview, str(tmp_path / "issue.eml"))
+    message = message_from_bytes((tmp_path / "issue.eml").read_bytes(), policy=policy.default)
+    assert message["To"] == "ada@example.org"
+    refused = seeded(*preview, str(tmp_path / "issue.txt"), check_exit=2)
+    (line,) = refused.stderr.splitlines()
+    assert ".eml" in line and ".html" in line and "issue.txt" in line
+    assert not (tmp_path / "issue.txt").exists()
+
+
+@pytest.mark.parametrize("where", ["no-such-folder/issue.html", "a-folder.eml"])
+def test_preview_to_a_path_it_cannot_write_gets_one_line(
+    seeded: Run, tmp_path: Path, where: str
+) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    (tmp_path / "a-folder.eml").mkdir()
+    target = tmp_path / where
+
+    result = seeded(
+        "digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out", str(target),
+        check_exit=2,
+    )  # fmt: skip
+
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and str(target) in line
+    assert not (tmp_path / "no-such-folder").exists()
+
+
+@pytest.mark.parametrize("command", ["erase", "remove"])
+def test_leaving_needs_yes_when_nobody_can_be_asked(seeded: Run, command: str) -> None:
+    seeded("subscribers", "add", "ada@example.org")
+
+    refused = seeded("subscribers", command, "ada@example.org", check_exit=2)
+
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith("error: ") and "--yes" in line, line
+    assert "ada@example.org" in seeded("subscribers", "list").stdout
+    seeded("subscribers", command, "ada@example.org", "-y")
+    assert "ada@example.org" not in seeded("subscribers", "list").stdout
+
+
+@pytest.mark.parametrize("command", ["erase", "remove"])
+def test_leaving_asks_at_a_terminal(seeded: Run, command: str) -> None:
+    seeded("subscribers", "add", "ada@example.org")
+
+    kept = seeded("subscribers", command, "ada@example.org", typed="n\n", check_exit=1)
+    assert "ada@example.org" in kept.stdout  # the question names who would go
+    assert "ada@example.org" in seeded("subscribers", "list").stdout
+    seeded("subscribers", command, "ada@example.org", typed="y\n")
+    assert "ada@example.org" not in seeded("subscribers", "list").stdout
+
+
+def _head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", "service:migrations")
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_db_upgrade_says_what_it_did(paperwire: Run, tmp_path: Path) -> None:
+    head = _head_revision()
+    created = paperwire("db", "upgrade")
+    assert f"created the schema at revision {head}" in created.stdout
+    again = paperwire("db", "upgrade")
+    assert f"already at revision {head}, nothing to do" in again.stdout
+
+    older = Store(f"sqlite:///{tmp_path / 'older.db'}")
+    older.upgrade("0005")
+    older.close()
+    migrated = paperwire(
+        "db", "upgrade", PAPERWIRE_DATABASE_URL=f"sqlite:///{tmp_path / 'older.db'}"
+    )
+    assert f"migrated the schema from revision 0005 to {head}" in migrated.stdout
+
+
+def _table(output: str) -> list[dict[str, str]]:
+    """The rows of the rich table in `output`, by column name."""
+    lines = output.splitlines()
+    (header,) = (line for line in lines if line.startswith("┃"))
+    names = [cell.strip() for cell in header.split("┃")[1:-1]]
+    return [
+        dict(zip(names, (cell.strip() for cell in line.split("│")[1:-1]), strict=True))
+        for line in lines
+        if line.startswith("│")
+    ]
+
+
+def test_counts_are_in_the_singular_for_one(seeded: Run, tmp_path: Path) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    seeded("digest", "run", "--date", ISSUE_DATE)
+
+    assert f"1 issue of {ISSUE_DATE}" in seeded("deliveries", "list", "--date", ISSUE_DATE).stdout
+    assert "0 issues of 2026-11-24" in seeded("deliveries", "list", "--date", "2026-11-24").stdout
+    ranked = seeded("rank", "--papers", str(SAMPLE), "-k", "diffusion models", "--limit", "1")
+    assert ranked.stdout.splitlines()[0].strip() == "1 paper"
+    out = str(tmp_path / "issue.eml")
+    preview = ("digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out", out)
+    written = seeded(*preview, PAPERWIRE_DIGEST_SIZE="1")
+    assert written.stdout.startswith(f"1 paper; written to {out}")
+
+
+def test_deliveries_list_dates_the_next_attempt_of_retries_only(seeded: Run) -> None:
+    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+    relay_down = {"PAPERWIRE_MAIL_URL": "smtp://127.0.0.1:9", "PAPERWIRE_MAIL_TIMEOUT_SECONDS": "2"}
+    seeded("digest", "run", "--date", ISSUE_DATE, check_exit=1, **relay_down)
+
+    listed = seeded("deliveries", "list", "--date", ISSUE_DATE).stdout
+    (retry,) = _table(listed)
+    assert retry["status"] == "retry"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", retry["next attempt (UTC)"]), listed
+
+    seeded("deliveries", "retry", "--date", ISSUE_DATE, "--status", "retry", "--now")
+    (sent,) = _table(seeded("deliveries", "list", "--date", ISSUE_DATE).stdout)
+    assert sent["status"] == "sent" and sent["next attempt (UTC)"] == ""
+
+
+@contextmanager
+def _file_in_the_checkout(name: str, text: str) -> Iterator[Path]:
+    """A file in the project root for the length of a test, never one a developer keeps there."""
+    path = PROJECT_ROOT / name
+    try:
+        with path.open("x", encoding="utf-8") as file:
+            file.write(text)
+    except FileExistsError:
+        pytest.skip(f"{path} exists; this test leaves it alone")
+    try:
+        yield path
+    finally:
+        path.unlink()
+
+
+# A developer's or operator's .env, as README's production section has them write it.
+HOSTILE_ENV = """\
+PAPERWIRE_ENVIRONMENT=production
+PAPERWIRE_DATABASE_URL=sqlite:////nonexistent/x.db
+PAPERWIRE_MAIL_URL=smtp://127.0.0.1:9
+PAPERWIRE_PUBLIC_BASE_URL=https://hostile.example
+PAPERWIRE_DIGEST_SIZE=1
+"""
+
+
+def test_a_env_file_in_the_checkout_is_never_read(
+    paperwire: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Settings look for `.env` in the working directory: the checkout, when make runs pytest.
+    monkeypatch.chdir(PROJECT_ROOT)
+    with _file_in_the_checkout(".env", HOSTILE_ENV):
+        settings = make_settings()
+        assert (settings.environment, settings.digest_size) == ("development", 10)
+        defaults = Settings.model_fields
+        assert settings.database_url == defaults["database_url"].default
+        assert settings.mail_url == defaults["mail_url"].default
+        assert Settings().environment == "development"
+
+        paperwire("db", "upgrade")
+        paperwire("papers", "import", str(SAMPLE), "--seen-at", SEEN_AT)
+        paperwire("subscribers", "add", "ada@example.org", "-k", "diffusion models")
+        paperwire("digest", "run", "--date", ISSUE_DATE)
+        (sent,) = (tmp_path / "outbox").glob("*.eml")
+        message = message_from_bytes(sent.read_bytes(), policy=policy.default)
+        assert str(message["List-Unsubscribe"]).startswith("<https://paperwire.test/")
+        # Even a command run from the checkout itself, with the tests' environment.
+        from_checkout = subprocess.run(
+            [PAPERWIRE, "subscribers", "list"],
+            cwd=PROJECT_ROOT,
+            env={
+                **os.environ,
+                "PAPERWIRE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+                "COLUMNS": "200",
+            },
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        assert from_checkout.returncode == 0, from_checkout.stderr
+        assert "ada@example.org" in from_checkout.stdout
+    assert not (PROJECT_ROOT / ".env").exists()

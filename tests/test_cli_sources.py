@@ -12,7 +12,7 @@ PAPERWIRE = str(Path(sys.executable).parent / "paperwire")
 
 
 def run(
-    tmp_path: Path, server: PaperServer, *args: str, exit_code: int = 0
+    tmp_path: Path, server: PaperServer, *args: str, exit_code: int = 0, **extra_env: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
@@ -25,6 +25,7 @@ def run(
         "PAPERWIRE_SOURCE_BACKOFF_SECONDS": "0.01",
         "PAPERWIRE_ARXIV_REQUEST_INTERVAL_SECONDS": "0",
         "COLUMNS": "200",
+        **extra_env,
     }
     result = subprocess.run(
         [PAPERWIRE, *args],
@@ -83,8 +84,19 @@ def test_a_failing_source_is_summarised_and_exits_non_zero(
         "2026-11-24",
         exit_code=1,
     )
-    assert "failed" in result.stdout
-    assert "HTTP 500, 2 tries" in result.stderr
+    # Said once: the table tells which source failed, stderr what went wrong.
+    (row,) = (line.split("│") for line in result.stdout.splitlines() if line.startswith("│"))
+    assert [cell.strip() for cell in row] == ["", "hf", "0", "0", "0", "failed", ""]
+    (said,) = (line for line in result.stderr.splitlines() if line.strip())
+    assert said == "hf: Hugging Face daily papers of 2026-11-24, page 1: HTTP 500, 2 tries"
+
+
+def test_a_source_tried_once_says_one_try(tmp_path: Path, paper_server: PaperServer) -> None:
+    paper_server.script("/api/daily_papers", Reply(status=500))
+    run(tmp_path, paper_server, "db", "upgrade")
+    fetch = ("papers", "fetch", "--source", "hf", "--date", "2026-11-24")
+    result = run(tmp_path, paper_server, *fetch, exit_code=1, PAPERWIRE_SOURCE_MAX_ATTEMPTS="1")
+    assert result.stderr.strip().endswith("HTTP 500, 1 try")
 
 
 def test_bad_fetch_input_gets_one_line_and_exit_2(

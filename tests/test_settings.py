@@ -1,9 +1,11 @@
 """Settings: environment names, validation, the placeholder secret."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from service.settings import PROJECT_ROOT, Settings
+from service.settings import ENV_FILE_VARIABLE, PROJECT_ROOT, Settings
 
 
 def test_it_reads_prefixed_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,6 +47,21 @@ def test_lists_come_from_json_in_the_environment(monkeypatch: pytest.MonkeyPatch
 def test_a_trusted_proxy_must_be_an_address() -> None:
     with pytest.raises(ValidationError, match="trusted_proxies"):
         Settings(trusted_proxies=["proxy.example.org"])
+
+
+def test_the_env_file_is_dot_env_or_the_one_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("PAPERWIRE_DIGEST_SIZE=7\n")
+    (tmp_path / "paperwire.env").write_text("PAPERWIRE_DIGEST_SIZE=4\n")
+
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(tmp_path / "paperwire.env"))
+    assert Settings().digest_size == 4
+    monkeypatch.setenv(ENV_FILE_VARIABLE, "")
+    assert Settings().digest_size == 10
+    monkeypatch.delenv(ENV_FILE_VARIABLE)
+    assert Settings().digest_size == 7
 
 
 def test_the_readme_lists_every_setting() -> None:

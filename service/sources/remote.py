@@ -72,7 +72,8 @@ def get_page(
         if attempt < settings.source_max_attempts:
             log.info("%s: %s; try %d again in %.2f s", what, problem, attempt + 1, wait)
             time.sleep(wait)
-    raise SourceError(f"{what}: {problem}, {settings.source_max_attempts} tries")
+    tries = settings.source_max_attempts
+    raise SourceError(f"{what}: {problem}, {tries} {'try' if tries == 1 else 'tries'}")
 
 
 def _get(
