@@ -632,6 +632,14 @@ def digest_preview(
     with _open_store(settings) as store:
         subscriber = store.find_subscriber(normalise_email(email))
         digest, message = preview_digest(store, subscriber, day, settings=settings)
+    if message is None:
+        err.print(
+            f"no issue for {subscriber.email} on {day}: no paper first seen in the week before "
+            "matches, so that issue would be skipped; nothing written",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
     if out_file is None:
         out.print(f"Subject: {message['Subject']}", markup=False)
         text_part = message.get_body(preferencelist=("plain",))
@@ -709,7 +717,7 @@ def _run_day_via_celery(store: Store, settings: Settings, day: date, *, timeout:
             f"sweep enqueues them once the broker is back, or `paperwire digest run --date "
             f"{day}` sends them from this process."
         ) from exc
-    out.print(f"{len(planned)} issues of {day} enqueued")
+    out.print(f"{_counted(len(planned), 'issue')} of {day} enqueued")
     deadline = time.monotonic() + timeout
     with _progress() as progress:
         task = progress.add_task(f"digest {day} (workers)", total=None)
@@ -727,7 +735,7 @@ def _run_day_via_celery(store: Store, settings: Settings, day: date, *, timeout:
             table.add_row(status.value, str(counts[status]))
     out.print(table)
     if unresolved:
-        err.print(f"{unresolved} issues still unresolved; the workers go on with them")
+        err.print(f"{_counted(unresolved, 'issue')} still unresolved; the workers go on with them")
     return unresolved
 
 
@@ -821,12 +829,12 @@ def deliveries_retry(
     statuses = status or list(DEFAULT_RETRY_STATUSES)
     with _open_store(settings) as store:
         reopened = store.reopen_issues(issue_date=day, statuses=statuses, now=datetime.now(UTC))
-        out.print(f"{len(reopened)} issues of {day} reopened")
+        out.print(f"{_counted(len(reopened), 'issue')} of {day} reopened")
         left = store.delivery_counts(since=day).get(day, {})
         for held_back in (DeliveryStatus.REFUSED, DeliveryStatus.IN_DOUBT):
             if left.get(held_back) and held_back not in statuses:
                 out.print(
-                    f"{left[held_back]} {held_back.value} issues left alone "
+                    f"{_counted(left[held_back], held_back.value + ' issue')} left alone "
                     f"(add --status {held_back.value} to send them again)"
                 )
         if now_ and reopened:

@@ -167,10 +167,13 @@ def build_digest(
 
 def preview_digest(
     store: Store, subscriber: Subscriber, issue_date: date, *, settings: Settings
-) -> tuple[Digest, EmailMessage]:
-    """Build and render an issue without sending it or touching the ledger."""
+) -> tuple[Digest, EmailMessage | None]:
+    """Build and render an issue without sending it or touching the ledger; no message when
+    nothing is relevant (the issue would be recorded as skipped)."""
     day = load_day_papers(store, issue_date)
     digest = _digest_for(store, subscriber, day, issue_date=issue_date, settings=settings)
+    if not digest.papers:
+        return digest, None
     return digest, render_digest(digest, settings=settings)
 
 

@@ -15,7 +15,13 @@ from service.store import Store
 from service.tables import Base
 from tests.factories import make_settings
 
-pytest_plugins = ["tests.smtp_sink", "tests.services", "tests.browser", "tests.paper_server"]
+pytest_plugins = [
+    "tests.smtp_sink",
+    "tests.services",
+    "tests.browser",
+    "tests.paper_server",
+    "tests.cli_runner",
+]
 
 # The server holding the test databases; trust auth on 127.0.0.1 in development and CI.
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -1,13 +1,12 @@
-"""The admin CLI, run as a person runs it: the installed `paperwire` command in a subprocess."""
+"""The admin CLI, run as a person runs it: the installed `paperwire` command in a subprocess
+(fixtures in tests/cli_runner.py). The digest, preview and delivery commands, whose subject is
+dates, are in test_cli_digest.py."""
 
 import importlib.metadata
 import json
 import os
-import pty
-import re
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -19,98 +18,9 @@ from alembic.script import ScriptDirectory
 
 from service.settings import PROJECT_ROOT, Settings
 from service.store import Store
+from tests.cli_runner import ISSUE_DATE, PAPERWIRE, SAMPLE, SEEN_AT, Run
 from tests.factories import make_settings
 from tests.services import free_port, wait_until
-
-PAPERWIRE = str(Path(sys.executable).parent / "paperwire")
-SAMPLE = Path(__file__).parent.parent / "service" / "sample_data" / "papers.jsonl"
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
-# The day every test runs, whatever the clock says: papers are imported as seen that morning,
-# so an issue of that day finds them on any date the suite runs (CI also runs it 400 days on).
-ISSUE_DATE = "2026-11-25"
-SEEN_AT = f"{ISSUE_DATE}T06:00:00+00:00"
-
-
-@pytest.fixture
-def paperwire(tmp_path: Path) -> Run:
-    """Run `paperwire ARGS…` in a scratch folder with its own SQLite store and outbox."""
-    env = {
-        **os.environ,
-        "PAPERWIRE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "PAPERWIRE_MAIL_URL": f"file://{tmp_path / 'outbox'}",
-        "PAPERWIRE_PUBLIC_BASE_URL": "https://paperwire.test",
-        "COLUMNS": "200",
-    }
-
-    def run(
-        *args: str, check_exit: int | None = 0, typed: str | None = None, **extra_env: str
-    ) -> subprocess.CompletedProcess[str]:
-        with _stdin(typed) as stdin:
-            result = subprocess.run(
-                [PAPERWIRE, *args],
-                cwd=tmp_path,
-                env={**env, **extra_env},
-                capture_output=True,
-                text=True,
-                stdin=stdin,
-                timeout=120,
-            )
-        assert "Traceback" not in result.stderr, result.stderr
-        if check_exit is not None:
-            assert result.returncode == check_exit, (result.stdout, result.stderr)
-        return result
-
-    return run
-
-
-@contextmanager
-def _stdin(typed: str | None) -> Iterator[int]:
-    """No terminal (as in CI and cron), or a terminal where `typed` waits to be read."""
-    if typed is None:
-        yield subprocess.DEVNULL
-        return
-    terminal, stdin = pty.openpty()
-    try:
-        os.write(terminal, typed.encode())
-        yield stdin
-    finally:
-        os.close(stdin)
-        os.close(terminal)
-
-
-@pytest.fixture
-def seeded(paperwire: Run) -> Run:
-    paperwire("db", "upgrade")
-    paperwire("papers", "import", str(SAMPLE), "--seen-at", SEEN_AT)
-    return paperwire
-
-
-def test_demo_runs_a_day_into_the_outbox(paperwire: Run, tmp_path: Path) -> None:
-    result = paperwire("demo")
-
-    outbox = tmp_path / "var" / "outbox"
-    messages = sorted(outbox.glob("*.eml"))
-    assert (outbox / "index.html").is_file()
-    assert str((outbox / "index.html").resolve()) in result.stdout.replace("\n", "")
-    assert "375 new" in result.stdout
-    # Five sample subscribers, each with interests the sample corpus covers, or none at all.
-    assert len(messages) == 5
-    assert "sent" in result.stdout and "│ 5" in result.stdout
-    recipients = set()
-    for path in messages:
-        message = message_from_bytes(path.read_bytes(), policy=policy.default)
-        recipients.add(str(message["To"]))
-        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert len(recipients) == 5
-
-
-def test_demo_starts_fresh_each_time(paperwire: Run, tmp_path: Path) -> None:
-    paperwire("demo")
-    second = paperwire("demo")
-    assert "375 new" in second.stdout
-    assert len(list((tmp_path / "var" / "outbox").glob("*.eml"))) == 5
 
 
 def test_import_reports_rejected_lines_and_exits_non_zero(paperwire: Run, tmp_path: Path) -> None:
@@ -220,65 +130,6 @@ def test_subscribers_add_list_show_remove(seeded: Run) -> None:
     assert "ada@example.org" not in seeded("subscribers", "list").stdout
 
 
-def test_digest_run_twice_sends_once(seeded: Run, tmp_path: Path) -> None:
-    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
-    seeded("subscribers", "add", "bob@example.org", "-k", "zymurgy of ancient beer")
-
-    first = seeded("digest", "run", "--date", ISSUE_DATE)
-    second = seeded("digest", "run", "--date", ISSUE_DATE)
-
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
-    assert "skipped-empty" in first.stdout
-    assert "already-handled │ 2" in second.stdout.replace("  ", " ").replace("  ", " ")
-    shown = seeded("subscribers", "show", "bob@example.org")
-    assert "skipped" in shown.stdout
-    stats = seeded("stats", "--since", "2026-11-20")
-    row = next(line for line in stats.stdout.splitlines() if ISSUE_DATE in line)
-    cells = [cell.strip() for cell in row.split("│")[2:6]]
-    assert cells == ["0", "0", "1", "1"]  # planned, sending, sent, skipped
-    assert "subscribers: 0 pending, 2 confirmed" in stats.stdout
-    listed = seeded("deliveries", "list", "--date", ISSUE_DATE, "--status", "skipped")
-    assert "bob@example.org" in listed.stdout and "ada@example.org" not in listed.stdout
-
-
-def test_dry_run_and_preview_send_and_record_nothing(seeded: Run, tmp_path: Path) -> None:
-    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
-    dry = seeded("digest", "run", "--dry-run", "--date", ISSUE_DATE)
-    assert "would-send" in dry.stdout
-    preview = seeded("digest", "preview", "ada@example.org", "--date", ISSUE_DATE)
-    assert preview.stdout.startswith("Subject: ")
-    html = tmp_path / "issue.html"
-    seeded("digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out", str(html))
-    assert "<html" in html.read_text().lower()
-    assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").glob("*.eml"))
-    assert "sent" not in seeded("subscribers", "show", "ada@example.org").stdout.split("issues")[1]
-
-
-def test_rank_prints_json_for_an_ad_hoc_profile(paperwire: Run) -> None:
-    result = paperwire(
-        "rank", "--papers", str(SAMPLE), "-k", "diffusion models", "--limit", "5", "--json"
-    )
-    rows = json.loads(result.stdout)
-    assert len(rows) == 5
-    assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True)
-    assert "diffusion" in rows[0]["title"].lower()
-    assert "diffusion models" in rows[0]["why"]
-
-
-def test_issues_that_could_not_be_sent_are_retried_on_request(seeded: Run, tmp_path: Path) -> None:
-    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
-    relay_down = {"PAPERWIRE_MAIL_URL": "smtp://127.0.0.1:9", "PAPERWIRE_MAIL_TIMEOUT_SECONDS": "2"}
-
-    first = seeded("digest", "run", "--date", ISSUE_DATE, check_exit=1, **relay_down)
-    assert "retry" in first.stdout and "127.0.0.1:9" in first.stderr
-
-    retried = seeded("deliveries", "retry", "--date", ISSUE_DATE, "--status", "retry", "--now")
-    assert "1 issues of 2026-11-25 reopened" in retried.stdout
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
-    listed = seeded("deliveries", "list", "--date", ISSUE_DATE)
-    assert "sent" in listed.stdout
-
-
 def test_subscribers_export_and_erase(seeded: Run) -> None:
     seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
 
@@ -348,39 +199,6 @@ def test_serve_answers_health_checks(paperwire: Run, tmp_path: Path) -> None:
         server.wait(timeout=10)
 
 
-def test_preview_writes_an_eml_or_an_html_file_and_nothing_else(
-    seeded: Run, tmp_path: Path
-) -> None:
-    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
-    preview = ("digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out")
-
-    seeded(*preview, str(tmp_path / "issue.eml"))
-    message = message_from_bytes((tmp_path / "issue.eml").read_bytes(), policy=policy.default)
-    assert message["To"] == "ada@example.org"
-    refused = seeded(*preview, str(tmp_path / "issue.txt"), check_exit=2)
-    (line,) = refused.stderr.splitlines()
-    assert ".eml" in line and ".html" in line and "issue.txt" in line
-    assert not (tmp_path / "issue.txt").exists()
-
-
-@pytest.mark.parametrize("where", ["no-such-folder/issue.html", "a-folder.eml"])
-def test_preview_to_a_path_it_cannot_write_gets_one_line(
-    seeded: Run, tmp_path: Path, where: str
-) -> None:
-    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
-    (tmp_path / "a-folder.eml").mkdir()
-    target = tmp_path / where
-
-    result = seeded(
-        "digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out", str(target),
-        check_exit=2,
-    )  # fmt: skip
-
-    (line,) = result.stderr.splitlines()
-    assert line.startswith("error: ") and str(target) in line
-    assert not (tmp_path / "no-such-folder").exists()
-
-
 @pytest.mark.parametrize("command", ["erase", "remove"])
 def test_leaving_needs_yes_when_nobody_can_be_asked(seeded: Run, command: str) -> None:
     seeded("subscribers", "add", "ada@example.org")
@@ -427,47 +245,6 @@ def test_db_upgrade_says_what_it_did(paperwire: Run, tmp_path: Path) -> None:
         "db", "upgrade", PAPERWIRE_DATABASE_URL=f"sqlite:///{tmp_path / 'older.db'}"
     )
     assert f"migrated the schema from revision 0005 to {head}" in migrated.stdout
-
-
-def _table(output: str) -> list[dict[str, str]]:
-    """The rows of the rich table in `output`, by column name."""
-    lines = output.splitlines()
-    (header,) = (line for line in lines if line.startswith("┃"))
-    names = [cell.strip() for cell in header.split("┃")[1:-1]]
-    return [
-        dict(zip(names, (cell.strip() for cell in line.split("│")[1:-1]), strict=True))
-        for line in lines
-        if line.startswith("│")
-    ]
-
-
-def test_counts_are_in_the_singular_for_one(seeded: Run, tmp_path: Path) -> None:
-    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
-    seeded("digest", "run", "--date", ISSUE_DATE)
-
-    assert f"1 issue of {ISSUE_DATE}" in seeded("deliveries", "list", "--date", ISSUE_DATE).stdout
-    assert "0 issues of 2026-11-24" in seeded("deliveries", "list", "--date", "2026-11-24").stdout
-    ranked = seeded("rank", "--papers", str(SAMPLE), "-k", "diffusion models", "--limit", "1")
-    assert ranked.stdout.splitlines()[0].strip() == "1 paper"
-    out = str(tmp_path / "issue.eml")
-    preview = ("digest", "preview", "ada@example.org", "--date", ISSUE_DATE, "--out", out)
-    written = seeded(*preview, PAPERWIRE_DIGEST_SIZE="1")
-    assert written.stdout.startswith(f"1 paper; written to {out}")
-
-
-def test_deliveries_list_dates_the_next_attempt_of_retries_only(seeded: Run) -> None:
-    seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
-    relay_down = {"PAPERWIRE_MAIL_URL": "smtp://127.0.0.1:9", "PAPERWIRE_MAIL_TIMEOUT_SECONDS": "2"}
-    seeded("digest", "run", "--date", ISSUE_DATE, check_exit=1, **relay_down)
-
-    listed = seeded("deliveries", "list", "--date", ISSUE_DATE).stdout
-    (retry,) = _table(listed)
-    assert retry["status"] == "retry"
-    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", retry["next attempt (UTC)"]), listed
-
-    seeded("deliveries", "retry", "--date", ISSUE_DATE, "--status", "retry", "--now")
-    (sent,) = _table(seeded("deliveries", "list", "--date", ISSUE_DATE).stdout)
-    assert sent["status"] == "sent" and sent["next attempt (UTC)"] == ""
 
 
 @contextmanager

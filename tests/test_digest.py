@@ -210,7 +210,7 @@ def test_dry_run_and_preview_neither_send_nor_record(
     digest, message = preview_digest(store, ada, TODAY, settings=smtp_settings)
 
     assert len(digest.papers) == 2
-    assert message["To"] == "ada@example.org"
+    assert message is not None and message["To"] == "ada@example.org"
     assert smtp_sink.messages == []
     assert store.list_deliveries() == []
 
