@@ -17,9 +17,8 @@ WORKDIR /app
 # Dependencies first, from pyproject.toml alone, so that a source change reuses this layer.
 # The stub package lets pip read the metadata without the real source.
 COPY pyproject.toml README.md LICENSE ./
-RUN mkdir -p service/migrations/versions service/sources workers \
-    && touch service/__init__.py service/migrations/__init__.py \
-        service/migrations/versions/__init__.py service/sources/__init__.py workers/__init__.py \
+RUN mkdir -p service workers \
+    && touch service/__init__.py workers/__init__.py \
     && pip wheel --wheel-dir /wheels . \
     && rm /wheels/paperwire-*.whl
 

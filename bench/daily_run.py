@@ -63,8 +63,10 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 
 from bench.ranking_speed import make_candidates
-from service.digest import build_digest, load_day_papers
-from service.emails import compose_digest
+from service.delivery.pipeline import build_digest, load_day_papers
+from service.delivery.planning import plan_due_issues
+from service.delivery.schedule import Schedule
+from service.mail.compose import compose_digest
 from service.models import (
     DeliveryStatus,
     Frequency,
@@ -73,12 +75,10 @@ from service.models import (
     ReadingHistory,
     SubscriptionStatus,
 )
-from service.papers import read_papers_file
-from service.planning import plan_due_issues
-from service.schedule import Schedule
 from service.settings import Settings, get_settings
+from service.sources.jsonl import read_papers_file
 from service.store import Ledger, Store, new_link_key
-from service.tables import DeliveryRow, SubscriberRow
+from service.store.tables import DeliveryRow, SubscriberRow
 from tests.factories import draw_title_phrases, title_phrases
 from tests.services import CeleryWorker, RedisServer, group_pids
 
@@ -825,21 +825,21 @@ class StageClock:
 
 # (label, module or class, attribute): what a delivery task calls, by stage.
 def _stage_targets() -> list[tuple[str, Any, str]]:
-    import service.digest
-    import service.outgoing
-    import service.transport
+    import service.delivery.pipeline
+    import service.mail.transport
+    import service.mail.wire
 
     targets: list[tuple[str, Any, str]] = [
-        ("rank: day's papers (load_day_papers)", service.digest, "load_day_papers"),
-        ("rank: build_digest", service.digest, "build_digest"),
-        ("render: compose_digest", service.digest, "compose_digest"),
+        ("rank: day's papers (load_day_papers)", service.delivery.pipeline, "load_day_papers"),
+        ("rank: build_digest", service.delivery.pipeline, "build_digest"),
+        ("render: compose_digest", service.delivery.pipeline, "compose_digest"),
         (
             "serialize: seven_bit_data (relays without 8BITMIME)",
-            service.outgoing.OutgoingMail,
+            service.mail.wire.OutgoingMail,
             "seven_bit_data",
         ),
-        ("SMTP: send (aiosmtplib)", service.transport.SmtpTransport, "send"),
-        ("SMTP: close (QUIT)", service.transport.SmtpTransport, "close"),
+        ("SMTP: send (aiosmtplib)", service.mail.transport.SmtpTransport, "send"),
+        ("SMTP: close (QUIT)", service.mail.transport.SmtpTransport, "close"),
     ]
     # Every Store method, so whatever the delivery path calls is seen, by name.
     for name, member in vars(Store).items():
@@ -935,12 +935,10 @@ LIBRARIES = (
     ("asyncio + selectors", "selectors.py"),
     ("pydantic", "pydantic"),
     ("snowballstemmer", "snowballstemmer"),
-    ("service/ranking.py + text.py", "service/ranking.py"),
-    ("service/ranking.py + text.py", "service/text.py"),
-    ("service/emails.py", "service/emails.py"),
-    ("service/store.py", "service/store.py"),
-    ("service/digest.py", "service/digest.py"),
-    ("service/transport.py", "service/transport.py"),
+    ("service/ranking/", "service/ranking/"),
+    ("service/mail/", "service/mail/"),
+    ("service/store/", "service/store/"),
+    ("service/delivery/", "service/delivery/"),
 )
 
 

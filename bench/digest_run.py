@@ -21,16 +21,16 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from service.digest import build_digest, load_day_papers, run_day
-from service.emails import compose_digest
+from service.delivery.pipeline import build_digest, load_day_papers, run_day
+from service.mail.compose import compose_digest
 from service.models import (
     Interests,
     ReadingHistory,
     SubscriptionPreferences,
     SubscriptionStatus,
 )
-from service.papers import read_papers_file
 from service.settings import Settings
+from service.sources.jsonl import read_papers_file
 from service.store import Store
 from tests.smtp_sink import SmtpSink
 

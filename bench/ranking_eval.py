@@ -42,8 +42,7 @@ from datetime import date
 from pathlib import Path
 
 from service.models import Interests, Paper
-from service.papers import read_papers_file
-from service.ranking import (
+from service.ranking.score import (
     K1,
     B,
     CorpusStats,
@@ -55,6 +54,7 @@ from service.ranking import (
     rank_prepared,
     relevance_scores,
 )
+from service.sources.jsonl import read_papers_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PAPERS = PROJECT_ROOT / "service" / "sample_data" / "papers.jsonl"

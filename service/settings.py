@@ -17,7 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from service.dkim_signing import load_signing_key
+from service.mail.dkim import load_signing_key
 
 PLACEHOLDER_SECRET = "change-me"
 # Names the file of settings read besides the environment; empty: none. Not a setting itself:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.papers import read_papers_file
+from service.sources.jsonl import read_papers_file
 from service.store import Store
 
 PAPERWIRE = str(Path(sys.executable).parent / "paperwire")

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from service.settings import ENV_FILE_VARIABLE, Settings
 from service.store import Store
-from service.tables import Base
+from service.store.tables import Base
 from tests.factories import make_settings
 
 pytest_plugins = [

@@ -14,9 +14,9 @@ from service.models import (
     SubscriptionPreferences,
     SubscriptionStatus,
 )
+from service.ranking.text import words_as_written
 from service.settings import Settings
 from service.store import Store
-from service.text import words_as_written
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 25)  # a Wednesday

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from service.emails import clean_text, compose_digest, digest_links
+from service.mail.compose import clean_text, compose_digest, digest_links
+from service.mail.wire import OutgoingMail
 from service.models import Paper
-from service.outgoing import OutgoingMail
 from tests.browser import (
     DESKTOP,
     PHONE,

@@ -225,7 +225,7 @@ def test_leaving_asks_at_a_terminal(seeded: Run, command: str) -> None:
 
 def _head_revision() -> str:
     config = Config()
-    config.set_main_option("script_location", "service:migrations")
+    config.set_main_option("script_location", "service.store:migrations")
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return head

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from service.digest import (
+from service.delivery.pipeline import (
     LOOKBACK,
     DayPapersCache,
     Outcome,

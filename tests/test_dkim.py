@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from pydantic import ValidationError
 
-from service.emails import compose_digest
-from service.outgoing import HEADER_WIDTH
+from service.mail.compose import compose_digest
+from service.mail.wire import HEADER_WIDTH
 from service.settings import Settings
 from tests.factories import NOW, make_digest, make_paper, make_settings
 from tests.smtp_sink import SmtpSink

@@ -12,7 +12,7 @@ import css_inline
 import pytest
 from jinja2 import Environment
 
-from service.emails import (
+from service.mail.compose import (
     abstract_snippet,
     compose_digest,
     digest_context,
@@ -22,11 +22,11 @@ from service.emails import (
     recipient_address,
     render_digest,
     split_sentences,
-    template_environment,
 )
+from service.mail.wire import OutgoingMail
 from service.models import Digest, Frequency, Interests, Paper
-from service.outgoing import OutgoingMail
 from service.settings import Settings
+from service.templating import template_environment
 from tests.factories import HOSTILE_TITLES, NOW, TODAY, make_digest, make_paper, make_settings
 
 

@@ -3,7 +3,7 @@
 import pytest
 from jinja2 import DictLoader, Environment, TemplateSyntaxError
 
-from service.inlining import InlineCss, inline_template_css
+from service.mail.inlining import InlineCss, inline_template_css
 
 CSS = """
 body { margin: 0; }

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx
 
-from service.notices import send_notices
-from service.ratelimit import MemoryWindowLimiter
 from service.settings import Settings
+from service.signup.limits import MemoryWindowLimiter
+from service.signup.notices import send_notices
+from service.signup.subscriptions import RequestOrigin, request_signup
 from service.store import Store
-from service.subscriptions import RequestOrigin, request_signup
 from tests.factories import NOW, make_preferences
 from tests.services import free_port, paperwire_serve, wait_until
 from tests.smtp_sink import HANG, SmtpSink

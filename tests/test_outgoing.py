@@ -7,7 +7,7 @@ from email.parser import BytesParser
 
 import pytest
 
-from service.outgoing import (
+from service.mail.wire import (
     MAX_LINE_OCTETS,
     MailHeaders,
     OutgoingMail,

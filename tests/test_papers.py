@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from service.errors import InvalidInput
-from service.papers import paper_url, read_papers_file
+from service.sources.jsonl import paper_url, read_papers_file
 
 SAMPLE = Path(__file__).parent.parent / "service" / "sample_data" / "papers.jsonl"
 

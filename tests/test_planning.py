@@ -4,8 +4,8 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from service.delivery.planning import issues_to_sweep, plan_due_issues
 from service.models import DeliveryStatus, Frequency, SubscriptionStatus
-from service.planning import issues_to_sweep, plan_due_issues
 from service.settings import Settings
 from service.store import Store
 from tests.factories import TODAY, add_subscriber
@@ -89,7 +89,7 @@ def test_the_sweep_finds_lost_messages_dead_workers_and_due_retries(
     store.record_sent(done, TODAY, message_id="<m@x>", paper_ids=["p"], now=now)
     store.mark_enqueued([(lost, TODAY), (dead_worker, TODAY), (retry, TODAY)], now=now)
     with store.engine.begin() as connection:
-        from service.tables import DeliveryRow
+        from service.store.tables import DeliveryRow
 
         connection.execute(
             DeliveryRow.__table__.update()  # type: ignore[attr-defined]

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from service.models import Interests, Paper, ScoredPaper
-from service.papers import read_papers_file
-from service.ranking import (
+from service.ranking.score import (
     ABSTRACT_WEIGHT,
     K1,
     MIN_RELEVANCE,
@@ -31,6 +30,7 @@ from service.ranking import (
     relevance_scores,
     trending_score,
 )
+from service.sources.jsonl import read_papers_file
 from tests.factories import draw_title_phrases, title_phrases
 
 TODAY = date(2025, 6, 2)

@@ -4,8 +4,8 @@ import asyncio
 import time
 from datetime import timedelta
 
-from service.digest import Outcome, run_day
-from service.ratelimit import SendRateLimiter
+from service.delivery.pipeline import Outcome, run_day
+from service.mail.ratelimit import SendRateLimiter
 from service.settings import Settings
 from service.store import Store
 from tests.factories import BACKGROUND_PAPERS, NOW, TODAY, add_subscriber, make_paper

@@ -4,8 +4,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from service.delivery.schedule import Schedule
 from service.models import Frequency
-from service.schedule import Schedule
 
 GIVE_UP = timedelta(hours=20)
 

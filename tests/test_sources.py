@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from service.fetching import FetchFailed, FetchSummary, fetch_papers
 from service.settings import Settings
 from service.sources.arxiv import announcement_window
+from service.sources.fetch import FetchFailed, FetchSummary, fetch_papers
 from service.sources.remote import requested_wait
 from service.store import Store
 from tests.factories import NOW, make_settings

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
+from service.delivery.schedule import Schedule
 from service.errors import AlreadySubscribed, UnknownSubscriber
 from service.models import DeliveryStatus, Frequency, ReadingHistory, SubscriptionStatus
-from service.schedule import Schedule
 from service.store import DataStart, Store
 from tests.factories import NOW, TODAY, add_subscriber, make_paper
 
@@ -332,7 +332,7 @@ def test_downgrading_rebuilds_the_sent_papers_table_from_the_ledger(store: Store
         store.record_sent(alice.id, day, message_id=f"<{day}@x>", paper_ids=papers, now=NOW)
 
     config = Config()
-    config.set_main_option("script_location", "service:migrations")
+    config.set_main_option("script_location", "service.store:migrations")
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0002")

@@ -5,15 +5,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from service.addresses import mailbox_key
 from service.errors import InvalidInput, UnknownSubscriber
-from service.links import subscriber_for_link
+from service.mail.wire import OutgoingMail
 from service.models import SubscriptionPreferences, SubscriptionStatus
-from service.outgoing import OutgoingMail
-from service.ratelimit import MemoryWindowLimiter, RedisWindowLimiter
 from service.settings import Settings
-from service.store import Store
-from service.subscriptions import (
+from service.signup.addresses import mailbox_key
+from service.signup.limits import MemoryWindowLimiter, RedisWindowLimiter
+from service.signup.links import subscriber_for_link
+from service.signup.subscriptions import (
     LinkUsed,
     RequestOrigin,
     confirm_signup,
@@ -27,7 +26,8 @@ from service.subscriptions import (
     unsubscribe,
     update_preferences,
 )
-from service.tokens import InvalidToken, TokenExpired, TokenPurpose
+from service.signup.tokens import InvalidToken, TokenExpired, TokenPurpose
+from service.store import Store
 from tests.factories import NOW, TODAY, add_subscriber, make_preferences, make_settings
 
 ORIGIN = RequestOrigin(ip="203.0.113.7", user_agent="Firefox/140", via="web signup form")
@@ -390,7 +390,7 @@ def test_memory_windows_reopen_after_the_window() -> None:
 
 def _every_text_in(store: Store) -> str:
     """Every row of every table, as text: to look for an address anywhere."""
-    from service.tables import Base
+    from service.store.tables import Base
 
     dumped: list[str] = []
     with store.engine.connect() as connection:

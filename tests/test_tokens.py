@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from service.tokens import (
+from service.signup.tokens import (
     InvalidToken,
     TokenExpired,
     TokenPurpose,

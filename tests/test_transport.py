@@ -14,10 +14,8 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import AuthResult
 
-from service.emails import compose_digest, render_digest
-from service.outgoing import OutgoingMail
-from service.settings import Settings
-from service.transport import (
+from service.mail.compose import compose_digest, render_digest
+from service.mail.transport import (
     DeliveryError,
     MailTransport,
     SmtpConfig,
@@ -26,6 +24,8 @@ from service.transport import (
     outbox_path,
     smtp_config,
 )
+from service.mail.wire import OutgoingMail
+from service.settings import Settings
 from tests.factories import HOSTILE_TITLES, NOW, make_digest, make_paper, make_settings
 from tests.smtp_sink import (
     DATA_START,

@@ -17,22 +17,22 @@ import pytest
 import uvicorn
 from sqlalchemy import text
 
-from service.emails import digest_links
-from service.links import subscriber_url
+from service.mail.compose import digest_links
+from service.mail.wire import OutgoingMail
 from service.models import Subscriber, SubscriptionStatus
-from service.notices import queue_notice
-from service.outgoing import OutgoingMail
 from service.settings import Settings
-from service.store import Store
-from service.subscriptions import (
+from service.signup.links import subscriber_url
+from service.signup.notices import queue_notice
+from service.signup.subscriptions import (
     RequestOrigin,
     is_suppressed,
     new_nonce,
     set_paused,
     unsubscribe,
 )
-from service.tables import Base
-from service.tokens import TokenPurpose, make_confirm_token, make_subscriber_token
+from service.signup.tokens import TokenPurpose, make_confirm_token, make_subscriber_token
+from service.store import Store
+from service.store.tables import Base
 from service.web import client_address, create_app
 from tests.factories import NOW, TODAY, add_subscriber, make_paper, make_settings
 from tests.services import free_port, wait_until
@@ -601,7 +601,7 @@ def test_control_characters_are_refused_the_same_for_every_address(web: Web, fie
 def test_the_export_holds_every_column_and_every_table_about_the_subscriber(web: Web) -> None:
     subscriber = add_subscriber(web.store, "ada@example.org")
     _record_sent_issue(web.store, subscriber)
-    # An email waiting to go out to them, as a signup leaves one (see service.notices).
+    # An email waiting to go out to them, as a signup leaves one (see service.signup.notices).
     waiting = OutgoingMail("digest@paperwire.test", ("ada@example.org",), "<n@x>", b"Hi.\r\n")
     queue_notice(web.store, waiting, subscriber_id=subscriber.id, kind="test", now=NOW)
     with web.client() as client:

@@ -20,9 +20,9 @@ import pytest
 
 from service.models import SubscriptionStatus
 from service.settings import Settings
+from service.signup.subscriptions import RequestOrigin, new_nonce
+from service.signup.tokens import TokenPurpose, make_confirm_token, make_subscriber_token
 from service.store import Store
-from service.subscriptions import RequestOrigin, new_nonce
-from service.tokens import TokenPurpose, make_confirm_token, make_subscriber_token
 from tests.factories import add_subscriber, make_preferences, make_settings
 from tests.services import free_port, wait_until
 from tests.test_web import SIGNUP_FORM, serve

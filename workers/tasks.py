@@ -14,19 +14,19 @@ from celery.signals import task_received
 from celery.worker.request import Request
 from redis.exceptions import RedisError
 
-from service.digest import DayPapersCache, deliver_batch, run_day
-from service.fetching import fetch_papers
-from service.planning import (
+from service.delivery.pipeline import DayPapersCache, deliver_batch, run_day
+from service.delivery.planning import (
     IssueKey,
     batches,
     issues_to_sweep,
     plan_due_issues,
     prune_pending_signups,
 )
-from service.queued import QueuedIssues
 from service.settings import Settings, get_settings
+from service.sources.fetch import fetch_papers
 from service.store import Store
 from workers.celery_app import app
+from workers.queued import QueuedIssues
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from service.models import Paper
-from service.papers import ARXIV_ID, paper_url
 from service.settings import Settings
 from service.sources import Rejected, SourcePage, one_line, without_version
+from service.sources.jsonl import ARXIV_ID, paper_url
 from service.sources.remote import SourceError, get_page
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from datetime import date, datetime, timedelta
 import httpx
 
 from service.errors import InvalidInput, PaperwireError
-from service.papers import read_papers_file
 from service.settings import Settings
 from service.sources import SourcePage, arxiv, huggingface
+from service.sources.jsonl import read_papers_file
 from service.sources.remote import SourceError, make_client
 from service.store import Store
 

@@ -6,9 +6,9 @@ row is deleted; the table is rebuilt with AUTOINCREMENT, which never does. Postg
 sequence never gives an id twice, so there only the column is added.
 
 Rows from before keep a NULL link key: the links already in their mailboxes stay readable
-(their unsubscribe links must keep working), and `service.links` accepts such a link only if it
-was made after the row was created, which is what an old link of an erased person reused by a
-later row would fail.
+(their unsubscribe links must keep working), and `service.signup.links` accepts such a link
+only if it was made after the row was created, which is what an old link of an erased person
+reused by a later row would fail.
 
 Revision ID: 0007
 Revises: 0006

@@ -38,7 +38,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Update
 
+from service.delivery.schedule import Schedule
 from service.errors import AlreadySubscribed, UnknownSubscriber
+from service.mail.wire import OutgoingMail
 from service.models import (
     ConsentEvent,
     Delivery,
@@ -52,9 +54,7 @@ from service.models import (
     SubscriptionPreferences,
     SubscriptionStatus,
 )
-from service.outgoing import OutgoingMail
-from service.schedule import Schedule
-from service.tables import (
+from service.store.tables import (
     DeliveryRow,
     NoticeRow,
     PaperRow,
@@ -133,7 +133,7 @@ class Store:
         from alembic.config import Config
 
         config = Config()
-        config.set_main_option("script_location", "service:migrations")
+        config.set_main_option("script_location", "service.store:migrations")
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)

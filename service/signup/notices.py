@@ -15,11 +15,11 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from service.outgoing import OutgoingMail
+from service.mail.transport import DeliveryError, open_transport
+from service.mail.wire import OutgoingMail
 from service.settings import Settings
+from service.signup.tokens import CONFIRM_MAX_AGE
 from service.store import ClaimedNotice, Store
-from service.tokens import CONFIRM_MAX_AGE
-from service.transport import DeliveryError, open_transport
 
 log = logging.getLogger(__name__)
 

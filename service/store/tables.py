@@ -124,7 +124,7 @@ class SubscriberRow(Base):
     requested_preferences: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The consent record: a list of ConsentEvent dicts, oldest first.
     consent: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    # Covered by the MAC of every link made for this row (see service.tokens); NULL only in
+    # Covered by the MAC of every link made for this row (see service.signup.tokens); NULL only in
     # rows from before migration 0007, whose older links stay readable.
     link_key: Mapped[str | None] = mapped_column(String(32))
 

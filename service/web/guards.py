@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.emails import template_environment
 from service.settings import Settings
+from service.templating import template_environment
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Digest emails: one Jinja environment, subject/text/HTML triplets, bulk-mail headers."""
+"""Digest and notice emails: subject/text/HTML triplets from templates/email/, bulk-mail headers."""
 
 import re
 import textwrap
@@ -12,14 +12,12 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-from service.inlining import InlineCss
-from service.links import issue_url, subscriber_url
+from service.mail.wire import MailHeaders, OutgoingMail, multipart_alternative
 from service.models import Digest, Frequency, Paper, ScoredPaper, Subscriber
-from service.outgoing import MailHeaders, OutgoingMail, multipart_alternative
-from service.settings import TEMPLATES_DIR, Settings
-from service.tokens import TokenPurpose
+from service.settings import Settings
+from service.signup.links import issue_url, subscriber_url
+from service.signup.tokens import TokenPurpose
+from service.templating import template_environment
 
 SNIPPET_MAX_CHARS = 400
 SNIPPET_MAX_SENTENCES = 3
@@ -70,28 +68,6 @@ class DigestItem:
     paper: PaperView
     why: str
     text_why: str
-
-
-@lru_cache(maxsize=1)
-def template_environment() -> Environment:
-    """The one Jinja environment for emails and pages, built on first use."""
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR),
-        # Listed explicitly: the default list misses `.html.j2`. Unknown extensions are escaped.
-        autoescape=select_autoescape(
-            enabled_extensions=("html", "htm", "xml", "html.j2"),
-            disabled_extensions=("txt",),
-            default_for_string=True,
-            default=True,
-        ),
-        undefined=StrictUndefined,
-        # CSS of email templates goes into style attributes once, as they are compiled.
-        extensions=[InlineCss],
-        trim_blocks=True,
-        lstrip_blocks=True,
-        # Templates ship with the code, so skip a stat() per render.
-        auto_reload=False,
-    )
 
 
 def render_digest(
@@ -271,7 +247,7 @@ def digest_links(
     now: datetime,
     with_manage_link: bool = True,
 ) -> DigestLinks:
-    """The links of one issue, each made for this subscriber alone (`service.links`).
+    """The links of one issue, each made for this subscriber alone (`service.signup.links`).
 
     `with_manage_link=False` leaves the manage link out, for the "view in browser" copy: its
     link never expires, and must not hand out a fresh manage link whenever it is opened.

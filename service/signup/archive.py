@@ -2,12 +2,13 @@
 
 from datetime import datetime
 
-from service.emails import digest_context, digest_links, template_environment
 from service.errors import UnknownSubscriber
-from service.links import issue_for_link
+from service.mail.compose import digest_context, digest_links
 from service.models import DeliveryStatus, Digest, ScoredPaper
 from service.settings import Settings
+from service.signup.links import issue_for_link
 from service.store import Store
+from service.templating import template_environment
 
 
 class IssueNotFound(UnknownSubscriber):

@@ -13,23 +13,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.addresses import mailbox_key, normalise_email
-from service.emails import compose_already_subscribed, compose_confirmation, compose_manage_link
 from service.errors import AlreadySubscribed, UnknownSubscriber
-from service.links import (
+from service.mail.compose import (
+    compose_already_subscribed,
+    compose_confirmation,
+    compose_manage_link,
+)
+from service.mail.wire import OutgoingMail
+from service.models import ConsentEvent, Subscriber, SubscriptionPreferences, SubscriptionStatus
+from service.settings import Settings
+from service.signup.addresses import mailbox_key, normalise_email
+from service.signup.limits import WindowLimiter
+from service.signup.links import (
     confirm_url,
     manage_link_max_age,
     signup_for_link,
     subscriber_for_link,
     subscriber_url,
 )
-from service.models import ConsentEvent, Subscriber, SubscriptionPreferences, SubscriptionStatus
-from service.notices import queue_notice
-from service.outgoing import OutgoingMail
-from service.ratelimit import WindowLimiter
-from service.settings import Settings
+from service.signup.notices import queue_notice
+from service.signup.tokens import InvalidToken, TokenPurpose
 from service.store import Store
-from service.tokens import InvalidToken, TokenPurpose
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -76,7 +80,7 @@ def request_signup(
     now: datetime,
 ) -> OutgoingMail | None:
     """Record a signup and return the confirmation email, queued for sending (see
-    `service.notices`), or None.
+    `service.signup.notices`), or None.
 
     What the visitor sees never depends on the outcome: a new, pending, confirmed or
     unsubscribed address, or a request over a limit, all end in "check your inbox". Within

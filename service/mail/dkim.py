@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dkim
 
-from service.outgoing import OutgoingMail
+from service.mail.wire import OutgoingMail
 
 # Signed when present. MIME-Version and Content-Type are signed too: without them a forwarder
 # could relabel the body's type or charset and keep the signature valid.

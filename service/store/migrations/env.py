@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
-from service.tables import Base
+from service.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,18 +10,18 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from enum import StrEnum
 
-from service.emails import compose_digest, render_digest
+from service.mail.compose import compose_digest, render_digest
+from service.mail.ratelimit import SendRateLimiter
+from service.mail.transport import DeliveryError, MailTransport, open_transport
 from service.models import Digest, Paper, ReadingHistory, Subscriber, SubscriptionStatus
-from service.ranking import (
+from service.ranking.score import (
     PreparedCandidates,
     build_corpus_stats,
     prepare_candidates,
     rank_prepared,
 )
-from service.ratelimit import SendRateLimiter
 from service.settings import Settings
 from service.store import DataStart, Ledger, Store
-from service.transport import DeliveryError, MailTransport, open_transport
 
 # A digest brings news: papers first seen more than a week before the issue are never candidates,
 # however long a subscriber has gone without an issue.

@@ -2,7 +2,7 @@
 for that subscriber.
 
 Each link token names a subscriber id and its MAC covers that subscriber's `link_key`, which
-lives in their row only (see `service.tokens`). Reading a link looks the claimed row up first
+lives in their row only (see `service.signup.tokens`). Reading a link looks the claimed row up first
 and checks the MAC with its key: once a subscriber is erased or removed, every link ever made
 for them is dead, and no later row can answer to it. Manage links, which can read, export and
 erase a subscription, expire (`manage_link_max_age_days`); unsubscribe and archive links never
@@ -16,8 +16,7 @@ from typing import TypeVar
 from service.errors import UnknownSubscriber
 from service.models import Subscriber
 from service.settings import Settings
-from service.store import Store
-from service.tokens import (
+from service.signup.tokens import (
     InvalidToken,
     TokenPurpose,
     claimed_subscriber_id,
@@ -29,6 +28,7 @@ from service.tokens import (
     read_subscriber_token,
     token_issued_at,
 )
+from service.store import Store
 
 T = TypeVar("T")
 

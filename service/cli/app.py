@@ -31,10 +31,9 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from service.addresses import normalise_email
-from service.digest import Outcome, RunSummary, deliver_batch, preview_digest, run_day
+from service.delivery.pipeline import Outcome, RunSummary, deliver_batch, preview_digest, run_day
+from service.delivery.planning import plan_day
 from service.errors import InvalidInput, PaperwireError, ServiceUnavailable
-from service.fetching import LIVE_SOURCES, FetchFailed, FetchSummary, fetch_papers
 from service.models import (
     ConsentEvent,
     DeliveryStatus,
@@ -43,14 +42,15 @@ from service.models import (
     SubscriptionPreferences,
     SubscriptionStatus,
 )
-from service.papers import read_papers_file
-from service.planning import plan_day
-from service.ranking import build_corpus_stats, rank_papers
+from service.ranking.score import build_corpus_stats, rank_papers
 from service.settings import Settings, get_settings
+from service.signup.addresses import normalise_email
+from service.signup.subscriptions import erase_subscriber, export_subscriber, is_suppressed
+from service.sources.fetch import LIVE_SOURCES, FetchFailed, FetchSummary, fetch_papers
+from service.sources.jsonl import read_papers_file
 from service.store import Store
-from service.subscriptions import erase_subscriber, export_subscriber, is_suppressed
 
-SAMPLE_PAPERS = Path(__file__).parent / "sample_data" / "papers.jsonl"
+SAMPLE_PAPERS = Path(__file__).parent.parent / "sample_data" / "papers.jsonl"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 app = typer.Typer(help="Paperwire: trending research papers in your inbox.", no_args_is_help=True)
@@ -332,7 +332,7 @@ def papers_fetch(
     with (
         _open_store(settings) as store,
         _progress() as progress,
-        _errors_not_logged("service.fetching"),
+        _errors_not_logged("service.sources.fetch"),
     ):
         tasks: dict[str, TaskID] = {}
 

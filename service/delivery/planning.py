@@ -47,7 +47,7 @@ def issues_to_sweep(
     """What a lost broker message, a dead worker or a due retry left waiting.
 
     `waiting_in_broker` says which issues still have their batch in the broker (see
-    `service.queued`): those are only slow, behind a long queue, and are not enqueued again,
+    `workers.queued`): those are only slow, behind a long queue, and are not enqueued again,
     unless they have waited longer than the broker's visibility timeout, after which the
     broker itself would have handed them out again.
     """

@@ -1,6 +1,6 @@
 """The web app: signup, confirm, manage, unsubscribe and archive pages, and a JSON API.
 
-Thin over `service.subscriptions`: each route reads its input, calls one service function and
+Thin over `service.signup.subscriptions`: each route reads its input, calls one service function and
 turns the result or the domain error into a page. GETs never change anything (mail scanners
 open links); every form POST carries a CSRF token bound to a cookie, except RFC 8058's
 one-click unsubscribe, which by design comes with no cookies and no token.
@@ -28,11 +28,8 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from service.addresses import normalise_email
-from service.archive import IssueNotFound, archived_issue_html
-from service.emails import template_environment
 from service.errors import InvalidInput, UnknownSubscriber
-from service.links import subscriber_for_link
+from service.mail.wire import OutgoingMail
 from service.models import (
     MAX_INTERESTS_TEXT_LENGTH,
     MAX_KEYWORD_LENGTH,
@@ -43,12 +40,13 @@ from service.models import (
     SubscriptionPreferences,
     SubscriptionStatus,
 )
-from service.notices import send_notices
-from service.outgoing import OutgoingMail
-from service.ratelimit import MemoryWindowLimiter, RedisWindowLimiter, WindowLimiter
 from service.settings import TEMPLATES_DIR, Settings
-from service.store import Store
-from service.subscriptions import (
+from service.signup.addresses import normalise_email
+from service.signup.archive import IssueNotFound, archived_issue_html
+from service.signup.limits import MemoryWindowLimiter, RedisWindowLimiter, WindowLimiter
+from service.signup.links import subscriber_for_link
+from service.signup.notices import send_notices
+from service.signup.subscriptions import (
     RequestOrigin,
     confirm_signup,
     erase_subscriber,
@@ -61,8 +59,10 @@ from service.subscriptions import (
     unsubscribe_with_link,
     update_preferences,
 )
-from service.tokens import InvalidToken, TokenExpired, TokenPurpose, make_token, read_token
-from service.web_guards import install_web_guards
+from service.signup.tokens import InvalidToken, TokenExpired, TokenPurpose, make_token, read_token
+from service.store import Store
+from service.templating import template_environment
+from service.web.guards import install_web_guards
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def create_app(
 
     async def send_notices_left_unsent() -> None:
         """At start and then now and again: the emails a process that died mid-send, or a
-        relay that was down, left unsent (see `service.notices`)."""
+        relay that was down, left unsent (see `service.signup.notices`)."""
         while True:
             try:
                 await send_notices(app_store, settings=settings, now=now)

@@ -25,7 +25,7 @@ from functools import lru_cache
 from types import MappingProxyType
 
 from service.models import Interests, Paper, ScoredPaper
-from service.text import analyse_text, normalise_word, stem_word, words_as_written
+from service.ranking.text import analyse_text, normalise_word, stem_word, words_as_written
 
 # BM25 saturation and length normalisation: the usual defaults (Robertson & Zaragoza, 2009).
 K1 = 1.2

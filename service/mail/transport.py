@@ -22,11 +22,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from service.dkim_signing import DkimSigner, load_signing_key
-from service.emails import template_environment
 from service.errors import PaperwireError
-from service.outgoing import OutgoingMail
+from service.mail.dkim import DkimSigner, load_signing_key
+from service.mail.wire import OutgoingMail
 from service.settings import Settings
+from service.templating import template_environment
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -66,7 +66,7 @@ class MailTransport(Protocol):
 @asynccontextmanager
 async def open_transport(settings: Settings) -> AsyncIterator[MailTransport]:
     """The transport `settings.mail_url` names; closed (QUIT, outbox index) on exit. With a
-    DKIM key configured, each message is signed on its way in (see `service.dkim_signing`)."""
+    DKIM key configured, each message is signed on its way in (see `service.mail.dkim`)."""
     transport = transport_for(settings)
     signer = dkim_signer(settings)
     if signer is not None:

@@ -1,0 +1,2 @@
+"""Building emails (compose, wire, inlining, dkim) kept apart from sending them (transport,
+ratelimit)."""
