@@ -826,7 +826,7 @@ class StageClock:
 # (label, module or class, attribute): what a delivery task calls, by stage.
 def _stage_targets() -> list[tuple[str, Any, str]]:
     import service.delivery.pipeline
-    import service.mail.transport
+    import service.mail.smtp
     import service.mail.wire
 
     targets: list[tuple[str, Any, str]] = [
@@ -838,8 +838,8 @@ def _stage_targets() -> list[tuple[str, Any, str]]:
             service.mail.wire.OutgoingMail,
             "seven_bit_data",
         ),
-        ("SMTP: send (aiosmtplib)", service.mail.transport.SmtpTransport, "send"),
-        ("SMTP: close (QUIT)", service.mail.transport.SmtpTransport, "close"),
+        ("SMTP: send (aiosmtplib)", service.mail.smtp.SmtpTransport, "send"),
+        ("SMTP: close (QUIT)", service.mail.smtp.SmtpTransport, "close"),
     ]
     # Every Store method, so whatever the delivery path calls is seen, by name.
     for name, member in vars(Store).items():

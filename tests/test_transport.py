@@ -15,15 +15,10 @@ import pytest
 from aiosmtpd.smtp import AuthResult
 
 from service.mail.compose import compose_digest, render_digest
-from service.mail.transport import (
-    DeliveryError,
-    MailTransport,
-    SmtpConfig,
-    is_permanent,
-    open_transport,
-    outbox_path,
-    smtp_config,
-)
+from service.mail.outbox import outbox_path
+from service.mail.sending import DeliveryError, MailTransport, is_permanent
+from service.mail.smtp import SmtpConfig, smtp_config
+from service.mail.transport import open_transport
 from service.mail.wire import OutgoingMail
 from service.settings import Settings
 from tests.factories import HOSTILE_TITLES, NOW, make_digest, make_paper, make_settings

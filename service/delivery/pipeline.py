@@ -12,7 +12,8 @@ from enum import StrEnum
 
 from service.mail.compose import compose_digest, render_digest
 from service.mail.ratelimit import SendRateLimiter
-from service.mail.transport import DeliveryError, MailTransport, open_transport
+from service.mail.sending import DeliveryError, MailTransport
+from service.mail.transport import open_transport
 from service.models import Digest, Paper, ReadingHistory, Subscriber, SubscriptionStatus
 from service.ranking.score import (
     PreparedCandidates,

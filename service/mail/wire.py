@@ -1,9 +1,11 @@
 """Outgoing mail as the bytes that go on the wire, and the MIME pieces written by hand.
 
-Building and serializing a digest with the stdlib `email` package cost ~3 ms of CPU (NOTES).
-A digest always has the same shape, a few known headers and a multipart/alternative body with
-a text and an HTML part, so its bytes are written here directly. The stdlib still reads mail
-back (`OutgoingMail.as_email_message`), turns any other message into bytes
+Building and serializing a digest with the stdlib `email` package costs about 2.7 ms of CPU
+(1.9 ms with 8bit parts), writing it here about 0.07 ms (`python -m bench.mail_build`); at
+hundreds of digests a second that would be most of a worker's CPU. A digest always has the same
+shape, a few known headers and a multipart/alternative body with a text and an HTML part, so
+its bytes are written here directly. The stdlib still reads mail back
+(`OutgoingMail.as_email_message`), turns any other message into bytes
 (`OutgoingMail.from_message`) and re-encodes for the rare relay without 8BITMIME.
 """
 
@@ -38,7 +40,8 @@ _Q_PREFIX, _B_PREFIX, _SUFFIX = "=?utf-8?q?", "=?utf-8?b?", "?="
 _CRLF = "\r\n"
 
 # Headers are kept as written when a parsed message is serialized again (a preview's .eml,
-# `from_message`): refolding would RFC 2047-encode the long List-Unsubscribe line (NOTES).
+# `from_message`): refolding would RFC 2047-encode the long List-Unsubscribe line
+# (tests/test_outgoing.py shows it).
 # With CRLF line ends too, `as_email_message().as_bytes()` gives back `data` exactly.
 _READ_POLICY = policy.default.clone(refold_source="none", linesep="\r\n")
 _WIRE_POLICY = policy.SMTP.clone(refold_source="none")
@@ -132,7 +135,7 @@ class MailHeaders:
 
     def add_uri_list(self, name: str, uris: Sequence[str]) -> None:
         """`<uri>, <uri>` one per line and never encoded: RFC 2369 wants the URIs as they are,
-        and mail clients do not read an encoded-word as a URL (NOTES)."""
+        and mail clients do not read an encoded-word as a URL."""
         for uri in uris:
             if not (uri.isascii() and uri.isprintable()) or any(c in uri for c in " <>"):
                 raise ValueError(f"{name}: {uri!r} is not a URI that can go into a header")

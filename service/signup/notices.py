@@ -15,7 +15,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from service.mail.transport import DeliveryError, open_transport
+from service.mail.sending import DeliveryError
+from service.mail.transport import open_transport
 from service.mail.wire import OutgoingMail
 from service.settings import Settings
 from service.signup.tokens import CONFIRM_MAX_AGE
