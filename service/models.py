@@ -21,6 +21,11 @@ def refuse_control_characters(value: str, *, what: str) -> str:
     return value
 
 
+# A digest issue: (subscriber id, issue date). The pair that identifies it everywhere, and what
+# makes sending it idempotent.
+IssueKey = tuple[int, date]
+
+
 class SubscriptionStatus(StrEnum):
     PENDING = "pending"
     CONFIRMED = "confirmed"

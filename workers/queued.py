@@ -1,13 +1,12 @@
 """Which issues have a batch waiting in the broker, so the sweep does not enqueue them again."""
 
 from collections.abc import Iterable
-from datetime import date
 
 import redis
 
-QUEUED_KEY = "paperwire:queued-issues"
+from service.models import IssueKey
 
-IssueKey = tuple[int, date]
+QUEUED_KEY = "paperwire:queued-issues"
 
 
 class QueuedIssues:

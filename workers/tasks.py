@@ -16,12 +16,12 @@ from redis.exceptions import RedisError
 
 from service.delivery.pipeline import DayPapersCache, deliver_batch, run_day
 from service.delivery.planning import (
-    IssueKey,
     batches,
     issues_to_sweep,
     plan_due_issues,
     prune_pending_signups,
 )
+from service.models import IssueKey
 from service.settings import Settings, get_settings
 from service.sources.fetch import fetch_papers
 from service.store import Store

@@ -3,13 +3,12 @@
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
+from service.models import IssueKey
 from service.settings import Settings
 from service.store import Store
 
 # Signups not confirmed within this time are deleted; confirmation links expire before that.
 PENDING_SIGNUP_LIFETIME = timedelta(days=3)
-
-IssueKey = tuple[int, date]
 
 
 def plan_due_issues(store: Store, *, now: datetime, settings: Settings) -> list[IssueKey]:

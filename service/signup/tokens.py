@@ -2,8 +2,9 @@
 for the CSRF field of web forms.
 
 A token is base64url(issued_at[4] + payload + mac[12]) with no padding: a link naming a
-subscriber id is 24 to 30 characters. The MAC is HMAC-SHA256 over the purpose and the rest of the token,
-truncated to 96 bits: plenty against forging a link, half the length of a full digest.
+subscriber id is 24 to 30 characters. The MAC is HMAC-SHA256 over the purpose and the rest of
+the token, truncated to 96 bits: plenty against forging a link, half the length of a full
+digest.
 
 Written here rather than with itsdangerous: its tokens for the same id, purpose and binding are
 43 characters (59 with SHA-256) against 30, which keeps an unsubscribe URL on a short host within
