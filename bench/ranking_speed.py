@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from service.models import Interests, Paper, ScoredPaper
-from service.ranking.score import build_corpus_stats, prepare_candidates, rank_papers, rank_prepared
+from service.ranking import build_corpus_stats, prepare_candidates, rank_papers, rank_prepared
 from service.sources.jsonl import read_papers_file
 from tests.factories import draw_title_phrases, title_phrases
 from tests.support.ranking_reference import rank_by_reference

@@ -7,16 +7,16 @@ from typing import Any
 import pytest
 
 from service.models import Interests, Paper, ScoredPaper
-from service.ranking.score import (
-    MIN_RELEVANCE,
+from service.ranking import (
     CorpusStats,
-    analyse_paper,
     build_corpus_stats,
     prepare_candidates,
     rank_papers,
     rank_prepared,
     relevance_scores,
 )
+from service.ranking.terms import analyse_paper
+from service.ranking.topk import MIN_RELEVANCE
 from service.sources.jsonl import read_papers_file
 from tests.factories import draw_title_phrases, title_phrases
 from tests.support.ranking_reference import (

@@ -14,7 +14,7 @@ from service.mail.compose import compose_digest, render_digest
 from service.mail.ratelimit import SendRateLimiter
 from service.mail.transport import DeliveryError, MailTransport, open_transport
 from service.models import Digest, Paper, ReadingHistory, Subscriber, SubscriptionStatus
-from service.ranking.score import (
+from service.ranking import (
     PreparedCandidates,
     build_corpus_stats,
     prepare_candidates,

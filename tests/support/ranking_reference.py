@@ -7,23 +7,19 @@ from dataclasses import dataclass
 from datetime import date
 
 from service.models import Interests, Paper, ScoredPaper
-from service.ranking.score import (
+from service.ranking import CorpusStats
+from service.ranking.explain import explain_match
+from service.ranking.relevance import (
     ABSTRACT_WEIGHT,
     K1,
-    MIN_RELEVANCE,
     PROXIMITY_WEIGHT,
     SPECIFIC_CLAUSE_IDF,
     TITLE_WEIGHT,
     B,
-    Clause,
-    CorpusStats,
-    FieldTerms,
-    PaperTerms,
-    analyse_interests,
-    analyse_paper,
-    explain_match,
-    trending_score,
 )
+from service.ranking.score import trending_score
+from service.ranking.terms import Clause, FieldTerms, PaperTerms, analyse_interests, analyse_paper
+from service.ranking.topk import MIN_RELEVANCE
 
 
 @dataclass(frozen=True)
