@@ -153,25 +153,9 @@ def find_best_papers(
     # The bounds need positive idfs, which statistics of any real corpus give.
     prune = all(idf > 0.0 for clause in clauses for idf in clause.idfs.values())
     bounds = _QueryBounds(clauses, stems)
-    # MaxScore (Turtle & Flood, 1995): while a paper holding the commonest stems and no rarer
-    # one cannot be relevant enough, those stems' papers need not be looked up. Every paper is
-    # taken to hold them, which only loosens its bound.
-    assumed = common = 0
-    while prune and common < len(stems):
-        if bounds.most(assumed | 1 << common) >= MIN_RELEVANCE - BOUND_SLACK:
-            break
-        assumed |= 1 << common
-        common += 1
-    if common == len(stems):
-        return []  # no paper is relevant enough
-    # Which query stems each paper holds, as bits of their positions in `stems`: the commonest
-    # looked up in one go, the rarer ones paper by paper.
-    holds = dict.fromkeys(index.papers_with(stems[common]), assumed | 1 << common)
-    for bit in range(common + 1, len(stems)):
-        get = holds.get
-        holds.update(
-            {paper: get(paper, assumed) | 1 << bit for paper in index.papers_with(stems[bit])}
-        )
+    common, holds = _find_stems_held(index, stems, bounds, prune=prune)
+    if not holds:
+        return []
     relevance_parts = {}
     for held in set(holds.values()):
         most_relevance = bounds.most(held) if prune else 1.0
@@ -233,3 +217,32 @@ def find_best_papers(
     # Ids are unique among prepared papers, so ties never compare further.
     ranked.sort(key=lambda entry: (entry[0], entry[1]))
     return ranked[:limit]
+
+
+def _find_stems_held(
+    index: TermIndex, stems: Sequence[str], bounds: _QueryBounds, *, prune: bool
+) -> tuple[int, dict[int, int]]:
+    """Which query stems each paper holds, as bits of their positions in `stems` (commonest
+    first), and how many of the commonest stems every paper is taken to hold.
+
+    Papers holding none of the other stems are left out.
+    """
+    # MaxScore (Turtle & Flood, 1995): while a paper holding the commonest stems and no rarer
+    # one cannot be relevant enough, those stems' papers need not be looked up. Every paper is
+    # taken to hold them, which only loosens its bound.
+    assumed = common = 0
+    while prune and common < len(stems):
+        if bounds.most(assumed | 1 << common) >= MIN_RELEVANCE - BOUND_SLACK:
+            break
+        assumed |= 1 << common
+        common += 1
+    if common == len(stems):
+        return common, {}  # no paper is relevant enough
+    # The commonest stem not taken as held looked up in one go, the rarer ones paper by paper.
+    holds = dict.fromkeys(index.papers_with(stems[common]), assumed | 1 << common)
+    for bit in range(common + 1, len(stems)):
+        get = holds.get
+        holds.update(
+            {paper: get(paper, assumed) | 1 << bit for paper in index.papers_with(stems[bit])}
+        )
+    return common, holds
