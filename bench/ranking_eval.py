@@ -42,18 +42,16 @@ from datetime import date
 from pathlib import Path
 
 from service.models import Interests, Paper
-from service.ranking.score import (
-    K1,
-    B,
+from service.ranking import (
     CorpusStats,
-    analyse_interests,
-    analyse_paper,
     build_corpus_stats,
     prepare_candidates,
     rank_papers,
     rank_prepared,
     relevance_scores,
 )
+from service.ranking.relevance import K1, B
+from service.ranking.terms import analyse_interests, analyse_paper
 from service.sources.jsonl import read_papers_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """How long ranking takes per subscriber when a batch of subscribers shares its candidates.
 
-Run from the project root (needs the test extras: the reference ranker lives in the tests):
+Run from the project root (the reference ranker is in tests/support, which is not installed):
 
     .venv/bin/python -m bench.ranking_speed --subscribers 1000
 
@@ -8,9 +8,9 @@ Candidates are the sample papers, copied under new ids up to --papers. Each subs
 phrases of 1 to 3 consecutive title words and a trending weight, drawn with a fixed seed.
 Batches of subscribers share one prepare_candidates, then rank_prepared runs per subscriber
 (limit 10). For comparison, the first --compare subscribers are ranked by rank_papers (one
-subscriber at a time, as digest.build_digest calls it) and by the reference ranker of the tests
-(each paper scored on its own, as rank_papers did before batches), and must get the same
-digests. Times are CPU time of this process, as in the worker's budget.
+subscriber at a time) and by the reference ranker (each paper scored on its own, as rank_papers
+did before batches), and must get the same digests. Times are CPU time of this process, as in
+the worker's budget.
 """
 
 import argparse
@@ -23,10 +23,10 @@ from datetime import date
 from pathlib import Path
 
 from service.models import Interests, Paper, ScoredPaper
-from service.ranking.score import build_corpus_stats, prepare_candidates, rank_papers, rank_prepared
+from service.ranking import build_corpus_stats, prepare_candidates, rank_papers, rank_prepared
 from service.sources.jsonl import read_papers_file
 from tests.factories import draw_title_phrases, title_phrases
-from tests.test_ranking import rank_by_reference
+from tests.support.ranking_reference import rank_by_reference
 
 SAMPLE_PAPERS = Path(__file__).resolve().parent.parent / "service" / "sample_data" / "papers.jsonl"
 # The day after the newest sample paper, so freshness still tells papers apart.

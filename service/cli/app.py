@@ -42,7 +42,7 @@ from service.models import (
     SubscriptionPreferences,
     SubscriptionStatus,
 )
-from service.ranking.score import build_corpus_stats, rank_papers
+from service.ranking import build_corpus_stats, rank_papers
 from service.settings import Settings, get_settings
 from service.signup.addresses import normalise_email
 from service.signup.subscriptions import erase_subscriber, export_subscriber, is_suppressed

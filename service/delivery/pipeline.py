@@ -15,7 +15,7 @@ from service.mail.ratelimit import SendRateLimiter
 from service.mail.sending import DeliveryError, MailTransport
 from service.mail.transport import open_transport
 from service.models import Digest, Paper, ReadingHistory, Subscriber, SubscriptionStatus
-from service.ranking.score import (
+from service.ranking import (
     PreparedCandidates,
     build_corpus_stats,
     prepare_candidates,

@@ -1,0 +1,172 @@
+"""Papers and interests analysed into terms: the stem positions of a paper's title and
+abstract, an interest's query clauses, and the statistics of the stored corpus.
+
+Analysis is cached by text, so a batch of subscribers ranking the same candidates tokenises and
+stems each paper once.
+"""
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
+
+from service.models import Interests, Paper
+from service.ranking.text import analyse_text, normalise_word, stem_word, words_as_written
+
+# A batch of subscribers ranks the same candidates, so each paper is tokenised and stemmed
+# once, not once per subscriber. Sized for a week of new papers with room to spare.
+PAPER_CACHE_SIZE = 8192
+
+
+@dataclass(frozen=True)
+class FieldTerms:
+    """Stem positions of one field (title or abstract) of one paper."""
+
+    positions: Mapping[str, tuple[int, ...]]
+    length: int
+
+    def count(self, stem: str) -> int:
+        return len(self.positions.get(stem, ()))
+
+    def count_phrase(self, stems: Sequence[str]) -> int:
+        """How often `stems` occur contiguously, in this order."""
+        starts = self.positions.get(stems[0], ())
+        following = []
+        for stem in stems[1:]:
+            positions = self.positions.get(stem)
+            if positions is None:
+                return 0
+            following.append(positions)
+        return sum(
+            1
+            for start in starts
+            if all(
+                start + offset in positions for offset, positions in enumerate(following, start=1)
+            )
+        )
+
+    def count_pair(self, first: str, second: str) -> int:
+        """How often `second` directly follows `first`."""
+        following = self.positions.get(second)
+        if following is None:
+            return 0
+        return sum(start + 1 in following for start in self.positions.get(first, ()))
+
+
+@dataclass(frozen=True)
+class PaperTerms:
+    title: FieldTerms
+    abstract: FieldTerms
+    stems: frozenset[str]
+
+
+def analyse_paper(paper: Paper) -> PaperTerms:
+    return analyse_paper_text(*paper_text(paper))
+
+
+def paper_text(paper: Paper) -> tuple[str, str]:
+    """The two fields a paper is ranked on: its title, and its abstract followed by any
+    keywords a source gave (Hugging Face's `ai_keywords`), which weigh like abstract words."""
+    if not paper.keywords:
+        return paper.title, paper.abstract
+    return paper.title, f"{paper.abstract}\n" + ";\n".join(paper.keywords)
+
+
+# Keyed by the text itself, so an edited title or abstract is never served stale.
+@lru_cache(maxsize=PAPER_CACHE_SIZE)
+def analyse_paper_text(title: str, abstract: str) -> PaperTerms:
+    title_terms = _analyse_field(title)
+    abstract_terms = _analyse_field(abstract)
+    return PaperTerms(
+        title=title_terms,
+        abstract=abstract_terms,
+        stems=frozenset(title_terms.positions) | frozenset(abstract_terms.positions),
+    )
+
+
+def _analyse_field(text: str) -> FieldTerms:
+    positions: dict[str, list[int]] = {}
+    stems = analyse_text(text)
+    for position, stem in enumerate(stems):
+        positions.setdefault(stem, []).append(position)
+    return FieldTerms(
+        positions=MappingProxyType({stem: tuple(found) for stem, found in positions.items()}),
+        length=len(stems),
+    )
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """Document frequencies and average field lengths of the stored corpus."""
+
+    doc_count: int
+    document_frequencies: Mapping[str, int]
+    avg_title_length: float
+    avg_abstract_length: float
+
+    def idf(self, stem: str) -> float:
+        """BM25 inverse document frequency, in the form that never goes negative."""
+        frequency = self.document_frequencies.get(stem, 0)
+        return math.log(1.0 + (self.doc_count - frequency + 0.5) / (frequency + 0.5))
+
+
+def build_corpus_stats(papers: Iterable[Paper]) -> CorpusStats:
+    """Collection statistics over every paper given (the whole stored corpus)."""
+    frequencies: dict[str, int] = {}
+    doc_count = title_total = abstract_total = 0
+    for paper in papers:
+        terms = analyse_paper(paper)
+        doc_count += 1
+        title_total += terms.title.length
+        abstract_total += terms.abstract.length
+        for stem in terms.stems:
+            frequencies[stem] = frequencies.get(stem, 0) + 1
+    return CorpusStats(
+        doc_count=doc_count,
+        document_frequencies=MappingProxyType(frequencies),
+        avg_title_length=title_total / doc_count if doc_count else 0.0,
+        avg_abstract_length=abstract_total / doc_count if doc_count else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One interest as a query: a keyword phrase, or the free-text sentence."""
+
+    label: str
+    stems: tuple[str, ...]
+    # Stem -> the word as the subscriber wrote it, to explain matches in their own words.
+    written_words: Mapping[str, str]
+    # The sentence is a bag of words: its word order is grammar, not a phrase to look for.
+    is_keyword: bool
+
+
+@lru_cache(maxsize=1024)
+def analyse_interests(interests: Interests) -> tuple[Clause, ...]:
+    """Query clauses: one per distinct keyword, then the sentence. Stop words alone give none."""
+    clauses: list[Clause] = []
+    seen: set[tuple[str, ...]] = set()
+    for keyword in interests.keywords:
+        clause = _make_clause(keyword.strip(), is_keyword=True)
+        if clause.stems and clause.stems not in seen:
+            seen.add(clause.stems)
+            clauses.append(clause)
+    sentence = _make_clause(interests.text.strip(), is_keyword=False)
+    if sentence.stems:
+        clauses.append(sentence)
+    return tuple(clauses)
+
+
+def _make_clause(text: str, *, is_keyword: bool) -> Clause:
+    written = words_as_written(text)
+    stems = tuple(stem_word(normalise_word(word)) for word in written)
+    written_words: dict[str, str] = {}
+    for stem, word in zip(stems, written, strict=True):
+        written_words.setdefault(stem, word)
+    return Clause(
+        label=text,
+        stems=stems,
+        written_words=MappingProxyType(written_words),
+        is_keyword=is_keyword,
+    )

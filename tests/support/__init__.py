@@ -1,0 +1,1 @@
+"""Support code for tests and benches: references, fixtures' helpers, fakes. No tests."""
