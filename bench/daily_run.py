@@ -63,7 +63,7 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 
 from bench.ranking_speed import make_candidates
-from service.delivery.pipeline import build_digest, load_day_papers
+from service.delivery.day_papers import build_digest, load_day_papers
 from service.delivery.planning import plan_due_issues
 from service.delivery.schedule import Schedule
 from service.mail.compose import compose_digest
@@ -825,12 +825,13 @@ class StageClock:
 
 # (label, module or class, attribute): what a delivery task calls, by stage.
 def _stage_targets() -> list[tuple[str, Any, str]]:
+    import service.delivery.day_papers
     import service.delivery.pipeline
     import service.mail.smtp
     import service.mail.wire
 
     targets: list[tuple[str, Any, str]] = [
-        ("rank: day's papers (load_day_papers)", service.delivery.pipeline, "load_day_papers"),
+        ("rank: day's papers (load_day_papers)", service.delivery.day_papers, "load_day_papers"),
         ("rank: build_digest", service.delivery.pipeline, "build_digest"),
         ("render: compose_digest", service.delivery.pipeline, "compose_digest"),
         (

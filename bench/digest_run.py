@@ -21,7 +21,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from service.delivery.pipeline import build_digest, load_day_papers, run_day
+from service.delivery.day_papers import build_digest, load_day_papers
+from service.delivery.pipeline import run_day
 from service.mail.compose import compose_digest
 from service.models import (
     Interests,

@@ -6,9 +6,8 @@ from email.message import EmailMessage
 
 import pytest
 
+from service.delivery.day_papers import LOOKBACK, DayPapersCache
 from service.delivery.pipeline import (
-    LOOKBACK,
-    DayPapersCache,
     Outcome,
     RunSummary,
     preview_digest,

@@ -14,7 +14,8 @@ from celery.signals import task_received
 from celery.worker.request import Request
 from redis.exceptions import RedisError
 
-from service.delivery.pipeline import DayPapersCache, deliver_batch, run_day
+from service.delivery.day_papers import DayPapersCache
+from service.delivery.pipeline import deliver_batch, run_day
 from service.delivery.planning import (
     batches,
     issues_to_sweep,

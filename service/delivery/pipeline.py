@@ -1,33 +1,28 @@
 """The one path a digest takes: plan → claim → rank → render → send → record."""
 
-import gc
 import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from enum import StrEnum
 
+from service.delivery.day_papers import (
+    DayPapers,
+    DayPapersCache,
+    build_digest,
+    load_day_papers,
+    reading_histories,
+)
 from service.mail.compose import compose_digest, render_digest
 from service.mail.ratelimit import SendRateLimiter
 from service.mail.sending import DeliveryError, MailTransport
 from service.mail.transport import open_transport
-from service.models import Digest, Paper, ReadingHistory, Subscriber, SubscriptionStatus
-from service.ranking import (
-    PreparedCandidates,
-    build_corpus_stats,
-    prepare_candidates,
-    rank_prepared,
-)
+from service.models import Digest, ReadingHistory, Subscriber, SubscriptionStatus
 from service.settings import Settings
 from service.store import DataStart, Ledger, Store
-
-# A digest brings news: papers first seen more than a week before the issue are never candidates,
-# however long a subscriber has gone without an issue.
-LOOKBACK = timedelta(days=7)
-
 
 # Replies that say the mailbox does not exist or cannot be used: a hard bounce.
 HARD_BOUNCE_CODES = frozenset({550, 551, 553})
@@ -67,25 +62,6 @@ class Outcome(StrEnum):
     WOULD_SEND = "would-send"
 
 
-@dataclass(frozen=True)
-class DayPapers:
-    """What a day's issues are ranked from: the recent papers, analysed once for everyone."""
-
-    recent: Sequence[Paper]
-    prepared: PreparedCandidates
-
-    def seen_by(self, history: ReadingHistory) -> frozenset[str]:
-        """Papers this subscriber has, or had the chance to get: sent, or older than their
-        last issue (a paper passed over then is not news now)."""
-        since = history.last_sent_at
-        if since is None:
-            return history.sent_paper_ids
-        older = {
-            p.id for p in self.recent if p.first_seen_at is not None and p.first_seen_at <= since
-        }
-        return history.sent_paper_ids | older
-
-
 @dataclass
 class RunSummary:
     issue_date: date
@@ -95,75 +71,6 @@ class RunSummary:
     @property
     def total(self) -> int:
         return sum(self.outcomes.values())
-
-
-def issue_window_end(issue_date: date) -> datetime:
-    """Papers first seen after the end of the issue date (UTC) belong to later issues."""
-    return datetime.combine(issue_date + timedelta(days=1), time(), tzinfo=UTC)
-
-
-class DayPapersCache:
-    """A day's papers, analysed once per process and kept while the stored papers stay the
-    same: every batch of the day ranks from the same candidates, and loading them costs as
-    much CPU as ranking a few dozen digests."""
-
-    def __init__(self, size: int = 2) -> None:
-        self._size = size
-        self._entries: dict[tuple[str, date], tuple[tuple[int, datetime | None], DayPapers]] = {}
-
-    def get(self, store: Store, issue_date: date) -> DayPapers:
-        key = (store.url.render_as_string(hide_password=True), issue_date)
-        version = store.papers_version()
-        cached = self._entries.get(key)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        day = load_day_papers(store, issue_date)
-        self._entries.pop(key, None)
-        while len(self._entries) >= self._size:
-            del self._entries[next(iter(self._entries))]
-        self._entries[key] = (version, day)
-        # What stays for the day is out of the cyclic collector's way: a full collection
-        # would otherwise walk all of it every few hundred digests for nothing.
-        gc.freeze()
-        return day
-
-
-def load_day_papers(store: Store, issue_date: date) -> DayPapers:
-    end = issue_window_end(issue_date)
-    recent = store.list_papers(seen_since=end - LOOKBACK, seen_before=end)
-    # Term statistics come from everything stored, so a rare term stays rare on a busy day.
-    stats = build_corpus_stats(store.list_papers())
-    prepared = prepare_candidates(recent, stats=stats, today=issue_date)
-    return DayPapers(recent=recent, prepared=prepared)
-
-
-def reading_histories(
-    store: Store, subscriber_ids: Sequence[int], issue_date: date
-) -> dict[int, ReadingHistory]:
-    """What these subscribers were sent that could be a candidate again: papers of issues
-    dated within the look-back (a day's margin for issues sent late). An older issue's papers
-    were first seen before the window opened, so they are never candidates now."""
-    since = issue_date - LOOKBACK - timedelta(days=1)
-    return store.reading_history(subscriber_ids, before=issue_date, since=since)
-
-
-def build_digest(
-    subscriber: Subscriber,
-    day: DayPapers,
-    *,
-    issue_date: date,
-    history: ReadingHistory,
-    limit: int,
-) -> Digest:
-    """Rank the subscriber's candidate papers; pure apart from the data passed in."""
-    ranked = rank_prepared(
-        day.prepared,
-        subscriber.interests,
-        trending_weight=subscriber.trending_weight,
-        limit=limit,
-        exclude_ids=day.seen_by(history),
-    )
-    return Digest(subscriber=subscriber, issue_date=issue_date, papers=tuple(ranked))
 
 
 def preview_digest(
