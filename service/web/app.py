@@ -15,31 +15,18 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from typing import Any, Literal
-from zoneinfo import available_timezones
+from typing import Any
 
 from fastapi import BackgroundTasks, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from service.errors import InvalidInput, UnknownSubscriber
 from service.mail.wire import OutgoingMail
-from service.models import (
-    MAX_INTERESTS_TEXT_LENGTH,
-    MAX_KEYWORD_LENGTH,
-    MAX_KEYWORDS,
-    Frequency,
-    Interests,
-    Subscriber,
-    SubscriptionPreferences,
-    SubscriptionStatus,
-)
+from service.models import Frequency, Subscriber, SubscriptionPreferences
 from service.settings import TEMPLATES_DIR, Settings
 from service.signup.addresses import normalise_email
 from service.signup.archive import IssueNotFound, archived_issue_html
@@ -51,7 +38,6 @@ from service.signup.subscriptions import (
     confirm_signup,
     erase_subscriber,
     export_subscriber,
-    parse_interests,
     pending_signup,
     request_fresh_manage_link,
     request_signup,
@@ -62,6 +48,21 @@ from service.signup.subscriptions import (
 from service.signup.tokens import InvalidToken, TokenExpired, TokenPurpose, make_token, read_token
 from service.store import Store
 from service.templating import template_environment
+from service.web.forms import (
+    AcceptedOut,
+    ConfirmIn,
+    PreferencesIn,
+    SignupIn,
+    StatusOut,
+    SubscriptionOut,
+    api_preferences,
+    default_form_values,
+    form_values,
+    read_form,
+    read_preferences_form,
+    subscription_out,
+    time_zone_names,
+)
 from service.web.guards import install_web_guards
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,7 @@ CSRF_COOKIE = "paperwire_csrf"
 CSRF_FIELD = "csrf_token"
 # Long enough to fill in a form after a coffee; a stale form just asks to be sent again.
 CSRF_MAX_AGE = timedelta(hours=12)
-# Bounds on what a form may carry, far above what the pages send.
-MAX_FORM_FIELDS = 40
-MAX_FORM_PART_BYTES = 64 * 1024
-MAX_INTERESTS_FIELD_CHARS = 5000
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-PREFERENCE_FIELDS = ("interests", "about", "frequency", "weekday", "delivery_hour", "time_zone")
 ONE_CLICK = "One-Click"
 EXPIRED_LINK_DETAIL = "link expired: POST its token to /api/manage-link for a fresh one by email"
 
@@ -96,56 +92,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-
-
-@dataclass(frozen=True)
-class FormOutcome:
-    values: dict[str, str]
-    errors: dict[str, str]
-    preferences: SubscriptionPreferences | None
-
-
-class PreferencesIn(BaseModel):
-    """A subscriber's choices, as the JSON API takes them."""
-
-    interests: list[str] = Field(default_factory=list, max_length=MAX_KEYWORDS)
-    interests_text: str = Field("", max_length=MAX_INTERESTS_TEXT_LENGTH)
-    frequency: Frequency = Frequency.DAILY
-    weekday: int = Field(0, ge=0, le=6, description="Monday=0; for weekly issues.")
-    delivery_hour: int | None = Field(None, ge=0, le=23, description="Local hour; default set.")
-    time_zone: str | None = Field(
-        None, max_length=64, description="IANA time zone; the server's default."
-    )
-    trending_weight: float = Field(0.3, ge=0.0, le=1.0, description="0 my topics … 1 trending.")
-
-
-class SignupIn(PreferencesIn):
-    email: str = Field(max_length=320)
-
-
-class AcceptedOut(BaseModel):
-    status: Literal["check-your-inbox"] = "check-your-inbox"
-    detail: str = "If the address can receive mail, a confirmation link is on its way."
-
-
-class ConfirmIn(BaseModel):
-    token: str = Field(max_length=512)
-
-
-class SubscriptionOut(BaseModel):
-    email: str
-    status: SubscriptionStatus
-    interests: list[str]
-    interests_text: str
-    frequency: Frequency
-    weekday: int
-    delivery_hour: int
-    time_zone: str
-    trending_weight: float
-
-
-class StatusOut(BaseModel):
-    status: str
 
 
 def create_app(
@@ -284,9 +230,6 @@ def create_app(
         if remaining > 0:
             await asyncio.sleep(remaining)
 
-    async def read_form(request: Request) -> FormData:
-        return await request.form(max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART_BYTES)
-
     async def send_mail(mail: OutgoingMail) -> None:
         """After the response, so the visitor's wait never tells whether mail went out. The
         mail is stored already: if this fails or the process dies, the sweep sends it."""
@@ -294,9 +237,6 @@ def create_app(
             await send_notices(app_store, settings=settings, now=now, message_id=mail.message_id)
         except OSError as exc:
             log.warning("a stored notice was not sent now, the sweep retries it: %s", exc)
-
-    def preferences_form(form: Mapping[str, Any]) -> FormOutcome:
-        return read_preferences_form(form, settings=settings)
 
     def form_context(values: Mapping[str, str], errors: Mapping[str, str]) -> dict[str, Any]:
         return {
@@ -319,7 +259,7 @@ def create_app(
     async def signup_submit(request: Request, background: BackgroundTasks) -> HTMLResponse:
         started = time.monotonic()
         form = await read_form(request)
-        outcome = preferences_form(form)
+        outcome = read_preferences_form(form)
         values, errors = outcome.values, dict(outcome.errors)
         values["email"] = str(form.get("email", ""))[:320]
         if not csrf_ok(request, form):
@@ -464,7 +404,7 @@ def create_app(
         action = form.get("action")
         via = "web manage page"
         if action == "save":
-            outcome = preferences_form(form)
+            outcome = read_preferences_form(form)
             if outcome.preferences is None:
                 return manage_view(
                     request, subscriber, outcome.values, outcome.errors, notice="", status=422
@@ -707,30 +647,6 @@ def client_address(
     return peer
 
 
-@lru_cache(maxsize=1)
-def time_zone_names() -> tuple[str, ...]:
-    """IANA zone names worth offering: Area/City names and UTC."""
-    names = {
-        name
-        for name in available_timezones()
-        if "/" in name and not name.startswith(("Etc/", "posix/", "right/", "SystemV/", "US/"))
-    }
-    return ("UTC", *sorted(names))
-
-
-def default_form_values(settings: Settings) -> dict[str, str]:
-    return {
-        "email": "",
-        "interests": "",
-        "about": "",
-        "frequency": Frequency.DAILY.value,
-        "weekday": "0",
-        "delivery_hour": str(settings.default_delivery_hour),
-        "time_zone": settings.default_time_zone,
-        "mix": "30",
-    }
-
-
 def describe_schedule(preferences: SubscriptionPreferences) -> str:
     """ "Weekly on Wednesday at 07:00, Europe/Paris time", for a page."""
     if preferences.frequency is Frequency.WEEKLY:
@@ -738,92 +654,3 @@ def describe_schedule(preferences: SubscriptionPreferences) -> str:
     else:
         when = "Daily"
     return f"{when} at {preferences.delivery_hour:02d}:00, {preferences.time_zone} time"
-
-
-def form_values(subscriber: Subscriber) -> dict[str, str]:
-    """A subscriber's preferences as the form shows them."""
-    return {
-        "email": subscriber.email,
-        "interests": "\n".join(subscriber.interests.keywords),
-        "about": subscriber.interests.text,
-        "frequency": subscriber.frequency.value,
-        "weekday": str(subscriber.weekday),
-        "delivery_hour": str(subscriber.delivery_hour),
-        "time_zone": subscriber.time_zone,
-        "mix": str(round(subscriber.trending_weight * 100)),
-    }
-
-
-def read_preferences_form(form: Mapping[str, Any], *, settings: Settings) -> FormOutcome:
-    """The preference fields of a posted form: what was typed (to show again), an error per
-    field, and the preferences when there is no error."""
-    values = {name: str(form.get(name, "")) for name in (*PREFERENCE_FIELDS, "mix")}
-    errors: dict[str, str] = {}
-    if len(values["interests"]) > MAX_INTERESTS_FIELD_CHARS:
-        errors["interests"] = f"Keep interests under {MAX_INTERESTS_FIELD_CHARS} characters."
-    if len(values["about"]) > MAX_INTERESTS_TEXT_LENGTH:
-        errors["about"] = f"Keep this under {MAX_INTERESTS_TEXT_LENGTH} characters."
-    numbers = {
-        "weekday": (0, 6, "Choose a day of the week."),
-        "delivery_hour": (0, 23, "Choose an hour."),
-        "mix": (0, 100, "Choose a mix between 0 and 100."),
-    }
-    parsed: dict[str, int] = {}
-    for name, (low, high, message) in numbers.items():
-        raw = values[name].strip()
-        if raw.isascii() and raw.isdigit() and low <= int(raw) <= high:
-            parsed[name] = int(raw)
-        else:
-            errors[name] = message
-    if values["frequency"] not in (Frequency.DAILY, Frequency.WEEKLY):
-        errors["frequency"] = "Choose daily or weekly."
-    if values["time_zone"] not in time_zone_names():
-        errors["time_zone"] = "Choose a time zone from the list."
-    if errors:
-        return FormOutcome(values, errors, None)
-    try:
-        preferences = SubscriptionPreferences(
-            interests=Interests(
-                keywords=parse_interests(values["interests"]), text=values["about"]
-            ),
-            time_zone=values["time_zone"],
-            delivery_hour=parsed["delivery_hour"],
-            frequency=Frequency(values["frequency"]),
-            weekday=parsed["weekday"],
-            trending_weight=parsed["mix"] / 100,
-        )
-    except ValidationError:
-        message = f"Up to {MAX_KEYWORDS} interests, each at most {MAX_KEYWORD_LENGTH} characters."
-        return FormOutcome(values, {"interests": message}, None)
-    return FormOutcome(values, {}, preferences)
-
-
-def api_preferences(body: PreferencesIn, *, settings: Settings) -> SubscriptionPreferences:
-    try:
-        return SubscriptionPreferences(
-            interests=Interests(keywords=tuple(body.interests), text=body.interests_text),
-            time_zone=body.time_zone or settings.default_time_zone,
-            delivery_hour=(
-                settings.default_delivery_hour if body.delivery_hour is None else body.delivery_hour
-            ),
-            frequency=body.frequency,
-            weekday=body.weekday,
-            trending_weight=body.trending_weight,
-        )
-    except ValidationError as exc:
-        problems = [str(problem["msg"]).removeprefix("Value error, ") for problem in exc.errors()]
-        raise HTTPException(422, detail="; ".join(problems)) from exc
-
-
-def subscription_out(subscriber: Subscriber) -> SubscriptionOut:
-    return SubscriptionOut(
-        email=subscriber.email,
-        status=subscriber.status,
-        interests=list(subscriber.interests.keywords),
-        interests_text=subscriber.interests.text,
-        frequency=subscriber.frequency,
-        weekday=subscriber.weekday,
-        delivery_hour=subscriber.delivery_hour,
-        time_zone=subscriber.time_zone,
-        trending_weight=subscriber.trending_weight,
-    )
