@@ -1,0 +1,198 @@
+"""What the pages' forms and the JSON API take and give: posted fields and bodies read into
+`SubscriptionPreferences`, and a subscriber shown back as form values or as JSON."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+from zoneinfo import available_timezones
+
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import FormData
+
+from service.models import (
+    MAX_INTERESTS_TEXT_LENGTH,
+    MAX_KEYWORD_LENGTH,
+    MAX_KEYWORDS,
+    Frequency,
+    Interests,
+    Subscriber,
+    SubscriptionPreferences,
+    SubscriptionStatus,
+)
+from service.settings import Settings
+from service.signup.subscriptions import parse_interests
+
+# Bounds on what a form may carry, far above what the pages send.
+MAX_FORM_FIELDS = 40
+MAX_FORM_PART_BYTES = 64 * 1024
+MAX_INTERESTS_FIELD_CHARS = 5000
+PREFERENCE_FIELDS = ("interests", "about", "frequency", "weekday", "delivery_hour", "time_zone")
+
+
+@dataclass(frozen=True)
+class FormOutcome:
+    values: dict[str, str]
+    errors: dict[str, str]
+    preferences: SubscriptionPreferences | None
+
+
+class PreferencesIn(BaseModel):
+    """A subscriber's choices, as the JSON API takes them."""
+
+    interests: list[str] = Field(default_factory=list, max_length=MAX_KEYWORDS)
+    interests_text: str = Field("", max_length=MAX_INTERESTS_TEXT_LENGTH)
+    frequency: Frequency = Frequency.DAILY
+    weekday: int = Field(0, ge=0, le=6, description="Monday=0; for weekly issues.")
+    delivery_hour: int | None = Field(None, ge=0, le=23, description="Local hour; default set.")
+    time_zone: str | None = Field(
+        None, max_length=64, description="IANA time zone; the server's default."
+    )
+    trending_weight: float = Field(0.3, ge=0.0, le=1.0, description="0 my topics … 1 trending.")
+
+
+class SignupIn(PreferencesIn):
+    email: str = Field(max_length=320)
+
+
+class AcceptedOut(BaseModel):
+    status: Literal["check-your-inbox"] = "check-your-inbox"
+    detail: str = "If the address can receive mail, a confirmation link is on its way."
+
+
+class ConfirmIn(BaseModel):
+    token: str = Field(max_length=512)
+
+
+class SubscriptionOut(BaseModel):
+    email: str
+    status: SubscriptionStatus
+    interests: list[str]
+    interests_text: str
+    frequency: Frequency
+    weekday: int
+    delivery_hour: int
+    time_zone: str
+    trending_weight: float
+
+
+class StatusOut(BaseModel):
+    status: str
+
+
+async def read_form(request: Request) -> FormData:
+    return await request.form(max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART_BYTES)
+
+
+@lru_cache(maxsize=1)
+def time_zone_names() -> tuple[str, ...]:
+    """IANA zone names worth offering: Area/City names and UTC."""
+    names = {
+        name
+        for name in available_timezones()
+        if "/" in name and not name.startswith(("Etc/", "posix/", "right/", "SystemV/", "US/"))
+    }
+    return ("UTC", *sorted(names))
+
+
+def default_form_values(settings: Settings) -> dict[str, str]:
+    return {
+        "email": "",
+        "interests": "",
+        "about": "",
+        "frequency": Frequency.DAILY.value,
+        "weekday": "0",
+        "delivery_hour": str(settings.default_delivery_hour),
+        "time_zone": settings.default_time_zone,
+        "mix": "30",
+    }
+
+
+def form_values(subscriber: Subscriber) -> dict[str, str]:
+    """A subscriber's preferences as the form shows them."""
+    return {
+        "email": subscriber.email,
+        "interests": "\n".join(subscriber.interests.keywords),
+        "about": subscriber.interests.text,
+        "frequency": subscriber.frequency.value,
+        "weekday": str(subscriber.weekday),
+        "delivery_hour": str(subscriber.delivery_hour),
+        "time_zone": subscriber.time_zone,
+        "mix": str(round(subscriber.trending_weight * 100)),
+    }
+
+
+def read_preferences_form(form: Mapping[str, Any]) -> FormOutcome:
+    """The preference fields of a posted form: what was typed (to show again), an error per
+    field, and the preferences when there is no error."""
+    values = {name: str(form.get(name, "")) for name in (*PREFERENCE_FIELDS, "mix")}
+    errors: dict[str, str] = {}
+    if len(values["interests"]) > MAX_INTERESTS_FIELD_CHARS:
+        errors["interests"] = f"Keep interests under {MAX_INTERESTS_FIELD_CHARS} characters."
+    if len(values["about"]) > MAX_INTERESTS_TEXT_LENGTH:
+        errors["about"] = f"Keep this under {MAX_INTERESTS_TEXT_LENGTH} characters."
+    numbers = {
+        "weekday": (0, 6, "Choose a day of the week."),
+        "delivery_hour": (0, 23, "Choose an hour."),
+        "mix": (0, 100, "Choose a mix between 0 and 100."),
+    }
+    parsed: dict[str, int] = {}
+    for name, (low, high, message) in numbers.items():
+        raw = values[name].strip()
+        if raw.isascii() and raw.isdigit() and low <= int(raw) <= high:
+            parsed[name] = int(raw)
+        else:
+            errors[name] = message
+    if values["frequency"] not in (Frequency.DAILY, Frequency.WEEKLY):
+        errors["frequency"] = "Choose daily or weekly."
+    if values["time_zone"] not in time_zone_names():
+        errors["time_zone"] = "Choose a time zone from the list."
+    if errors:
+        return FormOutcome(values, errors, None)
+    try:
+        preferences = SubscriptionPreferences(
+            interests=Interests(
+                keywords=parse_interests(values["interests"]), text=values["about"]
+            ),
+            time_zone=values["time_zone"],
+            delivery_hour=parsed["delivery_hour"],
+            frequency=Frequency(values["frequency"]),
+            weekday=parsed["weekday"],
+            trending_weight=parsed["mix"] / 100,
+        )
+    except ValidationError:
+        message = f"Up to {MAX_KEYWORDS} interests, each at most {MAX_KEYWORD_LENGTH} characters."
+        return FormOutcome(values, {"interests": message}, None)
+    return FormOutcome(values, {}, preferences)
+
+
+def api_preferences(body: PreferencesIn, *, settings: Settings) -> SubscriptionPreferences:
+    try:
+        return SubscriptionPreferences(
+            interests=Interests(keywords=tuple(body.interests), text=body.interests_text),
+            time_zone=body.time_zone or settings.default_time_zone,
+            delivery_hour=(
+                settings.default_delivery_hour if body.delivery_hour is None else body.delivery_hour
+            ),
+            frequency=body.frequency,
+            weekday=body.weekday,
+            trending_weight=body.trending_weight,
+        )
+    except ValidationError as exc:
+        problems = [str(problem["msg"]).removeprefix("Value error, ") for problem in exc.errors()]
+        raise HTTPException(422, detail="; ".join(problems)) from exc
+
+
+def subscription_out(subscriber: Subscriber) -> SubscriptionOut:
+    return SubscriptionOut(
+        email=subscriber.email,
+        status=subscriber.status,
+        interests=list(subscriber.interests.keywords),
+        interests_text=subscriber.interests.text,
+        frequency=subscriber.frequency,
+        weekday=subscriber.weekday,
+        delivery_hour=subscriber.delivery_hour,
+        time_zone=subscriber.time_zone,
+        trending_weight=subscriber.trending_weight,
+    )
