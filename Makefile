@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 
 # Tests about dates and clocks run a second time with the clock 400 days ahead (Debian's
 # faketime), so that none of them passes only near the day it was written.
-CLOCK_AHEAD_TESTS := tests/test_clock.py tests/test_cli_digest.py tests/test_digest.py \
-	tests/test_planning.py tests/test_schedule.py tests/test_tokens.py \
-	tests/test_subscriptions.py tests/test_web.py tests/test_tasks.py tests/test_emails.py
+CLOCK_AHEAD_TESTS := tests/test_clock.py tests/system/test_cli_digest.py tests/delivery/test_digest.py \
+	tests/delivery/test_planning.py tests/delivery/test_schedule.py tests/signup/test_tokens.py \
+	tests/signup/test_subscriptions.py tests/web/test_web.py tests/system/test_tasks.py tests/mail/test_emails.py
 
 .PHONY: demo test test-clock-ahead lint typecheck format clean
 

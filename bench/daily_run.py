@@ -79,8 +79,8 @@ from service.settings import Settings, get_settings
 from service.sources.jsonl import read_papers_file
 from service.store import Ledger, Store, new_link_key
 from service.store.tables import DeliveryRow, SubscriberRow
-from tests.factories import draw_title_phrases, title_phrases
-from tests.services import CeleryWorker, RedisServer, group_pids
+from tests.support.factories import draw_title_phrases, title_phrases
+from tests.support.services import CeleryWorker, RedisServer, group_pids
 
 HOST = "127.0.0.1"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -33,7 +33,7 @@ from service.models import (
 from service.settings import Settings
 from service.sources.jsonl import read_papers_file
 from service.store import Store
-from tests.smtp_sink import SmtpSink
+from tests.support.smtp_sink import SmtpSink
 
 SAMPLE_PAPERS = Path(__file__).resolve().parent.parent / "service" / "sample_data" / "papers.jsonl"
 INTEREST_POOL = (

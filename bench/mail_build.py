@@ -34,7 +34,7 @@ from service.models import Digest, ScoredPaper, Subscriber, SubscriptionStatus
 from service.settings import TEMPLATES_DIR, Settings
 from service.sources.jsonl import read_papers_file
 from service.templating import template_environment
-from tests.factories import make_settings
+from tests.support.factories import make_settings
 
 SAMPLE_PAPERS = TEMPLATES_DIR.parent / "service" / "sample_data" / "papers.jsonl"
 ROUNDS = 5

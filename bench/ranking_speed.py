@@ -25,7 +25,7 @@ from pathlib import Path
 from service.models import Interests, Paper, ScoredPaper
 from service.ranking import build_corpus_stats, prepare_candidates, rank_papers, rank_prepared
 from service.sources.jsonl import read_papers_file
-from tests.factories import draw_title_phrases, title_phrases
+from tests.support.factories import draw_title_phrases, title_phrases
 from tests.support.ranking_reference import rank_by_reference
 
 SAMPLE_PAPERS = Path(__file__).resolve().parent.parent / "service" / "sample_data" / "papers.jsonl"

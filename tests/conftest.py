@@ -13,14 +13,14 @@ from sqlalchemy.engine import make_url
 from service.settings import ENV_FILE_VARIABLE, Settings
 from service.store import Store
 from service.store.tables import Base
-from tests.factories import make_settings
+from tests.support.factories import make_settings
 
 pytest_plugins = [
-    "tests.smtp_sink",
-    "tests.services",
-    "tests.browser",
-    "tests.paper_server",
-    "tests.cli_runner",
+    "tests.support.smtp_sink",
+    "tests.support.services",
+    "tests.support.browser",
+    "tests.support.paper_server",
+    "tests.support.cli_runner",
 ]
 
 # The server holding the test databases; trust auth on 127.0.0.1 in development and CI.

@@ -10,7 +10,7 @@ inlined. Rendering then only fills in the data.
 
 Selectors are matched one element at a time, from its tag name and static attributes, without
 its ancestors or siblings: the stylesheet may use type, class and attribute selectors, not
-combinators or structural pseudo-classes. tests/test_emails.py compares the result with
+combinators or structural pseudo-classes. tests/mail/test_emails.py compares the result with
 inlining each rendered message.
 """
 

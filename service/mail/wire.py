@@ -41,7 +41,7 @@ _CRLF = "\r\n"
 
 # Headers are kept as written when a parsed message is serialized again (a preview's .eml,
 # `from_message`): refolding would RFC 2047-encode the long List-Unsubscribe line
-# (tests/test_outgoing.py shows it).
+# (tests/mail/test_outgoing.py shows it).
 # With CRLF line ends too, `as_email_message().as_bytes()` gives back `data` exactly.
 _READ_POLICY = policy.default.clone(refold_source="none", linesep="\r\n")
 _WIRE_POLICY = policy.SMTP.clone(refold_source="none")
