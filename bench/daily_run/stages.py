@@ -177,15 +177,26 @@ def _stage_targets() -> list[tuple[str, Any, str]]:
         ("SMTP: close (QUIT)", service.mail.smtp.SmtpTransport, "close"),
     ]
     # Every Store method, so whatever the delivery path calls is seen, by name.
-    for name, member in vars(Store).items():
-        if inspect.isfunction(member) and (name == "__init__" or not name.startswith("_")):
+    for name in _method_names(Store):
+        if name == "__init__" or not name.startswith("_"):
             label = "DB: Store() (engine per task)" if name == "__init__" else f"DB: {name}"
             targets.append((label, Store, name))
     # And every Ledger method: the claims and outcome writes of a batch.
-    for name, member in vars(Ledger).items():
-        if inspect.isfunction(member) and not name.startswith("_"):
+    for name in _method_names(Ledger):
+        if not name.startswith("_"):
             targets.append((f"DB: ledger.{name}", Ledger, name))
     return targets
+
+
+def _method_names(cls: type) -> list[str]:
+    """Plain methods of `cls`, its bases' included: a class assembled from parts keeps its
+    methods there."""
+    names: list[str] = []
+    for klass in cls.__mro__[:-1]:  # not `object`
+        for name, member in vars(klass).items():
+            if inspect.isfunction(member) and name not in names:
+                names.append(name)
+    return names
 
 
 @contextmanager
@@ -193,7 +204,8 @@ def instrumented(clock: StageClock) -> Iterator[None]:
     """Wrap the stage functions for the duration; always put the originals back. The cyclic
     garbage collector is a stage of its own: it runs inside whatever allocates when a
     generation fills up, and would otherwise be charged to that."""
-    saved: list[tuple[Any, str, Any]] = []
+    # (owner, name, original, whether the owner itself held it rather than a base class)
+    saved: list[tuple[Any, str, Any, bool]] = []
     collecting: list[tuple[float, float]] = []
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
@@ -210,13 +222,16 @@ def instrumented(clock: StageClock) -> Iterator[None]:
             original = getattr(owner, name, None)
             if original is None:
                 continue
-            saved.append((owner, name, original))
+            saved.append((owner, name, original, name in vars(owner)))
             setattr(owner, name, clock.timed(label, original))
         yield
     finally:
         gc.callbacks.remove(on_gc)
-        for owner, name, original in reversed(saved):
-            setattr(owner, name, original)
+        for owner, name, original, owned in reversed(saved):
+            if owned:
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)
 
 
 @dataclass
