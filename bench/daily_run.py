@@ -842,11 +842,15 @@ def _stage_targets() -> list[tuple[str, Any, str]]:
         ("SMTP: send (aiosmtplib)", service.mail.smtp.SmtpTransport, "send"),
         ("SMTP: close (QUIT)", service.mail.smtp.SmtpTransport, "close"),
     ]
-    # Every Store method, so whatever the delivery path calls is seen, by name.
-    for name, member in vars(Store).items():
-        if inspect.isfunction(member) and (name == "__init__" or not name.startswith("_")):
-            label = "DB: Store() (engine per task)" if name == "__init__" else f"DB: {name}"
-            targets.append((label, Store, name))
+    # Every Store method, so whatever the delivery path calls is seen, by name; each is
+    # wrapped on the part of the store that defines it.
+    for part in Store.__mro__:
+        if not part.__module__.startswith("service.store."):
+            continue
+        for name, member in vars(part).items():
+            if inspect.isfunction(member) and (name == "__init__" or not name.startswith("_")):
+                label = "DB: Store() (engine per task)" if name == "__init__" else f"DB: {name}"
+                targets.append((label, part, name))
     # And every Ledger method: the claims and outcome writes of a batch.
     for name, member in vars(Ledger).items():
         if inspect.isfunction(member) and not name.startswith("_"):
