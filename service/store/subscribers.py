@@ -3,11 +3,11 @@ erasure with its suppression list, and the record a data-access request is owed.
 
 import secrets
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Column, Table, delete, func, or_, select
+from sqlalchemy import Column, Table, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -241,20 +241,6 @@ class SubscriberStore(Database):
             session.execute(
                 delete(SuppressionRow).where(SuppressionRow.address_hash.in_(list(address_hashes)))
             )
-
-    def due_subscribers(self, issue_date: date) -> list[Subscriber]:
-        """Confirmed subscribers whose frequency gives them an issue on `issue_date`."""
-        weekly_today = (SubscriberRow.frequency == Frequency.WEEKLY) & (
-            SubscriberRow.weekday == issue_date.weekday()
-        )
-        query = (
-            select(SubscriberRow)
-            .where(SubscriberRow.status == SubscriptionStatus.CONFIRMED)
-            .where(or_(SubscriberRow.frequency == Frequency.DAILY, weekly_today))
-            .order_by(SubscriberRow.id)
-        )
-        with self._session() as session:
-            return [to_subscriber(row) for row in session.scalars(query)]
 
     def prune_pending(self, *, created_before: datetime) -> int:
         """Delete signups never confirmed; their confirmation links have long expired."""

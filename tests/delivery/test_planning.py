@@ -4,7 +4,7 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from service.delivery.planning import issues_to_sweep, plan_due_issues
+from service.delivery.planning import due_subscribers, issues_to_sweep, plan_due_issues
 from service.models import DeliveryStatus, Frequency, SubscriptionStatus
 from service.settings import Settings
 from service.store import Store
@@ -13,6 +13,22 @@ from tests.support.factories import TODAY, add_subscriber
 # 08:00 in London on 25 November 2026 (GMT): the hour of the default test subscriber.
 EIGHT_IN_LONDON = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)
+
+
+def test_only_confirmed_subscribers_due_that_day_are_due(store: Store) -> None:
+    daily = add_subscriber(store, "daily@example.org")
+    wednesday = add_subscriber(
+        store, "wed@example.org", frequency=Frequency.WEEKLY, weekday=TODAY.weekday()
+    )
+    add_subscriber(
+        store, "thu@example.org", frequency=Frequency.WEEKLY, weekday=(TODAY.weekday() + 1) % 7
+    )
+    add_subscriber(store, "pending@example.org", status=SubscriptionStatus.PENDING)
+    add_subscriber(store, "gone@example.org", status=SubscriptionStatus.UNSUBSCRIBED)
+
+    due = due_subscribers(store, TODAY)
+
+    assert [s.email for s in due] == [daily.email, wednesday.email]
 
 
 def test_due_subscribers_get_one_planned_issue_however_often_planning_runs(

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from service.delivery.planning import due_subscribers
 from service.errors import InvalidInput, UnknownSubscriber
 from service.mail.wire import OutgoingMail
 from service.models import SubscriptionPreferences, SubscriptionStatus
@@ -304,7 +305,7 @@ def test_pause_resume_and_preferences(store: Store, settings: Settings) -> None:
 
     paused = set_paused(store, subscriber.id, paused=True, origin=ORIGIN, now=NOW)
     assert paused.status is SubscriptionStatus.PAUSED
-    assert store.due_subscribers(TODAY) == []
+    assert due_subscribers(store, TODAY) == []
     resumed = set_paused(store, subscriber.id, paused=False, origin=ORIGIN, now=NOW)
     assert resumed.status is SubscriptionStatus.CONFIRMED
 
