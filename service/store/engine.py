@@ -1,9 +1,8 @@
 """The store: one SQL database (SQLite or PostgreSQL) behind one object, `Store`, made of its
 parts: papers, subscribers, notices and the delivery ledger."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,88 +65,6 @@ class Store(PaperStore, SubscriberStore, NoticeStore, DeliveryStore):
                 yield ledger
             finally:
                 ledger.flush()
-
-    def claim_issue(
-        self,
-        subscriber_id: int,
-        issue_date: date,
-        *,
-        now: datetime,
-        lease: timedelta,
-        max_attempts: int | None = None,
-    ) -> int | None:
-        """Take one issue for sending: the attempt number, or None (see `Ledger.claim`)."""
-        with self.ledger() as ledger:
-            claimed = ledger.claim(
-                issue_date, [subscriber_id], now=now, lease=lease, max_attempts=max_attempts
-            )
-        return claimed.get(subscriber_id)
-
-    def claim_issues(
-        self,
-        issue_date: date,
-        subscriber_ids: Sequence[int],
-        *,
-        now: datetime,
-        lease: timedelta,
-        max_attempts: int | None = None,
-    ) -> dict[int, int]:
-        with self.ledger() as ledger:
-            return ledger.claim(
-                issue_date, subscriber_ids, now=now, lease=lease, max_attempts=max_attempts
-            )
-
-    def mark_data_started(self, subscriber_id: int, issue_date: date, *, now: datetime) -> None:
-        with self.ledger() as ledger:
-            ledger.mark_data_started(subscriber_id, issue_date, now=now)
-
-    def record_sent(
-        self,
-        subscriber_id: int,
-        issue_date: date,
-        *,
-        message_id: str,
-        paper_ids: Sequence[str],
-        now: datetime,
-    ) -> None:
-        with self.ledger() as ledger:
-            ledger.record_sent(
-                subscriber_id, issue_date, message_id=message_id, paper_ids=paper_ids, now=now
-            )
-
-    def record_skipped(self, subscriber_id: int, issue_date: date, *, now: datetime) -> None:
-        with self.ledger() as ledger:
-            ledger.record_skipped(subscriber_id, issue_date, now=now)
-
-    def record_failure(
-        self,
-        subscriber_id: int,
-        issue_date: date,
-        *,
-        error: str,
-        now: datetime,
-        retry_at: datetime | None = None,
-        hard_bounce: bool = False,
-        suppress_after_bounces: int | None = None,
-    ) -> None:
-        with self.ledger() as ledger:
-            ledger.record_failure(
-                subscriber_id,
-                issue_date,
-                error=error,
-                now=now,
-                retry_at=retry_at,
-                hard_bounce=hard_bounce,
-                suppress_after_bounces=suppress_after_bounces,
-            )
-
-    def record_in_doubt(
-        self, subscriber_id: int, issue_date: date, *, message_id: str, error: str, now: datetime
-    ) -> None:
-        with self.ledger() as ledger:
-            ledger.record_in_doubt(
-                subscriber_id, issue_date, message_id=message_id, error=error, now=now
-            )
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
