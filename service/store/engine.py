@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from service.store.deliveries import DeliveryStore
-from service.store.ledger import DialectStatements, Ledger
+from service.store.ledger import Ledger
 from service.store.notices import NoticeStore
 from service.store.papers import PaperStore
 from service.store.subscribers import SubscriberStore
@@ -33,7 +33,6 @@ class Store(PaperStore, SubscriberStore, NoticeStore, DeliveryStore):
         if url.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _configure_sqlite)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._statements = DialectStatements(url.get_backend_name())
 
     def close(self) -> None:
         self.engine.dispose()
@@ -60,7 +59,7 @@ class Store(PaperStore, SubscriberStore, NoticeStore, DeliveryStore):
         """The ledger on one connection for a run of claims and outcomes; what is still
         pending is written on the way out, also when the run ends in an exception."""
         with self.engine.connect() as connection:
-            ledger = Ledger(connection, self._statements)
+            ledger = Ledger(connection)
             try:
                 yield ledger
             finally:

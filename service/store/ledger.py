@@ -21,7 +21,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Update
 
@@ -219,11 +218,13 @@ class Ledger:
     transaction, so a message costs one commit, not three. A sender lost in between leaves
     that issue `sending` with its data started, which the next claim turns into `in_doubt`:
     it is never sent twice.
+
+    Claims take only issues that planning put in the ledger (`service.delivery.planning`);
+    an issue with no row, never planned or gone with its subscriber, is nobody's to send.
     """
 
-    def __init__(self, connection: Connection, statements: "DialectStatements") -> None:
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._statements = statements
         self._pending: list[_Write] = []
 
     def claim_first_tries(
@@ -257,7 +258,7 @@ class Ledger:
         connection = self._connection
         with connection.begin():
             self._write_pending()
-            self._settle_lost_and_late(issue_date, ids, params)
+            self._settle_lost_and_late(params)
             claimed = {
                 row.subscriber_id: row.attempts
                 for row in connection.execute(_CLAIM_FIRST_TRIES, params)
@@ -298,7 +299,7 @@ class Ledger:
         )
         with self._connection.begin():
             self._write_pending()
-            self._settle_lost_and_late(issue_date, ids, params)
+            self._settle_lost_and_late(params)
             claimed = self._connection.execute(_CLAIM, params)
             return {row.subscriber_id: row.attempts for row in claimed}
 
@@ -465,15 +466,9 @@ class Ledger:
         for write in pending:
             write(self._connection)
 
-    def _settle_lost_and_late(
-        self, issue_date: date, ids: list[int], params: dict[str, Any]
-    ) -> None:
-        """Plan what is missing, then end the issues no claim may take any more."""
+    def _settle_lost_and_late(self, params: dict[str, Any]) -> None:
+        """End the issues no claim may take any more."""
         connection = self._connection
-        rows = [
-            {"sid": subscriber_id, "day": issue_date, "now": params["now"]} for subscriber_id in ids
-        ]
-        connection.execute(self._statements.plan_if_missing, rows)
         connection.execute(_MARK_LOST_IN_DOUBT, params)
         connection.execute(_EXPIRE_CLAIMABLE, params)
         connection.execute(_FAIL_TRIED_TOO_OFTEN, params)
@@ -537,23 +532,3 @@ def _count_hard_bounce(subscriber_id: int, suppress_after: int | None) -> Update
             ),
         )
     )
-
-
-class DialectStatements:
-    """Statements whose SQL differs between SQLite and PostgreSQL, built once per store."""
-
-    def __init__(self, dialect: str) -> None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self.plan_if_missing = (
-            insert(DeliveryRow)
-            .values(
-                subscriber_id=bindparam("sid"),
-                issue_date=bindparam("day"),
-                status=DeliveryStatus.PLANNED.value,
-                paper_ids=[],
-                attempts=0,
-                created_at=bindparam("now"),
-                updated_at=bindparam("now"),
-            )
-            .on_conflict_do_nothing(index_elements=["subscriber_id", "issue_date"])
-        )

@@ -249,6 +249,28 @@ def test_a_sender_lost_after_handing_over_the_message_leaves_it_in_doubt(store: 
     assert delivery is not None and delivery.status is DeliveryStatus.IN_DOUBT
 
 
+def test_claims_take_only_planned_issues(store: Store) -> None:
+    """Planning puts issues in the ledger and claims only take them: an issue never planned
+    (its subscriber confirmed after the day was planned), or gone with its subscriber since,
+    is nobody's to send, and the rest of the batch goes on."""
+    planned = add_subscriber(store, "planned@example.org")
+    erased = add_subscriber(store, "erased@example.org")
+    plan_day(store, TODAY, now=NOW)
+    late = add_subscriber(store, "late@example.org")
+    store.erase_subscriber(erased.id, address_hash="h" * 64, now=NOW)
+    ids = [planned.id, erased.id, late.id]
+
+    with store.ledger() as ledger:
+        assert ledger.claim_first_tries(TODAY, ids, now=NOW, lease=LEASE) == (
+            {planned.id: 1},
+            set(),
+        )
+        assert ledger.claim(TODAY, ids, now=NOW + LEASE * 2, lease=LEASE) == {planned.id: 2}
+    assert [(d.subscriber_id, d.status) for d in store.list_deliveries()] == [
+        (planned.id, DeliveryStatus.SENDING)
+    ]
+
+
 def test_a_batch_claims_first_tries_at_once_and_leaves_earlier_tries_one_by_one(
     store: Store,
 ) -> None:
