@@ -16,6 +16,7 @@ from service.delivery.day_papers import (
     load_day_papers,
     reading_histories,
 )
+from service.delivery.planning import due_subscribers, plan_day
 from service.mail.compose import compose_digest, render_digest
 from service.mail.ratelimit import SendRateLimiter
 from service.mail.sending import DeliveryError, MailTransport
@@ -191,11 +192,16 @@ async def run_day(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     on_progress: Callable[[int, int], None] | None = None,
 ) -> RunSummary:
-    """Deliver the issue of `issue_date` to every confirmed subscriber due that day."""
-    subscribers = store.due_subscribers(issue_date)
+    """Deliver the issue of `issue_date` to every confirmed subscriber due that day.
+
+    The day is planned first (what is planned already stays as it is), then every due issue
+    is claimed, whenever it was planned: a second run sends what is due again, such as a retry
+    whose time has come, and nothing twice. A dry run plans nothing."""
     if not dry_run:
-        keys = [(subscriber.id, issue_date) for subscriber in subscribers]
+        plan_day(store, issue_date, now=now())
+        keys = [(subscriber.id, issue_date) for subscriber in due_subscribers(store, issue_date)]
         return await deliver_batch(store, keys, settings=settings, now=now, on_progress=on_progress)
+    subscribers = due_subscribers(store, issue_date)
     day = load_day_papers(store, issue_date)
     summary = RunSummary(issue_date=issue_date)
     histories = reading_histories(store, [s.id for s in subscribers], issue_date)

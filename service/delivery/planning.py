@@ -3,7 +3,8 @@
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
-from service.models import IssueKey
+from service.delivery.schedule import Schedule
+from service.models import IssueKey, Subscriber, SubscriptionStatus
 from service.settings import Settings
 from service.store import Store
 
@@ -34,6 +35,16 @@ def plan_day(store: Store, issue_date: date, *, now: datetime) -> list[IssueKey]
             subscriber_ids = store.plan_issues(schedule, issue_date, now=now, expires_at=None)
             planned.extend((subscriber_id, issue_date) for subscriber_id in subscriber_ids)
     return planned
+
+
+def due_subscribers(store: Store, issue_date: date) -> list[Subscriber]:
+    """Confirmed subscribers whose schedule gives them an issue on `issue_date`, by id: the
+    rule `plan_day` plans by, for a run that plans nothing (a dry run)."""
+    return [
+        subscriber
+        for subscriber in store.list_subscribers(status=SubscriptionStatus.CONFIRMED)
+        if Schedule.of(subscriber).is_issue_day(issue_date)
+    ]
 
 
 def issues_to_sweep(

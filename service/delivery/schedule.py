@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from service.models import Frequency
+from service.models import Frequency, SubscriptionPreferences
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,16 @@ class Schedule:
     delivery_hour: int
     frequency: Frequency
     weekday: int
+
+    @classmethod
+    def of(cls, preferences: SubscriptionPreferences) -> "Schedule":
+        """The schedule a subscriber chose."""
+        return cls(
+            time_zone=preferences.time_zone,
+            delivery_hour=preferences.delivery_hour,
+            frequency=preferences.frequency,
+            weekday=preferences.weekday,
+        )
 
     def is_issue_day(self, local_date: date) -> bool:
         return self.frequency is Frequency.DAILY or local_date.weekday() == self.weekday

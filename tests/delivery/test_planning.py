@@ -4,7 +4,12 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from service.delivery.planning import issues_to_sweep, plan_due_issues
+from service.delivery.planning import (
+    due_subscribers,
+    issues_to_sweep,
+    plan_day,
+    plan_due_issues,
+)
 from service.models import DeliveryStatus, Frequency, SubscriptionStatus
 from service.settings import Settings
 from service.store import Store
@@ -13,6 +18,22 @@ from tests.support.factories import TODAY, add_subscriber
 # 08:00 in London on 25 November 2026 (GMT): the hour of the default test subscriber.
 EIGHT_IN_LONDON = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)
+
+
+def test_only_confirmed_subscribers_due_that_day_are_due(store: Store) -> None:
+    daily = add_subscriber(store, "daily@example.org")
+    wednesday = add_subscriber(
+        store, "wed@example.org", frequency=Frequency.WEEKLY, weekday=TODAY.weekday()
+    )
+    add_subscriber(
+        store, "thu@example.org", frequency=Frequency.WEEKLY, weekday=(TODAY.weekday() + 1) % 7
+    )
+    add_subscriber(store, "pending@example.org", status=SubscriptionStatus.PENDING)
+    add_subscriber(store, "gone@example.org", status=SubscriptionStatus.UNSUBSCRIBED)
+
+    due = due_subscribers(store, TODAY)
+
+    assert [s.email for s in due] == [daily.email, wednesday.email]
 
 
 def test_due_subscribers_get_one_planned_issue_however_often_planning_runs(
@@ -66,7 +87,8 @@ def test_an_issue_not_sent_within_the_give_up_window_expires(
     plan_due_issues(store, now=EIGHT_IN_LONDON, settings=settings)
     too_late = EIGHT_IN_LONDON + timedelta(hours=settings.give_up_hours)
 
-    assert store.claim_issue(subscriber.id, TODAY, now=too_late, lease=LEASE) is None
+    with store.ledger() as ledger:
+        assert ledger.claim(TODAY, [subscriber.id], now=too_late, lease=LEASE) == {}
     delivery = store.get_delivery(subscriber.id, TODAY)
     assert delivery is not None and delivery.status is DeliveryStatus.EXPIRED
 
@@ -82,11 +104,14 @@ def test_the_sweep_finds_lost_messages_dead_workers_and_due_retries(
         add_subscriber(store, f"{name}@example.org").id
         for name in ("never", "lost", "dead", "retry", "waiting", "done")
     )
-    for subscriber_id in (never_enqueued, lost, dead_worker, retry, waiting, done):
-        store.claim_issue(subscriber_id, TODAY, now=now, lease=LEASE)
-    # Put each row in the state its name says.
-    store.record_failure(retry, TODAY, error="451", now=now, retry_at=now + timedelta(minutes=5))
-    store.record_sent(done, TODAY, message_id="<m@x>", paper_ids=["p"], now=now)
+    plan_day(store, TODAY, now=now)
+    with store.ledger() as ledger:
+        for subscriber_id in (never_enqueued, lost, dead_worker, retry, waiting, done):
+            assert ledger.claim(TODAY, [subscriber_id], now=now, lease=LEASE)
+        # Put each row in the state its name says.
+        retry_at = now + timedelta(minutes=5)
+        ledger.record_failure(retry, TODAY, error="451", now=now, retry_at=retry_at)
+        ledger.record_sent(done, TODAY, message_id="<m@x>", paper_ids=["p"], now=now)
     store.mark_enqueued([(lost, TODAY), (dead_worker, TODAY), (retry, TODAY)], now=now)
     with store.engine.begin() as connection:
         from service.store.tables import DeliveryRow

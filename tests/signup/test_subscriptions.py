@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from service.delivery.planning import due_subscribers
 from service.errors import InvalidInput, UnknownSubscriber
 from service.mail.wire import OutgoingMail
 from service.models import SubscriptionPreferences, SubscriptionStatus
@@ -28,7 +29,14 @@ from service.signup.subscriptions import (
 )
 from service.signup.tokens import InvalidToken, TokenExpired, TokenPurpose
 from service.store import Store
-from tests.support.factories import NOW, TODAY, add_subscriber, make_preferences, make_settings
+from tests.support.factories import (
+    NOW,
+    TODAY,
+    add_subscriber,
+    make_preferences,
+    make_settings,
+    send_issue,
+)
 
 ORIGIN = RequestOrigin(ip="203.0.113.7", user_agent="Firefox/140", via="web signup form")
 CONFIRM_ORIGIN = RequestOrigin(ip="203.0.113.8", user_agent="Safari/18", via="web confirm page")
@@ -304,7 +312,7 @@ def test_pause_resume_and_preferences(store: Store, settings: Settings) -> None:
 
     paused = set_paused(store, subscriber.id, paused=True, origin=ORIGIN, now=NOW)
     assert paused.status is SubscriptionStatus.PAUSED
-    assert store.due_subscribers(TODAY) == []
+    assert due_subscribers(store, TODAY) == []
     resumed = set_paused(store, subscriber.id, paused=False, origin=ORIGIN, now=NOW)
     assert resumed.status is SubscriptionStatus.CONFIRMED
 
@@ -316,8 +324,7 @@ def test_pause_resume_and_preferences(store: Store, settings: Settings) -> None:
 
 def test_export_holds_the_consent_record_and_the_ledger(store: Store, settings: Settings) -> None:
     subscriber = add_subscriber(store)
-    store.claim_issue(subscriber.id, TODAY, now=NOW, lease=timedelta(minutes=5))
-    store.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    send_issue(store, subscriber, paper_ids=["p1"])
     set_paused(store, subscriber.id, paused=True, origin=ORIGIN, now=NOW)
 
     exported = export_subscriber(store, subscriber.id)
@@ -330,8 +337,7 @@ def test_export_holds_the_consent_record_and_the_ledger(store: Store, settings: 
 
 def test_erasure_leaves_only_a_hashed_suppression_entry(store: Store, settings: Settings) -> None:
     subscriber = add_subscriber(store)
-    store.claim_issue(subscriber.id, TODAY, now=NOW, lease=timedelta(minutes=5))
-    store.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    send_issue(store, subscriber, paper_ids=["p1"])
 
     erase_subscriber(store, subscriber.id, settings=settings, now=NOW)
 

@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
+from service.delivery.planning import due_subscribers, plan_day
 from service.delivery.schedule import Schedule
 from service.errors import AlreadySubscribed, UnknownSubscriber
 from service.models import DeliveryStatus, Frequency, ReadingHistory, SubscriptionStatus
 from service.store import DataStart, Store
-from tests.support.factories import NOW, TODAY, add_subscriber, make_paper
+from tests.support.factories import NOW, TODAY, add_subscriber, make_paper, send_issue
 
 LEASE = timedelta(minutes=10)
 
@@ -88,28 +89,15 @@ def test_it_round_trips_preferences(store: Store) -> None:
     assert found.confirmed_at == NOW
 
 
-def test_only_confirmed_subscribers_due_that_day_are_due(store: Store) -> None:
-    daily = add_subscriber(store, "daily@example.org")
-    wednesday = add_subscriber(
-        store, "wed@example.org", frequency=Frequency.WEEKLY, weekday=TODAY.weekday()
-    )
-    add_subscriber(
-        store, "thu@example.org", frequency=Frequency.WEEKLY, weekday=(TODAY.weekday() + 1) % 7
-    )
-    add_subscriber(store, "pending@example.org", status=SubscriptionStatus.PENDING)
-    add_subscriber(store, "gone@example.org", status=SubscriptionStatus.UNSUBSCRIBED)
-
-    due = store.due_subscribers(TODAY)
-
-    assert [s.email for s in due] == [daily.email, wednesday.email]
-
-
 def test_an_issue_is_claimed_once(store: Store) -> None:
     subscriber = add_subscriber(store)
-    assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE)
-    assert not store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE)
-    store.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
-    assert not store.claim_issue(subscriber.id, TODAY, now=NOW + timedelta(hours=1), lease=LEASE)
+    plan_day(store, TODAY, now=NOW)
+    with store.ledger() as ledger:
+        assert ledger.claim(TODAY, [subscriber.id], now=NOW, lease=LEASE) == {subscriber.id: 1}
+        assert ledger.claim(TODAY, [subscriber.id], now=NOW, lease=LEASE) == {}
+        ledger.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+        later = NOW + timedelta(hours=1)
+        assert ledger.claim(TODAY, [subscriber.id], now=later, lease=LEASE) == {}
     delivery = store.get_delivery(subscriber.id, TODAY)
     assert delivery is not None
     assert (delivery.status, delivery.attempts, delivery.paper_ids) == (
@@ -121,9 +109,13 @@ def test_an_issue_is_claimed_once(store: Store) -> None:
 
 def test_a_claim_whose_lease_ran_out_can_be_taken_again(store: Store) -> None:
     subscriber = add_subscriber(store)
-    assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE)
-    assert not store.claim_issue(subscriber.id, TODAY, now=NOW + LEASE / 2, lease=LEASE)
-    assert store.claim_issue(subscriber.id, TODAY, now=NOW + LEASE * 2, lease=LEASE)
+    plan_day(store, TODAY, now=NOW)
+    with store.ledger() as ledger:
+        assert ledger.claim(TODAY, [subscriber.id], now=NOW, lease=LEASE) == {subscriber.id: 1}
+        assert ledger.claim(TODAY, [subscriber.id], now=NOW + LEASE / 2, lease=LEASE) == {}
+        assert ledger.claim(TODAY, [subscriber.id], now=NOW + LEASE * 2, lease=LEASE) == {
+            subscriber.id: 2
+        }
     delivery = store.get_delivery(subscriber.id, TODAY)
     assert delivery is not None and delivery.attempts == 2
 
@@ -133,15 +125,19 @@ def test_transient_failures_are_retried_from_their_time_and_permanent_ones_never
 ) -> None:
     retried = add_subscriber(store, "retry@example.org")
     failed = add_subscriber(store, "fail@example.org")
-    for subscriber in (retried, failed):
-        assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE) == 1
+    plan_day(store, TODAY, now=NOW)
     retry_at = NOW + timedelta(minutes=2)
-    store.record_failure(retried.id, TODAY, error="451 later", now=NOW, retry_at=retry_at)
-    store.record_failure(failed.id, TODAY, error="550 no user", now=NOW)
+    with store.ledger() as ledger:
+        for subscriber in (retried, failed):
+            assert ledger.claim(TODAY, [subscriber.id], now=NOW, lease=LEASE) == {subscriber.id: 1}
+        ledger.record_failure(retried.id, TODAY, error="451 later", now=NOW, retry_at=retry_at)
+        ledger.record_failure(failed.id, TODAY, error="550 no user", now=NOW)
 
-    assert store.claim_issue(retried.id, TODAY, now=NOW + timedelta(minutes=1), lease=LEASE) is None
-    assert store.claim_issue(retried.id, TODAY, now=retry_at, lease=LEASE) == 2
-    assert store.claim_issue(failed.id, TODAY, now=NOW + timedelta(days=1), lease=LEASE) is None
+        too_soon = NOW + timedelta(minutes=1)
+        assert ledger.claim(TODAY, [retried.id], now=too_soon, lease=LEASE) == {}
+        assert ledger.claim(TODAY, [retried.id], now=retry_at, lease=LEASE) == {retried.id: 2}
+        next_day = NOW + timedelta(days=1)
+        assert ledger.claim(TODAY, [failed.id], now=next_day, lease=LEASE) == {}
     delivery = store.get_delivery(failed.id, TODAY)
     assert delivery is not None
     assert (delivery.status, delivery.last_error) == (DeliveryStatus.FAILED, "550 no user")
@@ -149,14 +145,15 @@ def test_transient_failures_are_retried_from_their_time_and_permanent_ones_never
 
 def test_an_issue_tried_too_often_fails_with_the_reason(store: Store) -> None:
     subscriber = add_subscriber(store)
+    plan_day(store, TODAY, now=NOW)
     at = NOW
-    for attempt in (1, 2, 3):
-        assert store.claim_issue(subscriber.id, TODAY, now=at, lease=LEASE, max_attempts=3) == (
-            attempt
-        )
-        at += LEASE * 2  # the worker died: its lease runs out
+    with store.ledger() as ledger:
+        for attempt in (1, 2, 3):
+            claimed = ledger.claim(TODAY, [subscriber.id], now=at, lease=LEASE, max_attempts=3)
+            assert claimed == {subscriber.id: attempt}
+            at += LEASE * 2  # the worker died: its lease runs out
 
-    assert store.claim_issue(subscriber.id, TODAY, now=at, lease=LEASE, max_attempts=3) is None
+        assert ledger.claim(TODAY, [subscriber.id], now=at, lease=LEASE, max_attempts=3) == {}
     delivery = store.get_delivery(subscriber.id, TODAY)
     assert delivery is not None and delivery.status is DeliveryStatus.FAILED
     assert delivery.last_error == (
@@ -168,27 +165,31 @@ def test_hard_bounces_suppress_a_subscriber_at_the_limit(store: Store) -> None:
     subscriber = add_subscriber(store)
     for day in range(2):
         issue_date = TODAY + timedelta(days=day)
-        assert store.claim_issue(subscriber.id, issue_date, now=NOW, lease=LEASE)
-        store.record_failure(
-            subscriber.id,
-            issue_date,
-            error="550 no such user",
-            now=NOW,
-            hard_bounce=True,
-            suppress_after_bounces=2,
-        )
+        plan_day(store, issue_date, now=NOW)
+        with store.ledger() as ledger:
+            assert ledger.claim(issue_date, [subscriber.id], now=NOW, lease=LEASE)
+            ledger.record_failure(
+                subscriber.id,
+                issue_date,
+                error="550 no such user",
+                now=NOW,
+                hard_bounce=True,
+                suppress_after_bounces=2,
+            )
         expected = SubscriptionStatus.CONFIRMED if day == 0 else SubscriptionStatus.SUPPRESSED
         assert store.get_subscriber(subscriber.id).status is expected
-    assert store.due_subscribers(TODAY + timedelta(days=2)) == []
+    assert due_subscribers(store, TODAY + timedelta(days=2)) == []
 
 
 def test_an_in_doubt_issue_is_not_claimed_again(store: Store) -> None:
     subscriber = add_subscriber(store)
-    assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE)
-    store.record_in_doubt(
-        subscriber.id, TODAY, message_id="<m@x>", error="lost after the final dot", now=NOW
-    )
-    assert store.claim_issue(subscriber.id, TODAY, now=NOW + LEASE * 3, lease=LEASE) is None
+    plan_day(store, TODAY, now=NOW)
+    with store.ledger() as ledger:
+        assert ledger.claim(TODAY, [subscriber.id], now=NOW, lease=LEASE)
+        ledger.record_in_doubt(
+            subscriber.id, TODAY, message_id="<m@x>", error="lost after the final dot", now=NOW
+        )
+        assert ledger.claim(TODAY, [subscriber.id], now=NOW + LEASE * 3, lease=LEASE) == {}
     delivery = store.get_delivery(subscriber.id, TODAY)
     assert delivery is not None
     assert (delivery.status, delivery.message_id) == (DeliveryStatus.IN_DOUBT, "<m@x>")
@@ -196,7 +197,8 @@ def test_an_in_doubt_issue_is_not_claimed_again(store: Store) -> None:
 
 def test_outcomes_are_recorded_only_by_the_claim_holder(store: Store) -> None:
     subscriber = add_subscriber(store)
-    store.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    with store.ledger() as ledger:
+        ledger.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
     assert store.get_delivery(subscriber.id, TODAY) is None
     assert store.reading_history([subscriber.id], before=TODAY)[subscriber.id] == ReadingHistory()
 
@@ -204,8 +206,7 @@ def test_outcomes_are_recorded_only_by_the_claim_holder(store: Store) -> None:
 def test_sent_papers_are_remembered_per_subscriber(store: Store) -> None:
     alice = add_subscriber(store, "alice@example.org")
     bob = add_subscriber(store, "bob@example.org")
-    store.claim_issue(alice.id, TODAY, now=NOW, lease=LEASE)
-    store.record_sent(alice.id, TODAY, message_id="<m@x>", paper_ids=["p1", "p2"], now=NOW)
+    send_issue(store, alice, paper_ids=["p1", "p2"])
     tomorrow = TODAY + timedelta(days=1)
     history = store.reading_history([alice.id, bob.id], before=tomorrow)
     assert history[alice.id] == ReadingHistory(
@@ -223,8 +224,7 @@ def test_sent_papers_are_remembered_per_subscriber(store: Store) -> None:
 
 def test_removing_a_subscriber_removes_their_history(store: Store) -> None:
     alice = add_subscriber(store)
-    store.claim_issue(alice.id, TODAY, now=NOW, lease=LEASE)
-    store.record_sent(alice.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    send_issue(store, alice, paper_ids=["p1"])
     store.remove_subscriber(alice.email)
     with pytest.raises(UnknownSubscriber):
         store.find_subscriber(alice.email)
@@ -234,16 +234,41 @@ def test_removing_a_subscriber_removes_their_history(store: Store) -> None:
 
 def test_a_sender_lost_after_handing_over_the_message_leaves_it_in_doubt(store: Store) -> None:
     before, after = add_subscriber(store, "before@example.org"), add_subscriber(store)
-    for subscriber in (before, after):
-        assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE) == 1
-    store.mark_data_started(after.id, TODAY, now=NOW)
+    plan_day(store, TODAY, now=NOW)
+    with store.ledger() as ledger:
+        for subscriber in (before, after):
+            assert ledger.claim(TODAY, [subscriber.id], now=NOW, lease=LEASE) == {subscriber.id: 1}
+        assert ledger.mark_data_started(after.id, TODAY, now=NOW) is DataStart.STARTED
     # Both senders die; their leases run out.
     later = NOW + LEASE * 2
 
-    assert store.claim_issue(before.id, TODAY, now=later, lease=LEASE) == 2
-    assert store.claim_issue(after.id, TODAY, now=later, lease=LEASE) is None
+    with store.ledger() as ledger:
+        assert ledger.claim(TODAY, [before.id], now=later, lease=LEASE) == {before.id: 2}
+        assert ledger.claim(TODAY, [after.id], now=later, lease=LEASE) == {}
     delivery = store.get_delivery(after.id, TODAY)
     assert delivery is not None and delivery.status is DeliveryStatus.IN_DOUBT
+
+
+def test_claims_take_only_planned_issues(store: Store) -> None:
+    """Planning puts issues in the ledger and claims only take them: an issue never planned
+    (its subscriber confirmed after the day was planned), or gone with its subscriber since,
+    is nobody's to send, and the rest of the batch goes on."""
+    planned = add_subscriber(store, "planned@example.org")
+    erased = add_subscriber(store, "erased@example.org")
+    plan_day(store, TODAY, now=NOW)
+    late = add_subscriber(store, "late@example.org")
+    store.erase_subscriber(erased.id, address_hash="h" * 64, now=NOW)
+    ids = [planned.id, erased.id, late.id]
+
+    with store.ledger() as ledger:
+        assert ledger.claim_first_tries(TODAY, ids, now=NOW, lease=LEASE) == (
+            {planned.id: 1},
+            set(),
+        )
+        assert ledger.claim(TODAY, ids, now=NOW + LEASE * 2, lease=LEASE) == {planned.id: 2}
+    assert [(d.subscriber_id, d.status) for d in store.list_deliveries()] == [
+        (planned.id, DeliveryStatus.SENDING)
+    ]
 
 
 def test_a_batch_claims_first_tries_at_once_and_leaves_earlier_tries_one_by_one(
@@ -251,10 +276,12 @@ def test_a_batch_claims_first_tries_at_once_and_leaves_earlier_tries_one_by_one(
 ) -> None:
     fresh, retried, sent = (add_subscriber(store, f"{name}@example.org") for name in "abc")
     ids = [fresh.id, retried.id, sent.id]
-    for subscriber in (retried, sent):
-        assert store.claim_issue(subscriber.id, TODAY, now=NOW, lease=LEASE) == 1
-    store.record_failure(retried.id, TODAY, error="451", now=NOW, retry_at=NOW)
-    store.record_sent(sent.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    plan_day(store, TODAY, now=NOW)
+    with store.ledger() as ledger:
+        for subscriber in (retried, sent):
+            assert ledger.claim(TODAY, [subscriber.id], now=NOW, lease=LEASE) == {subscriber.id: 1}
+        ledger.record_failure(retried.id, TODAY, error="451", now=NOW, retry_at=NOW)
+        ledger.record_sent(sent.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
 
     with store.ledger() as ledger:
         claimed, tried_before = ledger.claim_first_tries(TODAY, ids, now=NOW, lease=LEASE)
@@ -269,6 +296,7 @@ def test_an_outcome_waits_for_the_next_write_and_a_lost_sender_leaves_it_in_doub
     store: Store,
 ) -> None:
     first, second = add_subscriber(store, "first@example.org"), add_subscriber(store)
+    plan_day(store, TODAY, now=NOW)
     with store.ledger() as ledger:
         claimed, _ = ledger.claim_first_tries(TODAY, [first.id, second.id], now=NOW, lease=LEASE)
         assert ledger.mark_data_started(first.id, TODAY, now=NOW, attempt=claimed[first.id])
@@ -286,7 +314,8 @@ def test_an_outcome_waits_for_the_next_write_and_a_lost_sender_leaves_it_in_doub
         ledger._pending.clear()
 
     later = NOW + LEASE * 2
-    assert store.claim_issue(second.id, TODAY, now=later, lease=LEASE) is None
+    with store.ledger() as ledger:
+        assert ledger.claim(TODAY, [second.id], now=later, lease=LEASE) == {}
     lost = store.get_delivery(second.id, TODAY)
     assert lost is not None and lost.status is DeliveryStatus.IN_DOUBT
     # Its papers most likely arrived: the next issue does not repeat them.
@@ -297,11 +326,13 @@ def test_an_outcome_waits_for_the_next_write_and_a_lost_sender_leaves_it_in_doub
 
 def test_a_sender_whose_lease_ran_out_can_no_longer_write_to_the_issue(store: Store) -> None:
     subscriber = add_subscriber(store)
+    plan_day(store, TODAY, now=NOW)
     with store.ledger() as slow:
         claimed, _ = slow.claim_first_tries(TODAY, [subscriber.id], now=NOW, lease=LEASE)
         later = NOW + LEASE * 2
         # Another sender takes the issue over; the first one wakes up afterwards.
-        assert store.claim_issue(subscriber.id, TODAY, now=later, lease=LEASE) == 2
+        with store.ledger() as other:
+            assert other.claim(TODAY, [subscriber.id], now=later, lease=LEASE) == {subscriber.id: 2}
         mine = claimed[subscriber.id]
         started = slow.mark_data_started(subscriber.id, TODAY, now=later, attempt=mine)
         assert started is DataStart.CLAIM_LOST
@@ -313,13 +344,15 @@ def test_a_sender_whose_lease_ran_out_can_no_longer_write_to_the_issue(store: St
 
 def test_a_long_batch_renews_the_leases_it_still_holds(store: Store) -> None:
     first, second = add_subscriber(store, "first@example.org"), add_subscriber(store)
+    plan_day(store, TODAY, now=NOW)
     with store.ledger() as ledger:
         ledger.claim_first_tries(TODAY, [first.id, second.id], now=NOW, lease=LEASE)
         ledger.renew_leases(TODAY, [second.id], now=NOW + LEASE / 2, lease=LEASE)
     # The first lease ran out; the renewed second one still holds.
     at = NOW + LEASE + timedelta(minutes=1)
-    assert store.claim_issue(first.id, TODAY, now=at, lease=LEASE) == 2
-    assert store.claim_issue(second.id, TODAY, now=at, lease=LEASE) is None
+    with store.ledger() as ledger:
+        assert ledger.claim(TODAY, [first.id], now=at, lease=LEASE) == {first.id: 2}
+        assert ledger.claim(TODAY, [second.id], now=at, lease=LEASE) == {}
 
 
 def test_downgrading_rebuilds_the_sent_papers_table_from_the_ledger(store: Store) -> None:
@@ -328,8 +361,7 @@ def test_downgrading_rebuilds_the_sent_papers_table_from_the_ledger(store: Store
 
     alice = add_subscriber(store)
     for day, papers in ((TODAY, ["p1", "p2"]), (TODAY + timedelta(days=1), ["p2", "p3"])):
-        store.claim_issue(alice.id, day, now=NOW, lease=LEASE)
-        store.record_sent(alice.id, day, message_id=f"<{day}@x>", paper_ids=papers, now=NOW)
+        send_issue(store, alice, day, paper_ids=papers, message_id=f"<{day}@x>")
 
     config = Config()
     config.set_main_option("script_location", "service.store:migrations")
@@ -730,9 +762,10 @@ def test_a_retry_reopens_only_issues_of_subscribers_still_confirmed(store: Store
     left = add_subscriber(store, "left@example.org", time_zone="UTC", delivery_hour=8)
     schedule = Schedule(time_zone="UTC", delivery_hour=8, frequency=Frequency.DAILY, weekday=0)
     store.plan_issues(schedule, TODAY, now=NOW, expires_at=None)
-    for subscriber_id in (kept, left.id):
-        store.claim_issue(subscriber_id, TODAY, now=NOW, lease=LEASE)
-        store.record_failure(subscriber_id, TODAY, error="gave up", now=NOW)
+    with store.ledger() as ledger:
+        for subscriber_id in (kept, left.id):
+            assert ledger.claim(TODAY, [subscriber_id], now=NOW, lease=LEASE)
+            ledger.record_failure(subscriber_id, TODAY, error="gave up", now=NOW)
     with store.engine.begin() as connection:
         connection.execute(
             text("UPDATE subscribers SET status = 'suppressed' WHERE id = :id"), {"id": left.id}

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from service.delivery.schedule import Schedule
 from service.mail.sending import DeliveryError
 from service.mail.transport import open_transport
 from service.mail.wire import OutgoingMail
@@ -119,6 +120,32 @@ def add_subscriber(
     **overrides: Any,
 ) -> Subscriber:
     return store.add_subscriber(email, make_preferences(**overrides), status=status, now=now)
+
+
+def send_issue(
+    store: Store,
+    subscriber: Subscriber,
+    issue_date: date = TODAY,
+    *,
+    paper_ids: Sequence[str],
+    message_id: str = "<m@x>",
+    now: datetime = NOW,
+) -> None:
+    """Plan a confirmed subscriber's issue (with everyone on their schedule), claim it and
+    record it sent with `paper_ids`, as a digest run does."""
+    store.plan_issues(Schedule.of(subscriber), issue_date, now=now, expires_at=None)
+    with store.ledger() as ledger:
+        (attempt,) = ledger.claim(
+            issue_date, [subscriber.id], now=now, lease=timedelta(minutes=5)
+        ).values()
+        ledger.record_sent(
+            subscriber.id,
+            issue_date,
+            message_id=message_id,
+            paper_ids=paper_ids,
+            now=now,
+            attempt=attempt,
+        )
 
 
 # Older papers give the corpus statistics a realistic spread: in a store where every paper is

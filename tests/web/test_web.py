@@ -39,6 +39,7 @@ from tests.support.factories import (
     add_subscriber,
     make_paper,
     make_settings,
+    send_issue,
 )
 from tests.support.services import free_port, wait_until
 from tests.support.smtp_sink import SmtpSink
@@ -330,8 +331,7 @@ def test_one_click_unsubscribe_follows_rfc_8058(web: Web, encoding: str) -> None
 
 def _record_sent_issue(store: Store, subscriber: Subscriber) -> None:
     store.upsert_papers([make_paper(id="p1")], now=NOW)
-    store.claim_issue(subscriber.id, TODAY, now=NOW, lease=timedelta(minutes=5))
-    store.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    send_issue(store, subscriber, paper_ids=["p1"])
 
 
 def _try_every_link(web: Web, subscriber: Subscriber) -> dict[str, httpx.Response]:
@@ -711,8 +711,7 @@ def test_signup_answers_take_the_same_minimum_time(web: Web) -> None:
 
 def test_export_and_erase_from_the_manage_page(web: Web) -> None:
     subscriber = add_subscriber(web.store, "ada@example.org")
-    web.store.claim_issue(subscriber.id, TODAY, now=NOW, lease=timedelta(minutes=5))
-    web.store.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    send_issue(web.store, subscriber, paper_ids=["p1"])
     manage = web.link(TokenPurpose.MANAGE, subscriber)
     with web.client() as client:
         exported = _post_form(client, manage, action="export")
@@ -738,8 +737,7 @@ def test_the_archive_shows_a_sent_issue(web: Web) -> None:
     subscriber = add_subscriber(web.store)
     paper = make_paper(id="p1", title="Consistency <models> & friends")
     web.store.upsert_papers([paper], now=NOW)
-    web.store.claim_issue(subscriber.id, TODAY, now=NOW, lease=timedelta(minutes=5))
-    web.store.record_sent(subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+    send_issue(web.store, subscriber, paper_ids=["p1"])
     now = datetime.now(UTC)
     links = digest_links(subscriber, TODAY, settings=web.settings, now=now)
     with web.client() as client:

@@ -1,0 +1,534 @@
+"""The delivery ledger's claims and outcomes, as one sender records them on one connection,
+and the conditional statements that make them safe to race: two senders never both win an
+issue, and only the holder of a claim writes its outcome."""
+
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Text,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Update
+
+from service.models import DeliveryStatus, SubscriptionStatus
+from service.store.tables import DeliveryRow, SubscriberRow, UtcDateTime
+
+_THESE_ISSUES = (DeliveryRow.issue_date == bindparam("day")) & DeliveryRow.subscriber_id.in_(
+    bindparam("ids", expanding=True)
+)
+_LEASE_RAN_OUT = (DeliveryRow.status == DeliveryStatus.SENDING) & (
+    DeliveryRow.lease_expires_at < bindparam("now")
+)
+_CLAIMABLE = _THESE_ISSUES & or_(
+    DeliveryRow.status == DeliveryStatus.PLANNED,
+    (DeliveryRow.status == DeliveryStatus.RETRY)
+    & (DeliveryRow.next_attempt_at.is_(None) | (DeliveryRow.next_attempt_at <= bindparam("now"))),
+    _LEASE_RAN_OUT & DeliveryRow.data_started_at.is_(None),
+)
+# An attempt whose outcome is unknown (the relay may have the message): resent later, while
+# the issue has resends left, with the same Message-ID; otherwise it ends `in_doubt`.
+_RESEND_LEFT = DeliveryRow.in_doubt_count < bindparam("resends", type_=Integer())
+_IN_DOUBT_VALUES: dict[str, Any] = {
+    "status": case(
+        (_RESEND_LEFT, literal(DeliveryStatus.RETRY.value)),
+        else_=literal(DeliveryStatus.IN_DOUBT.value),
+    ),
+    "next_attempt_at": case(
+        (_RESEND_LEFT, bindparam("resend_at", type_=UtcDateTime())), else_=None
+    ),
+    "in_doubt_count": DeliveryRow.in_doubt_count + 1,
+    "lease_expires_at": None,
+    "updated_at": bindparam("now"),
+}
+_MARK_LOST_IN_DOUBT = (
+    update(DeliveryRow)
+    .where(_THESE_ISSUES, _LEASE_RAN_OUT, DeliveryRow.data_started_at.is_not(None))
+    .values(
+        last_error="the sender was lost after handing the message to the relay",
+        **_IN_DOUBT_VALUES,
+    )
+)
+
+
+def _unless_in_doubt(status: Any) -> ColumnElement[str]:
+    """`status` for an issue that ends unsent, unless an earlier attempt may have delivered
+    it: then it ends `in_doubt`, which no default retry sends again."""
+    return case(
+        (DeliveryRow.in_doubt_count > 0, literal(DeliveryStatus.IN_DOUBT.value)),
+        else_=status,
+    )
+
+
+_EXPIRE_CLAIMABLE = (
+    update(DeliveryRow)
+    .where(_CLAIMABLE, DeliveryRow.expires_at <= bindparam("now"))
+    .values(
+        status=_unless_in_doubt(literal(DeliveryStatus.EXPIRED.value)),
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+_FAIL_TRIED_TOO_OFTEN = (
+    update(DeliveryRow)
+    .where(_CLAIMABLE, DeliveryRow.attempts >= bindparam("max_attempts"))
+    .values(
+        status=_unless_in_doubt(literal(DeliveryStatus.FAILED.value)),
+        last_error=bindparam("gave_up", type_=Text())
+        + func.coalesce(DeliveryRow.last_error, "the worker was lost"),
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+_CLAIM = (
+    update(DeliveryRow)
+    .where(_CLAIMABLE)
+    .values(
+        status=DeliveryStatus.SENDING,
+        attempts=DeliveryRow.attempts + 1,
+        lease_expires_at=bindparam("lease_until"),
+        # Until told otherwise, a lost attempt reads as a lost worker.
+        last_error="the worker was lost while sending",
+        data_started_at=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
+)
+# The first try of an issue planned and never claimed; claimed for a whole batch at once.
+_CLAIM_FIRST_TRIES = (
+    update(DeliveryRow)
+    .where(
+        _THESE_ISSUES,
+        DeliveryRow.status == DeliveryStatus.PLANNED,
+        DeliveryRow.attempts == 0,
+    )
+    .values(
+        status=DeliveryStatus.SENDING,
+        attempts=1,
+        lease_expires_at=bindparam("lease_until"),
+        last_error="the worker was lost while sending",
+        data_started_at=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
+)
+_STILL_CLAIMABLE = select(DeliveryRow.subscriber_id).where(_CLAIMABLE)
+_ONE_ISSUE = (DeliveryRow.subscriber_id == bindparam("sid")) & (
+    DeliveryRow.issue_date == bindparam("day")
+)
+# Only the holder of a claim may write to its issue: the claim's attempt number fences off a
+# sender whose lease ran out and whose issue another sender has claimed since. (No attempt
+# given: whoever holds it, for an operator's or a test's direct write.)
+_HELD = (DeliveryRow.status == DeliveryStatus.SENDING) & (
+    func.coalesce(bindparam("attempt", type_=Integer()), DeliveryRow.attempts)
+    == DeliveryRow.attempts
+)
+# With the papers going out: if the sender is then lost, the issue is in doubt and its papers
+# count as sent, so the next issue does not repeat them.
+# The give-up time is checked here, message by message: a batch that runs long sends nothing
+# after it.
+_BEFORE_DEADLINE = DeliveryRow.expires_at.is_(None) | (DeliveryRow.expires_at > bindparam("now"))
+_MARK_DATA_STARTED = (
+    update(DeliveryRow)
+    .where(_ONE_ISSUE, _HELD, _BEFORE_DEADLINE)
+    .values(
+        data_started_at=bindparam("now"),
+        paper_ids=bindparam("paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
+    )
+)
+_EXPIRE_HELD = (
+    update(DeliveryRow)
+    .where(_ONE_ISSUE, _HELD, DeliveryRow.expires_at <= bindparam("now"))
+    .values(
+        status=_unless_in_doubt(literal(DeliveryStatus.EXPIRED.value)),
+        last_error="not sent: its give-up time had passed",
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+_IN_DOUBT_HELD = update(DeliveryRow).where(_ONE_ISSUE, _HELD)
+# A long batch keeps its claims: the lease is renewed while the sender is alive.
+_RENEW_LEASES = (
+    update(DeliveryRow)
+    .where(
+        _THESE_ISSUES,
+        DeliveryRow.status == DeliveryStatus.SENDING,
+        DeliveryRow.lease_expires_at >= bindparam("now"),
+    )
+    .values(lease_expires_at=bindparam("lease_until"))
+)
+
+
+@lru_cache(maxsize=32)
+def _finish_statement(columns: frozenset[str]) -> Update:
+    """UPDATE of a claimed issue's outcome setting `columns`; built once per set of columns."""
+    table_columns = DeliveryRow.__table__.c
+    return (
+        update(DeliveryRow)
+        .where(_ONE_ISSUE, _HELD)
+        .values(
+            status=case(
+                (
+                    (bindparam("status") == DeliveryStatus.FAILED.value)
+                    & (DeliveryRow.in_doubt_count > 0),
+                    literal(DeliveryStatus.IN_DOUBT.value),
+                ),
+                else_=bindparam("status"),
+            ),
+            lease_expires_at=None,
+            updated_at=bindparam("now"),
+            **{
+                name: bindparam(f"v_{name}", type_=table_columns[name].type)
+                for name in sorted(columns)
+            },
+        )
+    )
+
+
+class DataStart(StrEnum):
+    """What `Ledger.mark_data_started` found: go ahead, or why the message must not go out."""
+
+    STARTED = "started"
+    CLAIM_LOST = "claim-lost"
+    EXPIRED = "expired"
+
+
+# One write of the ledger, run inside a transaction on the ledger's connection.
+_Write = Callable[[Connection], object]
+
+
+class Ledger:
+    """Claims and outcomes of issues, as one sender records them on one connection.
+
+    An outcome is not committed on its own: it waits for the next write, at the latest the
+    mark that the next message is going out (`mark_data_started`), and goes in the same
+    transaction, so a message costs one commit, not three. A sender lost in between leaves
+    that issue `sending` with its data started, which the next claim turns into `in_doubt`:
+    it is never sent twice.
+
+    Claims take only issues that planning put in the ledger (`service.delivery.planning`);
+    an issue with no row, never planned or gone with its subscriber, is nobody's to send.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._pending: list[_Write] = []
+
+    def claim_first_tries(
+        self,
+        issue_date: date,
+        subscriber_ids: Sequence[int],
+        *,
+        now: datetime,
+        lease: timedelta,
+        max_attempts: int | None = None,
+        in_doubt_resends: int = 0,
+        in_doubt_resend_after: timedelta = timedelta(0),
+    ) -> tuple[dict[int, int], set[int]]:
+        """Claim at once these issues that were never tried; return their attempt numbers,
+        and the ids of those tried before that may be claimed now, one by one with `claim`.
+
+        Issues tried before are claimed just before each is sent, so that a lost try counts
+        only against its own issue, never against the neighbours of one that kept killing
+        its worker.
+        """
+        ids = list(subscriber_ids)
+        params = _claim_params(
+            issue_date,
+            ids,
+            now=now,
+            lease=lease,
+            max_attempts=max_attempts,
+            in_doubt_resends=in_doubt_resends,
+            in_doubt_resend_after=in_doubt_resend_after,
+        )
+        connection = self._connection
+        with connection.begin():
+            self._write_pending()
+            self._settle_lost_and_late(params)
+            claimed = {
+                row.subscriber_id: row.attempts
+                for row in connection.execute(_CLAIM_FIRST_TRIES, params)
+            }
+            later = set(connection.scalars(_STILL_CLAIMABLE, params))
+        return claimed, later
+
+    def claim(
+        self,
+        issue_date: date,
+        subscriber_ids: Sequence[int],
+        *,
+        now: datetime,
+        lease: timedelta,
+        max_attempts: int | None = None,
+        in_doubt_resends: int = 0,
+        in_doubt_resend_after: timedelta = timedelta(0),
+    ) -> dict[int, int]:
+        """Take these subscribers' issues of `issue_date` for sending; return the attempt
+        number of each one taken. Issues sent, finished or held by another sender are not.
+
+        One conditional UPDATE decides, so two workers racing for the same issue cannot both
+        win. The claim is committed before any mail is sent. An issue past its give-up time
+        becomes `expired`, one already tried `max_attempts` times becomes `failed` (a task that
+        kills its worker every time must end somewhere), and one whose sender was lost after
+        the message started going out is in doubt: due again after `in_doubt_resend_after`
+        while it has resends left (`in_doubt_resends`), `in_doubt` otherwise.
+        """
+        ids = list(subscriber_ids)
+        params = _claim_params(
+            issue_date,
+            ids,
+            now=now,
+            lease=lease,
+            max_attempts=max_attempts,
+            in_doubt_resends=in_doubt_resends,
+            in_doubt_resend_after=in_doubt_resend_after,
+        )
+        with self._connection.begin():
+            self._write_pending()
+            self._settle_lost_and_late(params)
+            claimed = self._connection.execute(_CLAIM, params)
+            return {row.subscriber_id: row.attempts for row in claimed}
+
+    def mark_data_started(
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        now: datetime,
+        paper_ids: Sequence[str] = (),
+        attempt: int | None = None,
+    ) -> "DataStart":
+        """Committed before the message with `paper_ids` goes out: from here a lost sender
+        leaves it in doubt. Outcomes still pending are committed with it. Anything but
+        `STARTED` means the message must not go out: this sender no longer holds the claim
+        (see `_HELD`), or the issue's give-up time has passed (it is now `expired`)."""
+        params = {
+            "sid": subscriber_id,
+            "day": issue_date,
+            "now": now,
+            "paper_ids": list(paper_ids),
+            "attempt": attempt,
+        }
+        connection = self._connection
+        with connection.begin():
+            self._write_pending()
+            if connection.execute(_MARK_DATA_STARTED, params).rowcount == 1:
+                return DataStart.STARTED
+            if connection.execute(_EXPIRE_HELD, params).rowcount == 1:
+                return DataStart.EXPIRED
+            return DataStart.CLAIM_LOST
+
+    def renew_leases(
+        self, issue_date: date, subscriber_ids: Sequence[int], *, now: datetime, lease: timedelta
+    ) -> None:
+        """Extend the leases of these issues still held, for a batch that runs long."""
+        params = {
+            "day": issue_date,
+            "ids": list(subscriber_ids),
+            "now": now,
+            "lease_until": now + lease,
+        }
+        with self._connection.begin():
+            self._write_pending()
+            self._connection.execute(_RENEW_LEASES, params)
+
+    def record_sent(
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        message_id: str,
+        paper_ids: Sequence[str],
+        now: datetime,
+        attempt: int | None = None,
+    ) -> None:
+        """Mark a claimed issue sent; its papers, kept on its row, are never sent again."""
+        finish = _finish_write(
+            subscriber_id,
+            issue_date,
+            attempt,
+            status=DeliveryStatus.SENT,
+            now=now,
+            message_id=message_id,
+            paper_ids=list(paper_ids),
+            sent_at=now,
+            last_error=None,
+        )
+        self._pending.append(finish)
+
+    def record_skipped(
+        self, subscriber_id: int, issue_date: date, *, now: datetime, attempt: int | None = None
+    ) -> None:
+        """Mark a claimed issue skipped: nothing relevant to send that day."""
+        finish = _finish_write(
+            subscriber_id, issue_date, attempt, status=DeliveryStatus.SKIPPED, now=now
+        )
+        self._pending.append(finish)
+
+    def record_failure(
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        error: str,
+        now: datetime,
+        retry_at: datetime | None = None,
+        refused: bool = False,
+        hard_bounce: bool = False,
+        suppress_after_bounces: int | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        """Mark a claimed issue due again at `retry_at`; `refused` when sending it again is
+        futile (a permanent refusal); failed otherwise, or in doubt if an earlier attempt may
+        have delivered it.
+
+        A hard bounce (the relay said the mailbox does not exist) counts against the
+        subscriber, who is suppressed after `suppress_after_bounces` of them.
+        """
+        if refused:
+            status = DeliveryStatus.REFUSED
+        else:
+            status = DeliveryStatus.FAILED if retry_at is None else DeliveryStatus.RETRY
+        finish = _finish_write(
+            subscriber_id,
+            issue_date,
+            attempt,
+            status=status,
+            now=now,
+            last_error=error,
+            next_attempt_at=retry_at,
+        )
+
+        def write(connection: Connection) -> None:
+            if finish(connection) and hard_bounce:
+                connection.execute(_count_hard_bounce(subscriber_id, suppress_after_bounces))
+
+        self._pending.append(write)
+
+    def record_in_doubt(
+        self,
+        subscriber_id: int,
+        issue_date: date,
+        *,
+        message_id: str,
+        error: str,
+        now: datetime,
+        paper_ids: Sequence[str] = (),
+        attempt: int | None = None,
+        resends: int = 0,
+        resend_at: datetime | None = None,
+    ) -> None:
+        """The relay may have the message: the connection ended after the message went out
+        and before the relay answered. Due again at `resend_at` (same Message-ID, so a
+        receiver that has it can drop the copy) while the issue has had fewer than `resends`
+        such attempts; `in_doubt` for good otherwise."""
+        params = {
+            "sid": subscriber_id,
+            "day": issue_date,
+            "attempt": attempt,
+            "now": now,
+            "resends": resends if resend_at is not None else 0,
+            "resend_at": resend_at,
+            "message_id": message_id,
+            "paper_ids": list(paper_ids),
+            "error": error,
+        }
+        statement = _IN_DOUBT_HELD.values(
+            message_id=bindparam("message_id"),
+            paper_ids=bindparam("paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
+            last_error=bindparam("error"),
+            **_IN_DOUBT_VALUES,
+        )
+        self._pending.append(lambda connection: connection.execute(statement, params))
+
+    def flush(self) -> None:
+        """Commit the outcomes still pending."""
+        if self._pending:
+            with self._connection.begin():
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for write in pending:
+            write(self._connection)
+
+    def _settle_lost_and_late(self, params: dict[str, Any]) -> None:
+        """End the issues no claim may take any more."""
+        connection = self._connection
+        connection.execute(_MARK_LOST_IN_DOUBT, params)
+        connection.execute(_EXPIRE_CLAIMABLE, params)
+        connection.execute(_FAIL_TRIED_TOO_OFTEN, params)
+
+
+def _claim_params(
+    issue_date: date,
+    ids: list[int],
+    *,
+    now: datetime,
+    lease: timedelta,
+    max_attempts: int | None,
+    in_doubt_resends: int,
+    in_doubt_resend_after: timedelta,
+) -> dict[str, Any]:
+    return {
+        "day": issue_date,
+        "ids": ids,
+        "now": now,
+        "lease_until": now + lease,
+        "resends": in_doubt_resends,
+        "resend_at": now + in_doubt_resend_after,
+        # No cap is a cap nobody reaches.
+        "max_attempts": max_attempts if max_attempts is not None else 2**31 - 1,
+        "gave_up": f"gave up after {max_attempts} attempts; last error: ",
+    }
+
+
+def _finish_write(
+    subscriber_id: int,
+    issue_date: date,
+    attempt: int | None,
+    *,
+    status: DeliveryStatus,
+    now: datetime,
+    **values: Any,
+) -> Callable[[Connection], bool]:
+    """The outcome of a claimed issue; its write says False if the issue was not being sent
+    (only the holder of the claim may record its outcome)."""
+    statement = _finish_statement(frozenset(values))
+    params = {f"v_{name}": value for name, value in values.items()}
+    params.update(sid=subscriber_id, day=issue_date, status=status.value, now=now, attempt=attempt)
+
+    def write(connection: Connection) -> bool:
+        return bool(connection.execute(statement, params).rowcount == 1)
+
+    return write
+
+
+def _count_hard_bounce(subscriber_id: int, suppress_after: int | None) -> Update:
+    bounces = SubscriberRow.hard_bounces + 1
+    suppress = bounces >= suppress_after if suppress_after is not None else false()
+    return (
+        update(SubscriberRow)
+        .where(SubscriberRow.id == subscriber_id)
+        .values(
+            hard_bounces=bounces,
+            status=case(
+                (suppress, SubscriptionStatus.SUPPRESSED.value),
+                else_=SubscriberRow.status,
+            ),
+        )
+    )

@@ -1,0 +1,126 @@
+"""The store's papers: imports that add or refresh them, each observation of their trending
+signals, and the reads the digest and the CLI make."""
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+
+from service.models import Paper, SignalObservation
+from service.store.database import Database
+from service.store.rows import TRENDING_FIELDS, paper_row, refresh_paper_row, signal_row, to_paper
+from service.store.tables import PaperRow, PaperSignalRow
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    new: int
+    updated: int
+
+
+class PaperStore(Database):
+    """Papers and their trending signals."""
+
+    def upsert_papers(self, papers: Iterable[Paper], *, now: datetime) -> UpsertCounts:
+        """Insert new papers; for known ids refresh trending signals and given metadata.
+
+        All of it is one transaction, with the signals observed `now`: a failure leaves no
+        paper half-written."""
+        new = updated = 0
+        observed: dict[str, Paper] = {}
+        with self._session() as session:
+            for chunk in _chunks(list(papers), 500):
+                ids = [paper.id for paper in chunk]
+                existing = {
+                    row.id: row
+                    for row in session.scalars(select(PaperRow).where(PaperRow.id.in_(ids)))
+                }
+                for paper in chunk:
+                    row = existing.get(paper.id)
+                    if row is None:
+                        row = paper_row(paper, now=now)
+                        session.add(row)
+                        existing[paper.id] = row
+                        new += 1
+                    else:
+                        refresh_paper_row(row, paper, now=now)
+                        updated += 1
+                    if any(getattr(paper, name) is not None for name in TRENDING_FIELDS):
+                        observed[paper.id] = paper
+            if observed:
+                # The papers first, for the foreign key; an observation at the same time (the
+                # same paper twice in one fetch) is replaced, the later one winning.
+                session.flush()
+                session.execute(
+                    delete(PaperSignalRow).where(
+                        PaperSignalRow.paper_id.in_(list(observed)),
+                        PaperSignalRow.observed_at == now,
+                    )
+                )
+                session.add_all(signal_row(paper, now=now) for paper in observed.values())
+        return UpsertCounts(new=new, updated=updated)
+
+    def paper_signals(self, paper_id: str) -> list[SignalObservation]:
+        """Every observation of a paper's trending signals, oldest first."""
+        query = (
+            select(PaperSignalRow)
+            .where(PaperSignalRow.paper_id == paper_id)
+            .order_by(PaperSignalRow.observed_at)
+        )
+        with self._session() as session:
+            return [
+                SignalObservation(
+                    paper_id=row.paper_id,
+                    observed_at=row.observed_at,
+                    upvotes=row.upvotes,
+                    comments=row.comments,
+                    github_stars=row.github_stars,
+                )
+                for row in session.scalars(query)
+            ]
+
+    def get_paper(self, paper_id: str) -> Paper | None:
+        with self._session() as session:
+            row = session.get(PaperRow, paper_id)
+            return None if row is None else to_paper(row)
+
+    def get_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
+        query = select(PaperRow).where(PaperRow.id.in_(list(paper_ids)))
+        with self._session() as session:
+            return {row.id: to_paper(row) for row in session.scalars(query)}
+
+    def list_papers(
+        self,
+        *,
+        seen_since: datetime | None = None,
+        seen_before: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Paper]:
+        """Papers newest-first by when Paperwire first saw them, optionally within a window."""
+        query = select(PaperRow).order_by(PaperRow.first_seen_at.desc(), PaperRow.id)
+        if seen_since is not None:
+            query = query.where(PaperRow.first_seen_at >= seen_since)
+        if seen_before is not None:
+            query = query.where(PaperRow.first_seen_at < seen_before)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._session() as session:
+            return [to_paper(row) for row in session.scalars(query)]
+
+    def papers_version(self) -> tuple[int, datetime | None]:
+        """Changes whenever a paper is added or refreshed: how many there are and the latest
+        refresh. Cheap enough to ask before every batch."""
+        query = select(func.count(), func.max(PaperRow.updated_at))
+        with self.engine.connect() as connection:
+            count, latest = connection.execute(query).one()
+        return int(count), latest
+
+    def count_papers(self) -> int:
+        with self._session() as session:
+            return session.scalar(select(func.count()).select_from(PaperRow)) or 0
+
+
+def _chunks(items: Sequence[Paper], size: int) -> Iterator[Sequence[Paper]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
