@@ -35,6 +35,9 @@ from service.delivery.pipeline import Outcome, RunSummary, deliver_batch, previe
 from service.delivery.planning import plan_day
 from service.errors import InvalidInput, PaperwireError, ServiceUnavailable
 from service.models import (
+    DEFAULT_TRENDING_WEIGHT,
+    MAX_TRENDING_WEIGHT,
+    MIN_TRENDING_WEIGHT,
     ConsentEvent,
     DeliveryStatus,
     Frequency,
@@ -460,8 +463,13 @@ def subscribers_add(
     frequency: Annotated[Frequency, typer.Option(help="daily or weekly.")] = Frequency.DAILY,
     weekday: Annotated[Weekday, typer.Option(help="Weekday of weekly issues.")] = Weekday.MON,
     trending_weight: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="0 = only my topics … 1 = only trending.")
-    ] = 0.3,
+        float,
+        typer.Option(
+            min=MIN_TRENDING_WEIGHT,
+            max=MAX_TRENDING_WEIGHT,
+            help="0 = only my topics … 1 = only trending.",
+        ),
+    ] = DEFAULT_TRENDING_WEIGHT,
 ) -> None:
     """Add a confirmed subscriber (the admin vouches for consent)."""
     settings = get_settings()
@@ -900,7 +908,9 @@ def rank(
         list[str] | None, typer.Option("--keyword", "-k", help="An interest; repeat for more.")
     ] = None,
     text: Annotated[str, typer.Option(help="A sentence about what you want to read.")] = "",
-    trending_weight: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+    trending_weight: Annotated[
+        float, typer.Option(min=MIN_TRENDING_WEIGHT, max=MAX_TRENDING_WEIGHT)
+    ] = 0.0,
     limit: Annotated[int, typer.Option(min=1)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
