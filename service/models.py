@@ -10,6 +10,12 @@ MAX_KEYWORDS = 30
 MAX_KEYWORD_LENGTH = 100
 MAX_INTERESTS_TEXT_LENGTH = 1000
 
+# How far a digest leans on what is trending rather than on a subscriber's interests: 0 ranks
+# by their interests alone, 1 by trending signals alone. The CLI, the pages and the API share it.
+MIN_TRENDING_WEIGHT = 0.0
+MAX_TRENDING_WEIGHT = 1.0
+DEFAULT_TRENDING_WEIGHT = 0.3
+
 # Control characters (C0, DEL, C1) left once white space is collapsed: no reader types them, a
 # NUL cannot even be stored in PostgreSQL text, and they would end up in emails and pages.
 _CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)))
@@ -146,7 +152,9 @@ class SubscriptionPreferences(BaseModel):
     delivery_hour: int = Field(8, ge=0, le=23)
     frequency: Frequency = Frequency.DAILY
     weekday: int = Field(0, ge=0, le=6, description="Monday=0; used by weekly subscribers.")
-    trending_weight: float = Field(0.3, ge=0.0, le=1.0)
+    trending_weight: float = Field(
+        DEFAULT_TRENDING_WEIGHT, ge=MIN_TRENDING_WEIGHT, le=MAX_TRENDING_WEIGHT
+    )
 
     _known_time_zone = field_validator("time_zone")(check_time_zone)
 

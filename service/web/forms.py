@@ -12,9 +12,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import FormData
 
 from service.models import (
+    DEFAULT_TRENDING_WEIGHT,
     MAX_INTERESTS_TEXT_LENGTH,
     MAX_KEYWORD_LENGTH,
     MAX_KEYWORDS,
+    MAX_TRENDING_WEIGHT,
+    MIN_TRENDING_WEIGHT,
     Frequency,
     Interests,
     Subscriber,
@@ -29,6 +32,9 @@ MAX_FORM_FIELDS = 40
 MAX_FORM_PART_BYTES = 64 * 1024
 MAX_INTERESTS_FIELD_CHARS = 5000
 PREFERENCE_FIELDS = ("interests", "about", "frequency", "weekday", "delivery_hour", "time_zone")
+# The form's mix is the trending weight in percent.
+MIX_PERCENT_RANGE = (round(MIN_TRENDING_WEIGHT * 100), round(MAX_TRENDING_WEIGHT * 100))
+DEFAULT_MIX_PERCENT = round(DEFAULT_TRENDING_WEIGHT * 100)
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,12 @@ class PreferencesIn(BaseModel):
     time_zone: str | None = Field(
         None, max_length=64, description="IANA time zone; the server's default."
     )
-    trending_weight: float = Field(0.3, ge=0.0, le=1.0, description="0 my topics … 1 trending.")
+    trending_weight: float = Field(
+        DEFAULT_TRENDING_WEIGHT,
+        ge=MIN_TRENDING_WEIGHT,
+        le=MAX_TRENDING_WEIGHT,
+        description="0 my topics … 1 trending.",
+    )
 
 
 class SignupIn(PreferencesIn):
@@ -105,7 +116,7 @@ def default_form_values(settings: Settings) -> dict[str, str]:
         "weekday": "0",
         "delivery_hour": str(settings.default_delivery_hour),
         "time_zone": settings.default_time_zone,
-        "mix": "30",
+        "mix": str(DEFAULT_MIX_PERCENT),
     }
 
 
@@ -132,10 +143,11 @@ def read_preferences_form(form: Mapping[str, Any]) -> FormOutcome:
         errors["interests"] = f"Keep interests under {MAX_INTERESTS_FIELD_CHARS} characters."
     if len(values["about"]) > MAX_INTERESTS_TEXT_LENGTH:
         errors["about"] = f"Keep this under {MAX_INTERESTS_TEXT_LENGTH} characters."
+    low_mix, high_mix = MIX_PERCENT_RANGE
     numbers = {
         "weekday": (0, 6, "Choose a day of the week."),
         "delivery_hour": (0, 23, "Choose an hour."),
-        "mix": (0, 100, "Choose a mix between 0 and 100."),
+        "mix": (low_mix, high_mix, f"Choose a mix between {low_mix} and {high_mix}."),
     }
     parsed: dict[str, int] = {}
     for name, (low, high, message) in numbers.items():

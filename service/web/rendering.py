@@ -11,7 +11,7 @@ from service.models import Frequency, SubscriptionPreferences
 from service.settings import Settings
 from service.templating import template_environment
 from service.web.csrf import csrf_cookie_of, make_csrf_token, set_csrf_cookie
-from service.web.forms import time_zone_names
+from service.web.forms import MIX_PERCENT_RANGE, time_zone_names
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -58,6 +58,7 @@ def form_context(values: Mapping[str, str], errors: Mapping[str, str]) -> dict[s
         "time_zones": time_zone_names(),
         "weekdays": list(enumerate(WEEKDAY_NAMES)),
         "hours": list(range(24)),
+        "mix_range": MIX_PERCENT_RANGE,
     }
 
 

@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes, policy
@@ -104,6 +105,18 @@ def test_help_still_works(paperwire: Run, args: tuple[str, ...]) -> None:
 def test_version_is_the_installed_package_version(paperwire: Run) -> None:
     result = paperwire("--version")
     assert result.stdout == f"paperwire {importlib.metadata.version('paperwire')}\n"
+
+
+def test_the_command_line_is_built_without_the_digest_path_the_web_app_or_celery() -> None:
+    # What `--help` and `--version` load: these would make them take most of a second.
+    heavy = ("celery", "workers", "service.delivery", "service.web", "service.store", "sqlalchemy")
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, service.cli.app; print(*sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert [name for name in loaded if name.startswith(heavy)] == []
 
 
 def test_a_store_without_schema_says_what_to_do(paperwire: Run) -> None:

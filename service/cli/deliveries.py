@@ -1,0 +1,112 @@
+"""`paperwire deliveries list|retry` and `paperwire stats`: the delivery ledger.
+
+The delivery pipeline is imported by `deliveries retry --now` alone: the other commands only
+read the ledger."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from service.cli.common import counted, open_store, out, parse_date, shorten
+from service.cli.digest import print_run_summary
+from service.models import DeliveryStatus, SubscriptionStatus
+
+app = typer.Typer(help="The delivery ledger.", no_args_is_help=True)
+
+AWAITING_RETRY = (DeliveryStatus.RETRY,)
+# Finished without being sent, and worth sending again once what failed is fixed. Not refused
+# issues (the relay refused them for good: a hard bounce would only count twice) nor in-doubt
+# ones (the subscriber may have a copy) unless named.
+DEFAULT_RETRY_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.EXPIRED)
+
+
+@app.command("list")
+def deliveries_list(
+    issue_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; today.")] = None,
+    status: Annotated[DeliveryStatus | None, typer.Option(help="Only this status.")] = None,
+) -> None:
+    """The ledger rows of one issue date."""
+    day = parse_date(issue_date)
+    with open_store() as store:
+        deliveries = store.list_deliveries(issue_date=day, status=status)
+        emails = {s.id: s.email for s in store.list_subscribers()}
+    table = Table("subscriber", "status", "attempts", "papers", "next attempt (UTC)", "error")
+    for delivery in deliveries:
+        # Only an issue waiting to be tried again has a next attempt worth showing; other rows
+        # may keep the time of an earlier retry, which means nothing now.
+        next_attempt = delivery.next_attempt_at if delivery.status in AWAITING_RETRY else None
+        table.add_row(
+            emails.get(delivery.subscriber_id, str(delivery.subscriber_id)),
+            delivery.status,
+            str(delivery.attempts),
+            str(len(delivery.paper_ids)),
+            f"{next_attempt:%Y-%m-%d %H:%M}" if next_attempt else "",
+            shorten(delivery.last_error or "", 60),
+            end_section=False,
+        )
+    table.title = f"{counted(len(deliveries), 'issue')} of {day}"
+    out.print(table)
+
+
+@app.command("retry")
+def deliveries_retry(
+    issue_date: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD; today.")] = None,
+    status: Annotated[
+        list[DeliveryStatus] | None,
+        typer.Option(
+            help="Statuses to retry (repeatable); failed and expired by default. refused "
+            "(permanent SMTP refusals) and in_doubt (a copy may have arrived) only when named."
+        ),
+    ] = None,
+    now_: Annotated[
+        bool, typer.Option("--now", help="Send them from this process instead of the workers.")
+    ] = False,
+) -> None:
+    """Make failed (or other finished) issues of a day go out again; only to subscribers
+    still confirmed."""
+    from service.settings import get_settings
+
+    settings = get_settings()
+    day = parse_date(issue_date)
+    statuses = status or list(DEFAULT_RETRY_STATUSES)
+    with open_store(settings) as store:
+        reopened = store.reopen_issues(issue_date=day, statuses=statuses, now=datetime.now(UTC))
+        out.print(f"{counted(len(reopened), 'issue')} of {day} reopened")
+        left = store.delivery_counts(since=day).get(day, {})
+        for held_back in (DeliveryStatus.REFUSED, DeliveryStatus.IN_DOUBT):
+            if left.get(held_back) and held_back not in statuses:
+                out.print(
+                    f"{counted(left[held_back], held_back.value + ' issue')} left alone "
+                    f"(add --status {held_back.value} to send them again)"
+                )
+        if now_ and reopened:
+            import asyncio
+
+            from service.delivery.pipeline import deliver_batch
+
+            summary = asyncio.run(deliver_batch(store, reopened, settings=settings))
+            print_run_summary(summary)
+        elif reopened:
+            out.print("the workers' next sweep sends them (within 5 minutes)")
+
+
+def stats(
+    since: Annotated[
+        str | None, typer.Option(help="First issue date, YYYY-MM-DD; a week ago.")
+    ] = None,
+) -> None:
+    """Issues per day and ledger status; subscribers per status and hard bounces."""
+    first = parse_date(since) if since else datetime.now(UTC).date() - timedelta(days=6)
+    with open_store() as store:
+        counts = store.delivery_counts(since=first)
+        subscribers, bounces = store.subscriber_counts()
+    statuses = list(DeliveryStatus)
+    table = Table("issue date", *(status.value for status in statuses), title="deliveries")
+    for issue_date in sorted(counts, reverse=True):
+        row = counts[issue_date]
+        table.add_row(str(issue_date), *(str(row.get(status, 0)) for status in statuses))
+    out.print(table)
+    people = ", ".join(f"{subscribers.get(s, 0)} {s.value}" for s in SubscriptionStatus)
+    out.print(f"subscribers: {people}; hard bounces: {bounces}")

@@ -1,0 +1,195 @@
+"""`paperwire subscribers`: add, list, show, remove, export and erase subscribers.
+
+The settings and the signup functions are imported inside the commands that use them, to keep
+them out of the start-up of every other command."""
+
+import json
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from service.cli.common import YesOption, confirm, open_store, out, shorten
+from service.errors import InvalidInput
+from service.models import (
+    DEFAULT_TRENDING_WEIGHT,
+    MAX_TRENDING_WEIGHT,
+    MIN_TRENDING_WEIGHT,
+    ConsentEvent,
+    Frequency,
+    Interests,
+    SubscriptionPreferences,
+    SubscriptionStatus,
+)
+
+app = typer.Typer(help="Subscribers and their interests.", no_args_is_help=True)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+@app.command("add")
+def subscribers_add(
+    email: str,
+    keyword: Annotated[
+        list[str] | None, typer.Option("--keyword", "-k", help="An interest; repeat for more.")
+    ] = None,
+    text: Annotated[str, typer.Option(help="A sentence about what you want to read.")] = "",
+    time_zone: Annotated[str | None, typer.Option(help="IANA time zone.")] = None,
+    hour: Annotated[int | None, typer.Option(min=0, max=23, help="Local delivery hour.")] = None,
+    frequency: Annotated[Frequency, typer.Option(help="daily or weekly.")] = Frequency.DAILY,
+    weekday: Annotated[Weekday, typer.Option(help="Weekday of weekly issues.")] = Weekday.MON,
+    trending_weight: Annotated[
+        float,
+        typer.Option(
+            min=MIN_TRENDING_WEIGHT,
+            max=MAX_TRENDING_WEIGHT,
+            help="0 = only my topics … 1 = only trending.",
+        ),
+    ] = DEFAULT_TRENDING_WEIGHT,
+) -> None:
+    """Add a confirmed subscriber (the admin vouches for consent)."""
+    from service.settings import get_settings
+    from service.signup.addresses import normalise_email
+    from service.signup.subscriptions import is_suppressed
+
+    settings = get_settings()
+    preferences = SubscriptionPreferences(
+        interests=Interests(keywords=tuple(keyword or ()), text=text),
+        time_zone=time_zone or settings.default_time_zone,
+        delivery_hour=settings.default_delivery_hour if hour is None else hour,
+        frequency=frequency,
+        weekday=WEEKDAYS.index(weekday),
+        trending_weight=trending_weight,
+    )
+    address = normalise_email(email)
+    with open_store(settings) as store:
+        if is_suppressed(store, address, settings=settings):
+            raise InvalidInput(
+                f"{address} was erased at its owner's request; only they can sign up again"
+            )
+        now = datetime.now(UTC)
+        # The consent record says who vouched for this one: the admin, not the person.
+        vouched = ConsentEvent(event="confirmed", at=now, via="admin CLI (subscribers add)")
+        subscriber = store.add_subscriber(
+            address, preferences, status=SubscriptionStatus.CONFIRMED, now=now, consent=[vouched]
+        )
+    out.print(f"added {subscriber.email} (id {subscriber.id})")
+
+
+@app.command("list")
+def subscribers_list(
+    status: Annotated[SubscriptionStatus | None, typer.Option(help="Only this status.")] = None,
+) -> None:
+    """All subscribers, or those with one status."""
+    with open_store() as store:
+        subscribers = store.list_subscribers(status=status)
+    table = Table("id", "email", "status", "interests", "schedule", "trending", title="subscribers")
+    for subscriber in subscribers:
+        table.add_row(
+            str(subscriber.id),
+            subscriber.email,
+            subscriber.status,
+            shorten(_describe_interests(subscriber.interests), 50),
+            _describe_schedule(subscriber.frequency, subscriber.weekday, subscriber.delivery_hour)
+            + f" {subscriber.time_zone}",
+            f"{subscriber.trending_weight:.2f}",
+        )
+    out.print(table)
+
+
+@app.command("show")
+def subscribers_show(email: str) -> None:
+    """One subscriber with their recent issues."""
+    from service.signup.addresses import normalise_email
+
+    with open_store() as store:
+        subscriber = store.find_subscriber(normalise_email(email))
+        deliveries = store.list_deliveries(subscriber_id=subscriber.id)
+    out.print(f"[bold]{subscriber.email}[/bold] (id {subscriber.id}) — {subscriber.status}")
+    out.print(f"interests: {_describe_interests(subscriber.interests)}", markup=False)
+    schedule = _describe_schedule(
+        subscriber.frequency, subscriber.weekday, subscriber.delivery_hour
+    )
+    out.print(f"schedule: {schedule} {subscriber.time_zone}")
+    out.print(f"trending weight: {subscriber.trending_weight:.2f}")
+    out.print(f"subscribed: {subscriber.created_at:%Y-%m-%d %H:%M} UTC")
+    table = Table("issue", "status", "papers", "attempts", "message id", "error", title="issues")
+    for delivery in deliveries[-14:]:
+        table.add_row(
+            str(delivery.issue_date),
+            delivery.status,
+            str(len(delivery.paper_ids)),
+            str(delivery.attempts),
+            delivery.message_id or "",
+            shorten(delivery.last_error or "", 40),
+        )
+    out.print(table)
+
+
+@app.command("remove")
+def subscribers_remove(email: str, yes: YesOption = False) -> None:
+    """Delete a subscriber and their delivery history."""
+    from service.signup.addresses import normalise_email
+
+    address = normalise_email(email)
+    with open_store() as store:
+        store.find_subscriber(address)
+        confirm(f"Delete {address} and their history?", doing=f"deleting {address}", yes=yes)
+        store.remove_subscriber(address)
+    out.print(f"removed {address}")
+
+
+@app.command("export")
+def subscribers_export(email: str) -> None:
+    """Everything held about a subscriber, as JSON on stdout."""
+    from service.signup.addresses import normalise_email
+    from service.signup.subscriptions import export_subscriber
+
+    with open_store() as store:
+        subscriber = store.find_subscriber(normalise_email(email))
+        data = export_subscriber(store, subscriber.id)
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.command("erase")
+def subscribers_erase(email: str, yes: YesOption = False) -> None:
+    """Delete a subscriber and their history, keeping only a hashed suppression entry."""
+    from service.settings import get_settings
+    from service.signup.addresses import normalise_email
+    from service.signup.subscriptions import erase_subscriber
+
+    settings = get_settings()
+    address = normalise_email(email)
+    with open_store(settings) as store:
+        subscriber = store.find_subscriber(address)
+        question = f"Erase {address} and everything held about them, for good?"
+        confirm(question, doing=f"erasing {address}", yes=yes)
+        erase_subscriber(store, subscriber.id, settings=settings, now=datetime.now(UTC))
+    out.print(f"erased {address}")
+
+
+def _describe_interests(interests: Interests) -> str:
+    if interests.is_empty:
+        return "(none: trending digest)"
+    parts = [f"“{keyword}”" for keyword in interests.keywords]
+    if interests.text:
+        parts.append(interests.text)
+    return ", ".join(parts)
+
+
+def _describe_schedule(frequency: Frequency, weekday: int, hour: int) -> str:
+    when = "daily" if frequency is Frequency.DAILY else f"weekly on {WEEKDAYS[weekday]}"
+    return f"{when} at {hour:02d}:00"
