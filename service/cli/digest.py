@@ -236,8 +236,8 @@ def rank(
     from service.sources.jsonl import read_papers_file
 
     parsed = read_papers_file(papers)
-    for line in parsed.rejected:
-        err.print(f"{papers}:{line.line_number}: skipped: {line.reason}", markup=False)
+    for rejected in parsed.rejected:
+        err.print(f"{rejected.entry}: skipped: {rejected.reason}", markup=False)
     interests = Interests(keywords=tuple(keyword or ()), text=text)
     ranked = rank_papers(
         parsed.papers,

@@ -72,8 +72,8 @@ def import_papers_file(store: "Store", file: Path, *, now: datetime) -> None:
             counts = store.upsert_papers(parsed.papers[start : start + chunk], now=now)
             new, updated = new + counts.new, updated + counts.updated
             progress.advance(task, len(parsed.papers[start : start + chunk]))
-    for line in parsed.rejected:
-        err.print(f"{file}:{line.line_number}: rejected: {line.reason}", markup=False)
+    for rejected in parsed.rejected:
+        err.print(f"{rejected.entry}: rejected: {rejected.reason}", markup=False)
     out.print(f"{new} new, {updated} updated, {len(parsed.rejected)} rejected")
     if parsed.rejected:
         raise typer.Exit(1)

@@ -176,8 +176,8 @@ def _import_file(store: Store, *, settings: Settings, now: datetime) -> FetchSum
     assert settings.papers_file is not None
     parsed = read_papers_file(settings.papers_file)
     counts = store.upsert_papers(parsed.papers, now=now)
-    for line in parsed.rejected:
-        log.warning("%s:%d: rejected: %s", settings.papers_file, line.line_number, line.reason)
+    for rejected in parsed.rejected:
+        log.warning("%s: rejected: %s", rejected.entry, rejected.reason)
     return FetchSummary(
         source=str(settings.papers_file),
         new=counts.new,

@@ -3,7 +3,6 @@
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from service.errors import InvalidInput
 from service.models import Paper
+from service.sources import Rejected, SourcePage
 
 # New-style arXiv identifiers (2007 on), optionally versioned: 2501.01234v2.
 ARXIV_ID = re.compile(r"^\d{4}\.\d{4,5}(v\d+)?$")
@@ -66,37 +66,25 @@ def paper_url(paper_id: str, title: str) -> str:
     return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(title)}"
 
 
-@dataclass(frozen=True)
-class RejectedLine:
-    line_number: int
-    reason: str
-
-
-@dataclass
-class PapersFile:
-    """The valid papers of a file and the lines that were rejected, with reasons."""
-
-    papers: list[Paper] = field(default_factory=list)
-    rejected: list[RejectedLine] = field(default_factory=list)
-
-
-def read_papers_file(path: Path) -> PapersFile:
+def read_papers_file(path: Path) -> SourcePage:
+    """The valid papers of a file, as one page of a source, and the lines that were rejected,
+    each named `FILE:LINE` (the form editors and compilers use)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError as exc:
         raise InvalidInput(f"no such file: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {path}: {exc}") from exc
-    result = PapersFile()
+    result = SourcePage()
     seen: dict[str, int] = {}
     for number, line in _numbered_lines(lines):
         try:
             paper = PaperRecord.model_validate(json.loads(line)).to_paper()
         except json.JSONDecodeError as exc:
-            result.rejected.append(RejectedLine(number, f"not JSON: {exc.msg}"))
+            result.rejected.append(Rejected(f"{path}:{number}", f"not JSON: {exc.msg}"))
             continue
         except ValidationError as exc:
-            result.rejected.append(RejectedLine(number, _describe(exc)))
+            result.rejected.append(Rejected(f"{path}:{number}", _describe(exc)))
             continue
         if paper.id in seen:
             # A later line for the same id wins, as a re-import would.

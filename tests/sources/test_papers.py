@@ -64,12 +64,12 @@ def test_it_rejects_bad_lines_with_their_numbers(tmp_path: Path) -> None:
     )
     parsed = read_papers_file(path)
     assert [p.id for p in parsed.papers] == ["ok1"]
-    rejected = {line.line_number: line.reason for line in parsed.rejected}
-    assert sorted(rejected) == [2, 3, 5, 6]
-    assert "not JSON" in rejected[2]
-    assert "title" in rejected[3]
-    assert "upvotes" in rejected[5]
-    assert "published" in rejected[6]
+    rejected = {line.entry: line.reason for line in parsed.rejected}
+    assert sorted(rejected) == [f"{path}:{number}" for number in (2, 3, 5, 6)]
+    assert "not JSON" in rejected[f"{path}:2"]
+    assert "title" in rejected[f"{path}:3"]
+    assert "upvotes" in rejected[f"{path}:5"]
+    assert "published" in rejected[f"{path}:6"]
 
 
 def test_a_later_line_for_the_same_id_wins(tmp_path: Path) -> None:
