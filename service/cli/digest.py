@@ -104,9 +104,12 @@ def digest_run(
 
 def _left_anyone_unsent(summary: "RunSummary") -> bool:
     """Whether the run left someone without their issue for now: the exit status says so."""
-    from service.delivery.pipeline import Outcome
-
-    unsent = (Outcome.FAILED, Outcome.REFUSED, Outcome.RETRY, Outcome.IN_DOUBT)
+    unsent = (
+        DeliveryStatus.FAILED,
+        DeliveryStatus.REFUSED,
+        DeliveryStatus.RETRY,
+        DeliveryStatus.IN_DOUBT,
+    )
     return any(summary.outcomes[outcome] for outcome in unsent)
 
 
@@ -207,11 +210,12 @@ def run_day_with_progress(
 
 def print_run_summary(summary: "RunSummary") -> None:
     """A table of outcomes on stdout; each failure's reason on stderr."""
-    from service.delivery.pipeline import Outcome
+    from service.delivery.pipeline import OUTCOMES
 
+    always_shown = (DeliveryStatus.SENT, DeliveryStatus.SKIPPED, DeliveryStatus.FAILED)
     table = Table("outcome", "subscribers", title=f"digest {summary.issue_date}")
-    for outcome in Outcome:
-        if summary.outcomes[outcome] or outcome in (Outcome.SENT, Outcome.SKIPPED, Outcome.FAILED):
+    for outcome in OUTCOMES:
+        if summary.outcomes[outcome] or outcome in always_shown:
             table.add_row(outcome.value, str(summary.outcomes[outcome]))
     table.add_row("total", str(summary.total), style="bold")
     out.print(table)

@@ -21,7 +21,13 @@ from service.mail.compose import compose_digest, render_digest
 from service.mail.ratelimit import SendRateLimiter
 from service.mail.sending import DeliveryError, MailTransport
 from service.mail.transport import open_transport
-from service.models import Digest, ReadingHistory, Subscriber, SubscriptionStatus
+from service.models import (
+    DeliveryStatus,
+    Digest,
+    ReadingHistory,
+    Subscriber,
+    SubscriptionStatus,
+)
 from service.settings import Settings
 from service.store import DataStart, Ledger, Store
 
@@ -51,16 +57,27 @@ class GaveUp(Exception):
     """The issue's give-up time passed before its message went out: it is `expired` now."""
 
 
-class Outcome(StrEnum):
-    SENT = "sent"
-    SKIPPED = "skipped-empty"
-    RETRY = "retry"
-    FAILED = "failed"
-    REFUSED = "refused"
-    EXPIRED = "expired"
-    IN_DOUBT = "in-doubt"
-    ALREADY_HANDLED = "already-handled"
-    WOULD_SEND = "would-send"
+class NotRecorded(StrEnum):
+    """Why a run wrote no outcome of its own for an issue."""
+
+    ALREADY_HANDLED = "already-handled"  # sent, finished or held by another sender
+    WOULD_SEND = "would-send"  # a dry run, which writes nothing
+
+
+# What a run did with an issue: the status it recorded in the ledger, or why it recorded none.
+Outcome = DeliveryStatus | NotRecorded
+# The outcomes in the order a run's summary lists them.
+OUTCOMES: tuple[Outcome, ...] = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.SKIPPED,
+    DeliveryStatus.RETRY,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.REFUSED,
+    DeliveryStatus.EXPIRED,
+    DeliveryStatus.IN_DOUBT,
+    NotRecorded.ALREADY_HANDLED,
+    NotRecorded.WOULD_SEND,
+)
 
 
 @dataclass
@@ -105,7 +122,7 @@ async def deliver_digest(
     )
     if not digest.papers:
         ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
-        return Outcome.SKIPPED, None
+        return DeliveryStatus.SKIPPED, None
     try:
         mail = compose_digest(digest, settings=settings)
     except ValueError as exc:
@@ -113,7 +130,7 @@ async def deliver_digest(
         ledger.record_failure(
             subscriber.id, issue_date, error=str(exc), now=now(), refused=True, attempt=attempt
         )
-        return Outcome.REFUSED, str(exc)
+        return DeliveryStatus.REFUSED, str(exc)
 
     paper_ids = [scored.paper.id for scored in digest.papers]
 
@@ -132,9 +149,9 @@ async def deliver_digest(
         await transport.send(mail, before_data=before_data)
     except ClaimLost:
         # The lease ran out and another sender took the issue over: it is theirs to send.
-        return Outcome.ALREADY_HANDLED, None
+        return NotRecorded.ALREADY_HANDLED, None
     except GaveUp:
-        return Outcome.EXPIRED, None
+        return DeliveryStatus.EXPIRED, None
     except DeliveryError as exc:
         if exc.in_doubt:
             # Resent later while resends are left (see `Ledger.record_in_doubt`).
@@ -149,7 +166,7 @@ async def deliver_digest(
                 resends=settings.in_doubt_resends,
                 resend_at=now() + in_doubt_resend_after(settings),
             )
-            return Outcome.IN_DOUBT, str(exc)
+            return DeliveryStatus.IN_DOUBT, str(exc)
         if exc.permanent:
             ledger.record_failure(
                 subscriber.id,
@@ -161,7 +178,7 @@ async def deliver_digest(
                 suppress_after_bounces=settings.hard_bounce_limit,
                 attempt=attempt,
             )
-            return Outcome.REFUSED, str(exc)
+            return DeliveryStatus.REFUSED, str(exc)
         retry_at = now() + retry_delay(subscriber.id, issue_date, attempt, settings=settings)
         ledger.record_failure(
             subscriber.id,
@@ -171,7 +188,7 @@ async def deliver_digest(
             retry_at=retry_at,
             attempt=attempt,
         )
-        return Outcome.RETRY, str(exc)
+        return DeliveryStatus.RETRY, str(exc)
     ledger.record_sent(
         subscriber.id,
         issue_date,
@@ -180,7 +197,7 @@ async def deliver_digest(
         now=now(),
         attempt=attempt,
     )
-    return Outcome.SENT, None
+    return DeliveryStatus.SENT, None
 
 
 async def run_day(
@@ -213,7 +230,7 @@ async def run_day(
             history=histories[subscriber.id],
             limit=settings.digest_size,
         )
-        summary.outcomes[Outcome.WOULD_SEND if digest.papers else Outcome.SKIPPED] += 1
+        summary.outcomes[NotRecorded.WOULD_SEND if digest.papers else DeliveryStatus.SKIPPED] += 1
         if on_progress is not None:
             on_progress(done, len(subscribers))
     return summary
@@ -317,11 +334,11 @@ async def _deliver_claimed(
     if attempt is None or subscriber is None:
         # Sent, finished or held by another sender; or erased since planning (ledger rows
         # go with the subscriber).
-        return Outcome.ALREADY_HANDLED, None
+        return NotRecorded.ALREADY_HANDLED, None
     if subscriber.status is not SubscriptionStatus.CONFIRMED:
         # Left or suppressed since the issue was planned: nothing goes out.
         ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
-        return Outcome.SKIPPED, None
+        return DeliveryStatus.SKIPPED, None
     return await deliver_digest(
         ledger,
         transport,

@@ -8,7 +8,7 @@ import pytest
 
 from service.delivery.day_papers import LOOKBACK, DayPapersCache
 from service.delivery.pipeline import (
-    Outcome,
+    NotRecorded,
     RunSummary,
     preview_digest,
     retry_delay,
@@ -77,7 +77,7 @@ def test_each_due_subscriber_gets_one_ranked_digest(
 
     summary = run(store, smtp_settings)
 
-    assert summary.outcomes == {Outcome.SENT: 2, Outcome.SKIPPED: 1}
+    assert summary.outcomes == {DeliveryStatus.SENT: 2, DeliveryStatus.SKIPPED: 1}
     by_recipient = {m.rcpt_tos: m for m in smtp_sink.messages}
     assert set(by_recipient) == {("ada@example.org",), ("grace@example.org",)}
     assert smtp_sink.session_count == 1  # one connection served the whole run
@@ -104,7 +104,7 @@ def test_a_rerun_of_the_same_day_sends_nothing_new(
 
     again = run(store, smtp_settings)
 
-    assert again.outcomes == {Outcome.ALREADY_HANDLED: 1}
+    assert again.outcomes == {NotRecorded.ALREADY_HANDLED: 1}
     assert len(smtp_sink.messages) == 1
 
 
@@ -123,7 +123,9 @@ def test_the_next_issue_brings_only_papers_not_sent_before(
 
     second = store.get_delivery(ada.id, tomorrow)
     assert second is not None and second.paper_ids == ("2511.00009",)
-    assert day_after.outcomes == {Outcome.SKIPPED: 1}  # nothing new: no mail, recorded as such
+    assert day_after.outcomes == {
+        DeliveryStatus.SKIPPED: 1
+    }  # nothing new: no mail, recorded as such
     assert len(smtp_sink.messages) == 2
 
 
@@ -132,7 +134,7 @@ def test_papers_older_than_the_lookback_are_not_news(
 ) -> None:
     store.upsert_papers(DIFFUSION_PAPERS, now=NOW - LOOKBACK - timedelta(days=1))
     add_subscriber(store, "ada@example.org")
-    assert run(store, smtp_settings).outcomes == {Outcome.SKIPPED: 1}
+    assert run(store, smtp_settings).outcomes == {DeliveryStatus.SKIPPED: 1}
     assert smtp_sink.messages == []
 
 
@@ -144,7 +146,7 @@ def test_weekly_subscribers_get_an_issue_on_their_weekday_only(
         store, "ada@example.org", frequency=Frequency.WEEKLY, weekday=(TODAY.weekday() + 1) % 7
     )
     assert run(store, smtp_settings).total == 0
-    assert run(store, smtp_settings, TODAY + timedelta(days=1)).outcomes == {Outcome.SENT: 1}
+    assert run(store, smtp_settings, TODAY + timedelta(days=1)).outcomes == {DeliveryStatus.SENT: 1}
 
 
 def test_a_transient_refusal_is_retried_on_the_next_run(
@@ -157,17 +159,17 @@ def test_a_transient_refusal_is_retried_on_the_next_run(
 
     first = run(store, smtp_settings)
 
-    assert first.outcomes == {Outcome.RETRY: 1, Outcome.SENT: 1}
+    assert first.outcomes == {DeliveryStatus.RETRY: 1, DeliveryStatus.SENT: 1}
     retry = store.get_delivery(ada.id, TODAY)
     assert retry is not None and retry.status is DeliveryStatus.RETRY
     assert "451" in (retry.last_error or "")
     assert [m.rcpt_tos for m in smtp_sink.messages] == [(bob.email,)]  # no 503 for the next one
 
     too_soon = run(store, smtp_settings, later=timedelta(seconds=10))
-    assert too_soon.outcomes == {Outcome.ALREADY_HANDLED: 2}  # backoff: not yet
+    assert too_soon.outcomes == {NotRecorded.ALREADY_HANDLED: 2}  # backoff: not yet
     second = run(store, smtp_settings, later=timedelta(hours=1))
 
-    assert second.outcomes == {Outcome.SENT: 1, Outcome.ALREADY_HANDLED: 1}
+    assert second.outcomes == {DeliveryStatus.SENT: 1, NotRecorded.ALREADY_HANDLED: 1}
     delivered = store.get_delivery(ada.id, TODAY)
     assert delivered is not None
     assert (delivered.status, delivered.attempts) == (DeliveryStatus.SENT, 2)
@@ -181,8 +183,8 @@ def test_a_permanent_refusal_is_recorded_and_never_retried(
     ada = add_subscriber(store, "ada@example.org")
     smtp_sink.fail_next("RCPT", "550 5.1.1 no such user")
 
-    assert run(store, smtp_settings).outcomes == {Outcome.REFUSED: 1}
-    assert run(store, smtp_settings).outcomes == {Outcome.ALREADY_HANDLED: 1}
+    assert run(store, smtp_settings).outcomes == {DeliveryStatus.REFUSED: 1}
+    assert run(store, smtp_settings).outcomes == {NotRecorded.ALREADY_HANDLED: 1}
     refused = store.get_delivery(ada.id, TODAY)
     assert refused is not None and refused.status is DeliveryStatus.REFUSED
     assert smtp_sink.messages == []
@@ -194,7 +196,7 @@ def test_an_unreachable_relay_leaves_issues_to_retry(store: Store, settings: Set
     closed_port = settings.model_copy(
         update={"mail_url": "smtp://127.0.0.1:9", "mail_timeout_seconds": 2.0}
     )
-    assert run(store, closed_port).outcomes == {Outcome.RETRY: 1}
+    assert run(store, closed_port).outcomes == {DeliveryStatus.RETRY: 1}
     delivery = store.get_delivery(ada.id, TODAY)
     assert delivery is not None and delivery.status is DeliveryStatus.RETRY
 
@@ -205,7 +207,7 @@ def test_dry_run_and_preview_neither_send_nor_record(
     store.upsert_papers(DIFFUSION_PAPERS, now=NOW - timedelta(hours=3))
     ada = add_subscriber(store, "ada@example.org")
 
-    assert run(store, smtp_settings, dry_run=True).outcomes == {Outcome.WOULD_SEND: 1}
+    assert run(store, smtp_settings, dry_run=True).outcomes == {NotRecorded.WOULD_SEND: 1}
     digest, message = preview_digest(store, ada, TODAY, settings=smtp_settings)
 
     assert len(digest.papers) == 2
@@ -221,7 +223,7 @@ def test_an_unsendable_address_fails_alone(
     broken = add_subscriber(store, "broken\r\nBcc: victim@example.org")
     add_subscriber(store, "ada@example.org")
 
-    assert run(store, smtp_settings).outcomes == {Outcome.REFUSED: 1, Outcome.SENT: 1}
+    assert run(store, smtp_settings).outcomes == {DeliveryStatus.REFUSED: 1, DeliveryStatus.SENT: 1}
     refused = store.get_delivery(broken.id, TODAY)
     assert refused is not None and refused.status is DeliveryStatus.REFUSED
     assert [m.rcpt_tos for m in smtp_sink.messages] == [("ada@example.org",)]
@@ -240,7 +242,7 @@ def test_hostile_titles_and_interests_reach_the_inbox_harmless(
         store, "ada@example.org", interests=Interests(keywords=(keyword, "diffusion models"))
     )
 
-    assert run(store, smtp_settings).outcomes == {Outcome.SENT: 1}
+    assert run(store, smtp_settings).outcomes == {DeliveryStatus.SENT: 1}
 
     (received,) = smtp_sink.messages
     assert received.rcpt_tos == ("ada@example.org",)
@@ -273,7 +275,7 @@ def test_a_relay_that_resets_during_data_gets_the_same_message_again(
 
     # A relay that resets the connection has not taken the message: it goes again at once,
     # on a new connection. Twice in a row, and the issue waits for a retry.
-    assert run(store, smtp_settings).outcomes == {Outcome.SENT: 1}
+    assert run(store, smtp_settings).outcomes == {DeliveryStatus.SENT: 1}
     delivery = store.get_delivery(ada.id, TODAY)
     assert delivery is not None
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 1)
@@ -284,9 +286,12 @@ def test_a_relay_that_resets_during_data_gets_the_same_message_again(
     bob = add_subscriber(store, "bob@example.org")
     smtp_sink.fail_next("DATA", RESET)
     smtp_sink.fail_next("DATA", RESET)
-    assert run(store, smtp_settings).outcomes == {Outcome.RETRY: 1, Outcome.ALREADY_HANDLED: 1}
+    assert run(store, smtp_settings).outcomes == {
+        DeliveryStatus.RETRY: 1,
+        NotRecorded.ALREADY_HANDLED: 1,
+    }
     later = run(store, smtp_settings, later=timedelta(hours=1)).outcomes
-    assert later == {Outcome.SENT: 1, Outcome.ALREADY_HANDLED: 1}
+    assert later == {DeliveryStatus.SENT: 1, NotRecorded.ALREADY_HANDLED: 1}
     delivery = store.get_delivery(bob.id, TODAY)
     assert delivery is not None
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)
@@ -309,17 +314,17 @@ def test_a_connection_closed_after_the_final_dot_is_resent_later_while_resends_a
 
     delivery = store.get_delivery(ada.id, TODAY)
     assert delivery is not None
-    assert first.outcomes == {Outcome.IN_DOUBT: 1}
-    assert too_soon.outcomes == {Outcome.ALREADY_HANDLED: 1}
+    assert first.outcomes == {DeliveryStatus.IN_DOUBT: 1}
+    assert too_soon.outcomes == {NotRecorded.ALREADY_HANDLED: 1}
     assert delivery.in_doubt_count == 1
     assert delivery.message_id == f"<digest-{TODAY}-{ada.id}@paperwire.test>"
     if resends:
-        assert later.outcomes == {Outcome.SENT: 1}
+        assert later.outcomes == {DeliveryStatus.SENT: 1}
         assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)
         (copy,) = smtp_sink.messages
         assert copy.message["Message-ID"] == delivery.message_id  # a receiver can drop it
     else:
-        assert later.outcomes == {Outcome.ALREADY_HANDLED: 1}  # never resent by itself
+        assert later.outcomes == {NotRecorded.ALREADY_HANDLED: 1}  # never resent by itself
         assert (delivery.status, delivery.attempts) == (DeliveryStatus.IN_DOUBT, 1)
         assert smtp_sink.messages == []
 
@@ -341,13 +346,13 @@ def test_a_relay_that_caps_messages_per_connection_gets_them_all_without_503(
     smtp_sink.fault = five_per_connection
     uncapped = run(store, smtp_settings)
     # A 421 reconnects and resends at once; a 503 would have failed an issue.
-    assert uncapped.outcomes == {Outcome.SENT: 12}
+    assert uncapped.outcomes == {DeliveryStatus.SENT: 12}
 
     capped = smtp_settings.model_copy(update={"mail_max_messages_per_connection": 5})
     for number in range(12, 24):
         add_subscriber(store, f"reader{number}@example.org")
     before = smtp_sink.session_count
-    assert run(store, capped).outcomes == {Outcome.SENT: 12, Outcome.ALREADY_HANDLED: 12}
+    assert run(store, capped).outcomes == {DeliveryStatus.SENT: 12, NotRecorded.ALREADY_HANDLED: 12}
     assert smtp_sink.session_count - before == 3  # 5 + 5 + 2, never refused
 
 

@@ -4,8 +4,9 @@ import asyncio
 import time
 from datetime import timedelta
 
-from service.delivery.pipeline import Outcome, run_day
+from service.delivery.pipeline import run_day
 from service.mail.ratelimit import SendRateLimiter
+from service.models import DeliveryStatus
 from service.settings import Settings
 from service.store import Store
 from tests.support.factories import BACKGROUND_PAPERS, NOW, TODAY, add_subscriber, make_paper
@@ -74,5 +75,5 @@ def test_a_day_run_respects_the_configured_rate(
     summary = asyncio.run(run_day(store, issue_date=TODAY, settings=limited, now=lambda: NOW))
     elapsed = time.monotonic() - started
 
-    assert summary.outcomes == {Outcome.SENT: 24}
+    assert summary.outcomes == {DeliveryStatus.SENT: 24}
     assert elapsed >= (24 - 2) / 20.0 * 0.95
