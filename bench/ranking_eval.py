@@ -4,7 +4,7 @@ Run from the project root:
 
     .venv/bin/python -m bench.ranking_eval \\
         --papers service/sample_data/papers.jsonl \\
-        --profiles ../shared/data/dev-profiles.json --qrels ../shared/data/dev-qrels.jsonl
+        --profiles bench/data/dev-profiles.json --qrels bench/data/dev-qrels.jsonl
 
 (those paths are the defaults). Every profile ranks the whole corpus with trending weight 0.
 nDCG@10 uses linear gains (the judged grade) and a log2 discount, the ideal ranking built from
@@ -61,8 +61,8 @@ from service.sources.jsonl import read_papers_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PAPERS = PROJECT_ROOT / "service" / "sample_data" / "papers.jsonl"
-DEFAULT_PROFILES = PROJECT_ROOT.parent / "shared" / "data" / "dev-profiles.json"
-DEFAULT_QRELS = PROJECT_ROOT.parent / "shared" / "data" / "dev-qrels.jsonl"
+DEFAULT_PROFILES = PROJECT_ROOT / "bench" / "data" / "dev-profiles.json"
+DEFAULT_QRELS = PROJECT_ROOT / "bench" / "data" / "dev-qrels.jsonl"
 
 # Trending is switched off, so the date only has to be fixed for the run to be repeatable.
 EVALUATION_DATE = date(2025, 1, 1)
