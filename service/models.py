@@ -2,6 +2,7 @@
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -9,6 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_KEYWORDS = 30
 MAX_KEYWORD_LENGTH = 100
 MAX_INTERESTS_TEXT_LENGTH = 1000
+# Authors followed and topics left out: names and phrases, each as long as a keyword.
+MAX_AUTHORS = 20
+MAX_EXCLUDED_TOPICS = 20
+# Papers liked (seeds and 👍) and disliked (👎): a vote beyond this drops the oldest, so a
+# profile stays cheap to rank and its newest taste counts.
+MAX_PAPER_VOTES = 100
+PAPER_ID_PATTERN = r"^[A-Za-z0-9._:/-]{1,64}$"
 
 # How far a digest leans on what is trending rather than on a subscriber's interests: 0 ranks
 # by their interests alone, 1 by trending signals alone. The CLI, the pages and the API share it.
@@ -60,30 +68,72 @@ class DeliveryStatus(StrEnum):
     REFUSED = "refused"
 
 
+class Vote(StrEnum):
+    """A reader's verdict on a paper: 👍 "more like this" or 👎 "less like this"."""
+
+    LIKE = "like"
+    DISLIKE = "dislike"
+
+
+def _clean_phrases(value: object, *, what: str) -> object:
+    """Strip, collapse white space and drop empty or repeated phrases, keeping order."""
+    if not isinstance(value, list | tuple):
+        return value
+    cleaned: dict[str, str] = {}
+    for raw in value:
+        if not isinstance(raw, str):
+            return value  # let pydantic report the wrong type
+        phrase = refuse_control_characters(" ".join(raw.split()), what=what)
+        if len(phrase) > MAX_KEYWORD_LENGTH:
+            raise ValueError(f"{what} longer than {MAX_KEYWORD_LENGTH} characters")
+        if phrase:
+            cleaned.setdefault(phrase.casefold(), phrase)
+    return tuple(cleaned.values())
+
+
+def _clean_paper_ids(value: object) -> object:
+    """Drop repeated ids, keeping the first place of each."""
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        return value
+    return tuple(dict.fromkeys(item.strip() for item in value if item.strip()))
+
+
 class Interests(BaseModel):
-    """What a subscriber wants to read about: phrases plus an optional sentence."""
+    """What a subscriber wants to read about: phrases, an optional sentence, authors to follow,
+    topics to leave out, and the papers they liked (seeds and 👍) and disliked (👎)."""
 
     model_config = ConfigDict(frozen=True)
 
     keywords: tuple[str, ...] = Field((), max_length=MAX_KEYWORDS)
     text: str = Field("", max_length=MAX_INTERESTS_TEXT_LENGTH)
+    authors: tuple[str, ...] = Field((), max_length=MAX_AUTHORS)
+    excluded: tuple[str, ...] = Field((), max_length=MAX_EXCLUDED_TOPICS)
+    liked: tuple[Annotated[str, Field(pattern=PAPER_ID_PATTERN)], ...] = Field(
+        (), max_length=MAX_PAPER_VOTES
+    )
+    disliked: tuple[Annotated[str, Field(pattern=PAPER_ID_PATTERN)], ...] = Field(
+        (), max_length=MAX_PAPER_VOTES
+    )
 
     @field_validator("keywords", mode="before")
     @classmethod
     def _clean_keywords(cls, value: object) -> object:
-        """Strip, collapse white space and drop empty or repeated phrases, keeping order."""
-        if not isinstance(value, list | tuple):
-            return value
-        cleaned: dict[str, str] = {}
-        for raw in value:
-            if not isinstance(raw, str):
-                return value  # let pydantic report the wrong type
-            phrase = refuse_control_characters(" ".join(raw.split()), what="an interest")
-            if len(phrase) > MAX_KEYWORD_LENGTH:
-                raise ValueError(f"interest longer than {MAX_KEYWORD_LENGTH} characters")
-            if phrase:
-                cleaned.setdefault(phrase.casefold(), phrase)
-        return tuple(cleaned.values())
+        return _clean_phrases(value, what="an interest")
+
+    @field_validator("authors", mode="before")
+    @classmethod
+    def _clean_authors(cls, value: object) -> object:
+        return _clean_phrases(value, what="an author")
+
+    @field_validator("excluded", mode="before")
+    @classmethod
+    def _clean_excluded(cls, value: object) -> object:
+        return _clean_phrases(value, what="a topic to leave out")
+
+    @field_validator("liked", "disliked", mode="before")
+    @classmethod
+    def _clean_paper_ids(cls, value: object) -> object:
+        return _clean_paper_ids(value)
 
     @field_validator("text")
     @classmethod
@@ -92,7 +142,26 @@ class Interests(BaseModel):
 
     @property
     def is_empty(self) -> bool:
-        return not self.keywords and not self.text.strip()
+        """Nothing to rank by but trending: no phrases, no sentence, no liked paper."""
+        return not self.keywords and not self.text.strip() and not self.liked
+
+    def vote_of(self, paper_id: str) -> Vote | None:
+        if paper_id in self.liked:
+            return Vote.LIKE
+        if paper_id in self.disliked:
+            return Vote.DISLIKE
+        return None
+
+    def with_vote(self, paper_id: str, vote: Vote | None) -> "Interests":
+        """These interests with `vote` as the one verdict on `paper_id` (None: no verdict);
+        the newest vote goes last and the oldest drop out beyond `MAX_PAPER_VOTES`."""
+        liked = [paper for paper in self.liked if paper != paper_id]
+        disliked = [paper for paper in self.disliked if paper != paper_id]
+        if vote is Vote.LIKE:
+            liked = [*liked, paper_id][-MAX_PAPER_VOTES:]
+        elif vote is Vote.DISLIKE:
+            disliked = [*disliked, paper_id][-MAX_PAPER_VOTES:]
+        return self.model_copy(update={"liked": tuple(liked), "disliked": tuple(disliked)})
 
 
 class Paper(BaseModel):

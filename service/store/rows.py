@@ -98,9 +98,20 @@ def to_paper(row: PaperRow) -> Paper:
     )
 
 
-def apply_preferences(row: SubscriberRow, preferences: SubscriptionPreferences) -> None:
-    row.keywords = list(preferences.interests.keywords)
-    row.interests_text = preferences.interests.text
+def apply_preferences(
+    row: SubscriberRow, preferences: SubscriptionPreferences, *, with_votes: bool
+) -> None:
+    """Write the preferences to the row. The liked and disliked papers only `with_votes`: a
+    new subscriber's seeds; later they change one vote at a time (`set_paper_vote`), so that
+    saving a form that does not show them never loses one."""
+    interests = preferences.interests
+    row.keywords = list(interests.keywords)
+    row.interests_text = interests.text
+    row.followed_authors = list(interests.authors)
+    row.excluded_topics = list(interests.excluded)
+    if with_votes:
+        row.liked_papers = list(interests.liked)
+        row.disliked_papers = list(interests.disliked)
     row.time_zone = preferences.time_zone
     row.delivery_hour = preferences.delivery_hour
     row.frequency = preferences.frequency
@@ -129,6 +140,10 @@ def to_subscriber(row: SubscriberRow) -> Subscriber:
         interests=Interests(
             keywords=tuple(_without_controls(keyword) for keyword in row.keywords),
             text=_without_controls(row.interests_text),
+            authors=tuple(row.followed_authors or ()),
+            excluded=tuple(row.excluded_topics or ()),
+            liked=tuple(row.liked_papers or ()),
+            disliked=tuple(row.disliked_papers or ()),
         ),
         time_zone=row.time_zone,
         delivery_hour=row.delivery_hour,

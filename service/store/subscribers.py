@@ -16,9 +16,11 @@ from service.errors import AlreadySubscribed, UnknownSubscriber
 from service.models import (
     ConsentEvent,
     Frequency,
+    Interests,
     Subscriber,
     SubscriptionPreferences,
     SubscriptionStatus,
+    Vote,
 )
 from service.store.database import Database
 from service.store.rows import (
@@ -56,7 +58,7 @@ class SubscriberStore(Database):
             consent=[consent_json(event) for event in consent],
             link_key=new_link_key(),
         )
-        apply_preferences(row, preferences)
+        apply_preferences(row, preferences, with_votes=True)
         try:
             with self._session() as session:
                 session.add(row)
@@ -121,7 +123,7 @@ class SubscriberStore(Database):
         with self._session() as session:
             row = _locked_subscriber(session, subscriber_id)
             if row.status == SubscriptionStatus.PENDING:
-                apply_preferences(row, preferences)
+                apply_preferences(row, preferences, with_votes=True)
                 # A fresh link: the pending row lives as long as the link, not from the
                 # first request (pending rows are pruned by age).
                 row.created_at = consent.at
@@ -143,7 +145,10 @@ class SubscriberStore(Database):
                 return False
             if row.requested_preferences is not None:
                 requested = SubscriptionPreferences.model_validate(row.requested_preferences)
-                apply_preferences(row, requested)
+                apply_preferences(row, requested, with_votes=False)
+                # Papers liked on the new signup join those liked before.
+                for paper_id in requested.interests.liked:
+                    _write_vote(row, paper_id, Vote.LIKE)
             row.status = SubscriptionStatus.CONFIRMED
             row.confirmed_at = consent.at
             row.unsubscribed_at = None
@@ -167,8 +172,17 @@ class SubscriberStore(Database):
             return to_subscriber(row)
 
     def update_preferences(self, subscriber_id: int, preferences: SubscriptionPreferences) -> None:
+        """Replace the preferences, except the liked and disliked papers (`set_paper_vote`)."""
         with self._session() as session:
-            apply_preferences(_locked_subscriber(session, subscriber_id), preferences)
+            row = _locked_subscriber(session, subscriber_id)
+            apply_preferences(row, preferences, with_votes=False)
+
+    def set_paper_vote(self, subscriber_id: int, paper_id: str, vote: Vote | None) -> Vote | None:
+        """Make `vote` the subscriber's one verdict on `paper_id` (None takes it back); return
+        the verdict it replaces. Setting the same vote twice changes nothing."""
+        with self._session() as session:
+            row = _locked_subscriber(session, subscriber_id)
+            return _write_vote(row, paper_id, vote)
 
     def change_status(
         self,
@@ -292,6 +306,16 @@ class SubscriberStore(Database):
 def new_link_key() -> str:
     """128 random bits: a subscriber's links cannot be made without it and the secret key."""
     return secrets.token_urlsafe(16)
+
+
+def _write_vote(row: SubscriberRow, paper_id: str, vote: Vote | None) -> Vote | None:
+    interests = Interests(liked=tuple(row.liked_papers), disliked=tuple(row.disliked_papers))
+    before = interests.vote_of(paper_id)
+    if before is not vote:
+        after = interests.with_vote(paper_id, vote)
+        row.liked_papers = list(after.liked)
+        row.disliked_papers = list(after.disliked)
+    return before
 
 
 def _locked_subscriber(session: Session, subscriber_id: int) -> SubscriberRow:

@@ -107,6 +107,11 @@ class SubscriberRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     keywords: Mapped[list[str]] = mapped_column(default=list)
     interests_text: Mapped[str] = mapped_column(Text, default="")
+    followed_authors: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    excluded_topics: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    # Paper ids, oldest vote first; not foreign keys: a liked paper may not be stored yet.
+    liked_papers: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    disliked_papers: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     time_zone: Mapped[str] = mapped_column(String(64))
     delivery_hour: Mapped[int]
     frequency: Mapped[str] = mapped_column(String(8))

@@ -14,9 +14,24 @@ from sqlalchemy.engine import make_url
 from service.delivery.planning import due_subscribers, plan_day
 from service.delivery.schedule import Schedule
 from service.errors import AlreadySubscribed, UnknownSubscriber
-from service.models import DeliveryStatus, Frequency, ReadingHistory, SubscriptionStatus
+from service.models import (
+    MAX_PAPER_VOTES,
+    DeliveryStatus,
+    Frequency,
+    Interests,
+    ReadingHistory,
+    SubscriptionStatus,
+    Vote,
+)
 from service.store import DataStart, Store
-from tests.support.factories import NOW, TODAY, add_subscriber, make_paper, send_issue
+from tests.support.factories import (
+    NOW,
+    TODAY,
+    add_subscriber,
+    make_paper,
+    make_preferences,
+    send_issue,
+)
 
 LEASE = timedelta(minutes=10)
 
@@ -774,3 +789,69 @@ def test_a_retry_reopens_only_issues_of_subscribers_still_confirmed(store: Store
         issue_date=TODAY, statuses=[DeliveryStatus.FAILED], now=NOW + timedelta(hours=1)
     )
     assert reopened == [(kept, TODAY)]
+
+
+def _check_0009_gives_every_subscriber_an_empty_profile(store: Store) -> None:
+    """0008's subscribers and ledger come through 0009 whole, with nothing liked, followed or
+    left out."""
+    ledger_before = [(d.subscriber_id, d.status) for d in store.list_deliveries()]
+    store.upgrade()
+    subscribers = store.list_subscribers()
+    assert len(subscribers) == 3
+    assert all(
+        (s.interests.liked, s.interests.disliked, s.interests.authors, s.interests.excluded)
+        == ((), (), (), ())
+        for s in subscribers
+    )
+    assert [(d.subscriber_id, d.status) for d in store.list_deliveries()] == ledger_before
+    assert store.set_paper_vote(subscribers[0].id, "2511.00001", Vote.LIKE) is None
+    assert store.get_subscriber(subscribers[0].id).interests.liked == ("2511.00001",)
+
+
+def test_migration_0009_keeps_subscribers_and_ledger_on_sqlite(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        store.upgrade("0006")
+        _seed_0006(store)
+        store.upgrade("0008")
+        _check_0009_gives_every_subscriber_an_empty_profile(store)
+    finally:
+        store.close()
+
+
+def test_migration_0009_keeps_subscribers_and_ledger_on_postgresql(postgres_url: str) -> None:
+    with _fresh_postgres_store(postgres_url, "0009") as store:
+        store.upgrade("0006")
+        _seed_0006(store)
+        store.upgrade("0008")
+        _check_0009_gives_every_subscriber_an_empty_profile(store)
+
+
+def test_a_vote_replaces_the_other_and_saving_preferences_keeps_votes(store: Store) -> None:
+    alice = add_subscriber(
+        store,
+        interests=Interests(keywords=("diffusion",), liked=("2511.00001",), authors=("J. Müller",)),
+    )
+    assert alice.interests.liked == ("2511.00001",)
+    assert store.set_paper_vote(alice.id, "2511.00002", Vote.DISLIKE) is None
+    assert store.set_paper_vote(alice.id, "2511.00002", Vote.DISLIKE) is Vote.DISLIKE
+    assert store.set_paper_vote(alice.id, "2511.00002", Vote.LIKE) is Vote.DISLIKE
+    interests = store.get_subscriber(alice.id).interests
+    assert (interests.liked, interests.disliked) == (("2511.00001", "2511.00002"), ())
+    store.update_preferences(alice.id, make_preferences(interests=Interests(keywords=("gnn",))))
+    interests = store.get_subscriber(alice.id).interests
+    assert interests.keywords == ("gnn",)
+    assert interests.liked == ("2511.00001", "2511.00002")  # votes are not form fields
+    assert interests.authors == ()
+    assert store.set_paper_vote(alice.id, "2511.00001", None) is Vote.LIKE
+    assert store.get_subscriber(alice.id).interests.liked == ("2511.00002",)
+
+
+def test_the_oldest_votes_drop_out_beyond_the_limit(store: Store) -> None:
+    alice = add_subscriber(store)
+    for number in range(MAX_PAPER_VOTES + 2):
+        store.set_paper_vote(alice.id, f"2511.{number:05d}", Vote.LIKE)
+    liked = store.get_subscriber(alice.id).interests.liked
+    assert len(liked) == MAX_PAPER_VOTES
+    assert liked[0] == "2511.00002"
+    assert liked[-1] == f"2511.{MAX_PAPER_VOTES + 1:05d}"
