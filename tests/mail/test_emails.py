@@ -1,5 +1,6 @@
 """Rendering digest emails: the text and HTML parts, headers, and hostile paper data."""
 
+import re
 from datetime import timedelta
 from email import policy
 from email.headerregistry import Address
@@ -26,6 +27,7 @@ from service.mail.compose import (
 from service.mail.wire import OutgoingMail
 from service.models import Digest, Frequency, Interests, Paper
 from service.settings import Settings
+from service.signup.tokens import read_feedback_token
 from service.templating import template_environment
 from tests.support.factories import (
     HOSTILE_TITLES,
@@ -78,7 +80,11 @@ def two_papers() -> list[Paper]:
 
 
 def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
-    links = digest_links(make_digest().subscriber, TODAY, settings=make_settings(), now=NOW)
+    ids = [paper.id for paper in two_papers()]
+    links = digest_links(
+        make_digest().subscriber, TODAY, settings=make_settings(), now=NOW, paper_ids=ids
+    )
+    first, second = (links.feedback_urls[paper_id] for paper_id in ids)
     text, _ = parts(render(make_digest(two_papers())))
     assert text == (
         "Your papers for Wednesday 25 November 2026\n"
@@ -94,6 +100,9 @@ def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
         "\n"
         "    Why: Matches “diffusion models”; trending this week.\n"
         "\n"
+        f"    👍 More like this: {first}?vote=like\n"
+        f"    👎 Less like this: {first}?vote=dislike\n"
+        "\n"
         "2.  Sparse attention at scale\n"
         "    7 authors · 3 comments · 1,500 GitHub stars\n"
         "\n"
@@ -101,6 +110,9 @@ def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
         "    fast.\n"
         "\n"
         "    Why: Matches “diffusion models”; trending this week.\n"
+        "\n"
+        f"    👍 More like this: {second}?vote=like\n"
+        f"    👎 Less like this: {second}?vote=dislike\n"
         "\n"
         "------------------------------------------------------------------------\n"
         f"View in your browser:  {links.archive_url}\n"
@@ -130,6 +142,26 @@ def test_the_html_part_shows_one_card_per_paper() -> None:
     assert "Sparse attention at scale\n</h2>" in html
     for url in (links.archive_url, links.manage_url, links.unsubscribe_url):
         assert f'href="{url}"' in html
+
+
+def test_every_paper_has_its_own_feedback_links_in_both_parts() -> None:
+    papers = two_papers()
+    settings = make_settings()
+    text, html = parts(render(make_digest(papers), settings))
+    others = render(make_digest(papers, subscriber_id=43, email="bob@example.org"), settings)
+    pages = re.findall(r"(https://paperwire\.test/f/([A-Za-z0-9_-]+))\?vote=like\n", text)
+    assert len(pages) == len(papers)
+    for paper, (page, token) in zip(papers, pages, strict=True):
+        # Made for this subscriber and this paper, with the subscriber's link key.
+        assert read_feedback_token(
+            token, link_key="alice-link-key", secret_keys=settings.secret_keys
+        ) == (42, paper.id)
+        assert f"    👎 Less like this: {page}?vote=dislike\n" in text
+        assert f'href="{page}?vote=like"' in html and f'href="{page}?vote=dislike"' in html
+        assert page not in " ".join(parts(others))
+    assert ">👍 More like this</a>" in html and ">👎 Less like this</a>" in html
+    assert html.count('class="feedback"') == len(papers)
+    assert "    👍 More like this: https://" in text
 
 
 def test_the_html_part_is_inlined_and_mobile_friendly() -> None:
@@ -633,7 +665,10 @@ def outline(html: str) -> tuple[list[tuple[str, ...]], list[str]]:
 @pytest.mark.parametrize("case", CASES)
 def test_css_inlined_once_gives_the_page_inlining_each_message_gave(case: str) -> None:
     digest, settings = sample(case)
-    links = digest_links(digest.subscriber, digest.issue_date, settings=settings, now=NOW)
+    ids = [scored.paper.id for scored in digest.papers]
+    links = digest_links(
+        digest.subscriber, digest.issue_date, settings=settings, now=NOW, paper_ids=ids
+    )
     context = digest_context(digest, links=links)
     env = template_environment()
     # The same environment without the extension, as every message was rendered before.
