@@ -343,3 +343,17 @@ def test_the_view_in_browser_copy_carries_working_feedback_links(web: Web) -> No
     delivery = web.store.get_delivery(alice.id, TODAY)
     assert delivery is not None
     assert web.votes(alice) == ((delivery.paper_ids[0],), ())
+
+
+def test_the_feedback_page_answers_head_and_carries_the_pages_headers(web: Web) -> None:
+    alice = add_subscriber(web.store)
+    path = web.feedback_path(alice, "2511.00001", "like")
+    with web.client() as client:
+        head = client.head(path)
+        page = client.get(path)
+    assert (head.status_code, head.content) == (200, b"")
+    assert page.headers["referrer-policy"] == "no-referrer"  # the URL carries a token
+    assert page.headers["cache-control"] == "no-store"
+    assert "form-action 'self'" in page.headers["content-security-policy"]
+    assert "<script>" not in page.text and "style=" not in page.text
+    assert web.votes(alice) == ((), ())
