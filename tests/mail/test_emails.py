@@ -1,6 +1,5 @@
 """Rendering digest emails: the text and HTML parts, headers, and hostile paper data."""
 
-import re
 from datetime import timedelta
 from email import policy
 from email.headerregistry import Address
@@ -27,7 +26,6 @@ from service.mail.compose import (
 from service.mail.wire import OutgoingMail
 from service.models import Digest, Frequency, Interests, Paper
 from service.settings import Settings
-from service.signup.tokens import read_feedback_token
 from service.templating import template_environment
 from tests.support.factories import (
     HOSTILE_TITLES,
@@ -142,26 +140,6 @@ def test_the_html_part_shows_one_card_per_paper() -> None:
     assert "Sparse attention at scale\n</h2>" in html
     for url in (links.archive_url, links.manage_url, links.unsubscribe_url):
         assert f'href="{url}"' in html
-
-
-def test_every_paper_has_its_own_feedback_links_in_both_parts() -> None:
-    papers = two_papers()
-    settings = make_settings()
-    text, html = parts(render(make_digest(papers), settings))
-    others = render(make_digest(papers, subscriber_id=43, email="bob@example.org"), settings)
-    pages = re.findall(r"(https://paperwire\.test/f/([A-Za-z0-9_-]+))\?vote=like\n", text)
-    assert len(pages) == len(papers)
-    for paper, (page, token) in zip(papers, pages, strict=True):
-        # Made for this subscriber and this paper, with the subscriber's link key.
-        assert read_feedback_token(
-            token, link_key="alice-link-key", secret_keys=settings.secret_keys
-        ) == (42, paper.id)
-        assert f"    👎 Less like this: {page}?vote=dislike\n" in text
-        assert f'href="{page}?vote=like"' in html and f'href="{page}?vote=dislike"' in html
-        assert page not in " ".join(parts(others))
-    assert ">👍 More like this</a>" in html and ">👎 Less like this</a>" in html
-    assert html.count('class="feedback"') == len(papers)
-    assert "    👍 More like this: https://" in text
 
 
 def test_the_html_part_is_inlined_and_mobile_friendly() -> None:
