@@ -2,7 +2,8 @@
 
 import re
 import textwrap
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -15,7 +16,7 @@ from urllib.parse import quote, urlsplit
 from service.mail.wire import MailHeaders, OutgoingMail, multipart_alternative
 from service.models import Digest, Frequency, Paper, ScoredPaper, Subscriber
 from service.settings import Settings
-from service.signup.links import issue_url, subscriber_url
+from service.signup.links import feedback_urls, issue_url, subscriber_url
 from service.signup.tokens import TokenPurpose
 from service.templating import template_environment
 
@@ -39,6 +40,8 @@ class DigestLinks:
     unsubscribe_url: str
     archive_url: str
     unsubscribe_mailto: str
+    # The feedback page of each paper, by paper id; `?vote=like` or `?vote=dislike` follows.
+    feedback_urls: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def list_unsubscribe(self) -> tuple[str, str]:
@@ -68,6 +71,8 @@ class DigestItem:
     paper: PaperView
     why: str
     text_why: str
+    # This reader's 👍/👎 page for the paper ("" leaves the buttons out).
+    feedback_url: str = ""
 
 
 def render_digest(
@@ -85,7 +90,10 @@ def compose_digest(
         raise ValueError("an empty digest is recorded as skipped, never rendered")
     now = now or datetime.now(UTC)
     subscriber = digest.subscriber
-    links = digest_links(subscriber, digest.issue_date, settings=settings, now=now)
+    paper_ids = [scored.paper.id for scored in digest.papers]
+    links = digest_links(
+        subscriber, digest.issue_date, settings=settings, now=now, paper_ids=paper_ids
+    )
     context = digest_context(digest, links=links)
     env = template_environment()
     text = env.get_template("email/digest.txt").render(context)
@@ -214,7 +222,8 @@ def _compose_notice(
 def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
     """What the digest templates are rendered with."""
     subscriber = digest.subscriber
-    items = [_digest_item(scored) for scored in digest.papers]
+    feedback = links.feedback_urls
+    items = [_digest_item(scored, feedback.get(scored.paper.id, "")) for scored in digest.papers]
     context: dict[str, Any] = {
         "count": len(items),
         "trending_only": subscriber.interests.is_empty,
@@ -246,8 +255,10 @@ def digest_links(
     settings: Settings,
     now: datetime,
     with_manage_link: bool = True,
+    paper_ids: Sequence[str] = (),
 ) -> DigestLinks:
-    """The links of one issue, each made for this subscriber alone (`service.signup.links`).
+    """The links of one issue, each made for this subscriber alone (`service.signup.links`),
+    with a feedback link for each of `paper_ids`.
 
     `with_manage_link=False` leaves the manage link out, for the "view in browser" copy: its
     link never expires, and must not hand out a fresh manage link whenever it is opened.
@@ -268,6 +279,7 @@ def digest_links(
         unsubscribe_url=unsubscribe_url,
         archive_url=issue_url(subscriber, issue_date, settings=settings, now=now),
         unsubscribe_mailto=mailto,
+        feedback_urls=feedback_urls(subscriber, paper_ids, settings=settings, now=now),
     )
 
 
@@ -370,9 +382,11 @@ def abstract_snippet(abstract: str) -> str:
     return snippet or shorten(sentences[0], SNIPPET_MAX_CHARS)
 
 
-def _digest_item(scored: ScoredPaper) -> DigestItem:
+def _digest_item(scored: ScoredPaper, feedback_url: str) -> DigestItem:
     why, text_why = _why_lines(scored.why)
-    return DigestItem(paper=paper_view(scored.paper), why=why, text_why=text_why)
+    return DigestItem(
+        paper=paper_view(scored.paper), why=why, text_why=text_why, feedback_url=feedback_url
+    )
 
 
 @lru_cache(maxsize=4096)

@@ -37,6 +37,13 @@ def archived_issue_html(store: Store, token: str, *, settings: Settings, now: da
     if not scored:
         raise IssueNotFound("the papers of this issue are no longer stored")
     digest = Digest(subscriber=subscriber, issue_date=issue_date, papers=scored)
-    links = digest_links(subscriber, issue_date, settings=settings, now=now, with_manage_link=False)
+    links = digest_links(
+        subscriber,
+        issue_date,
+        settings=settings,
+        now=now,
+        with_manage_link=False,
+        paper_ids=[scored_paper.paper.id for scored_paper in scored],
+    )
     context = digest_context(digest, links=links)
     return template_environment().get_template("email/digest.html").render(context)

@@ -5,11 +5,11 @@ Each link token names a subscriber id and its MAC covers that subscriber's `link
 lives in their row only (see `service.signup.tokens`). Reading a link looks the claimed row up first
 and checks the MAC with its key: once a subscriber is erased or removed, every link ever made
 for them is dead, and no later row can answer to it. Manage links, which can read, export and
-erase a subscription, expire (`manage_link_max_age_days`); unsubscribe and archive links never
-do, so a digest's way out keeps working however old it is.
+erase a subscription, expire (`manage_link_max_age_days`); unsubscribe, archive and feedback
+links never do, so a digest's way out keeps working however old it is.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import TypeVar
 
@@ -21,9 +21,11 @@ from service.signup.tokens import (
     TokenPurpose,
     claimed_subscriber_id,
     make_confirm_token,
+    make_feedback_tokens,
     make_issue_token,
     make_subscriber_token,
     read_confirm_token,
+    read_feedback_token,
     read_issue_token,
     read_subscriber_token,
     token_issued_at,
@@ -82,6 +84,22 @@ def confirm_url(subscriber: Subscriber, nonce: str, *, settings: Settings, now: 
     return f"{settings.public_base_url}/c/{token}"
 
 
+def feedback_urls(
+    subscriber: Subscriber, paper_ids: Sequence[str], *, settings: Settings, now: datetime
+) -> dict[str, str]:
+    """The feedback page (`/f/…`) of each paper of an issue, by paper id; the verdict goes in
+    the query (`?vote=like`), so one token serves both buttons."""
+    tokens = make_feedback_tokens(
+        subscriber.id,
+        paper_ids,
+        link_key=subscriber.link_key,
+        secret_key=settings.secret_key.get_secret_value(),
+        now=now,
+    )
+    base = f"{settings.public_base_url}/f/"
+    return {paper_id: base + token for paper_id, token in zip(paper_ids, tokens, strict=True)}
+
+
 def subscriber_for_link(
     store: Store,
     purpose: TokenPurpose,
@@ -124,6 +142,20 @@ def issue_for_link(
         ),
     )
     return subscriber, issue_date
+
+
+def feedback_for_link(
+    store: Store, token: str, *, settings: Settings, now: datetime
+) -> tuple[Subscriber, str]:
+    """The subscriber and paper id of a feedback link; raises `InvalidToken`."""
+    subscriber, (_, paper_id) = _read_linked(
+        store,
+        token,
+        lambda link_key: read_feedback_token(
+            token, link_key=link_key, secret_keys=settings.secret_keys, now=now
+        ),
+    )
+    return subscriber, paper_id
 
 
 def signup_for_link(

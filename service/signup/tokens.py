@@ -1,5 +1,5 @@
-"""Signed, purpose-bound tokens for links in emails (confirm, unsubscribe, manage, archive) and
-for the CSRF field of web forms.
+"""Signed, purpose-bound tokens for links in emails (confirm, unsubscribe, manage, archive,
+feedback on a paper) and for the CSRF field of web forms.
 
 A token is base64url(issued_at[4] + payload + mac[12]) with no padding: a link naming a
 subscriber id is 24 to 30 characters. The MAC is HMAC-SHA256 over the purpose and the rest of
@@ -15,13 +15,17 @@ A subscriber's link also covers their `link_key`, a random value stored in their
 put in the link: the link works for that row only, and dies with it, even if a later row were
 ever given the same id. Reading such a link takes two steps: the id it claims names the row to
 look up (`claimed_subscriber_id`), then the MAC is checked with that row's key.
+
+A feedback token names a subscriber and a paper; a digest carries one per paper, so an arXiv id
+(`2511.01234`) travels packed into 4 bytes rather than as its 10 characters of text
+(`pack_paper_id`): 31 characters for subscriber 42 instead of 39.
 """
 
 import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
@@ -39,6 +43,7 @@ class TokenPurpose(StrEnum):
     ARCHIVE = "archive"
     CONFIRM = "confirm"
     CSRF = "csrf"
+    FEEDBACK = "feedback"
 
 
 # Mailman keeps a pending subscription three days; a confirmation link lives as long.
@@ -63,9 +68,7 @@ def make_token(
 ) -> str:
     """Sign `payload` (a short string) for `purpose`; `binding`, if given, is covered by the
     MAC without being carried, so only a reader who knows it can accept the token."""
-    issued_at = int((now or datetime.now(UTC)).timestamp())
-    body = issued_at.to_bytes(_TIMESTAMP_BYTES, "big") + payload.encode("utf-8")
-    return _encode(body + _mac(purpose, body, secret_key, binding))
+    return _make(purpose, payload.encode("utf-8"), secret_key=secret_key, now=now, binding=binding)
 
 
 def read_token(
@@ -83,22 +86,11 @@ def read_token(
     The first key is the current one; older keys stay listed while links signed with them
     should keep working. Raises `InvalidToken`, or `TokenExpired` if older than `max_age`.
     """
-    if isinstance(secret_keys, str):
-        raise TypeError("secret_keys must be a sequence of keys, not a single string")
-    if not secret_keys:
-        raise ValueError("at least one secret key is needed to read tokens")
-    raw = _decode(token)
-    if len(raw) < _TIMESTAMP_BYTES + _MAC_BYTES:
-        raise InvalidToken("token is too short")
-    body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-    if not any(hmac.compare_digest(mac, _mac(purpose, body, key, binding)) for key in secret_keys):
-        raise InvalidToken("token signature does not match")
-    # Only a genuine token's age is checked, so a forged one never learns anything more.
-    issued_at = datetime.fromtimestamp(int.from_bytes(body[:_TIMESTAMP_BYTES], "big"), UTC)
-    if max_age is not None and (now or datetime.now(UTC)) - issued_at > max_age:
-        raise TokenExpired(f"token issued at {issued_at:%Y-%m-%d %H:%M} UTC has expired")
+    payload = _read(
+        purpose, token, secret_keys=secret_keys, max_age=max_age, now=now, binding=binding
+    )
     try:
-        return body[_TIMESTAMP_BYTES:].decode("utf-8")
+        return payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidToken("token payload is not text") from exc
 
@@ -233,15 +225,154 @@ def read_issue_token(
         raise InvalidToken("token does not name an issue") from exc
 
 
+def make_feedback_token(
+    subscriber_id: int,
+    paper_id: str,
+    *,
+    link_key: str | None,
+    secret_key: str,
+    now: datetime | None = None,
+) -> str:
+    """A FEEDBACK token: one subscriber's say on one paper (the verdict is not in it)."""
+    return make_feedback_tokens(
+        subscriber_id, [paper_id], link_key=link_key, secret_key=secret_key, now=now
+    )[0]
+
+
+def make_feedback_tokens(
+    subscriber_id: int,
+    paper_ids: Iterable[str],
+    *,
+    link_key: str | None,
+    secret_key: str,
+    now: datetime | None = None,
+) -> list[str]:
+    """The FEEDBACK tokens of one digest, one per paper, in order: the key and the
+    subscriber's binding are prepared once for all of them."""
+    issued_at = int((now or datetime.now(UTC)).timestamp()).to_bytes(_TIMESTAMP_BYTES, "big")
+    prefix = issued_at + f"{subscriber_id}:".encode("ascii")
+    keyed = _keyed_mac(TokenPurpose.FEEDBACK, secret_key, link_key)
+    tokens = []
+    for paper_id in paper_ids:
+        body = prefix + pack_paper_id(paper_id)
+        mac = keyed.copy()
+        mac.update(body)
+        tokens.append(_encode(body + mac.digest()[:_MAC_BYTES]))
+    return tokens
+
+
+def read_feedback_token(
+    token: str,
+    *,
+    link_key: str | None,
+    secret_keys: Sequence[str],
+    now: datetime | None = None,
+) -> tuple[int, str]:
+    """(subscriber id, paper id) of a FEEDBACK token. These never expire, as the digest's
+    unsubscribe link does not: the link dies with its subscriber's row instead."""
+    payload = _read(
+        TokenPurpose.FEEDBACK, token, secret_keys=secret_keys, now=now, binding=link_key
+    )
+    subscriber, _, paper = payload.partition(b":")
+    if not subscriber.isdigit() or not paper:
+        raise InvalidToken("token does not name a paper")
+    return int(subscriber), unpack_paper_id(paper)
+
+
+# An arXiv id since 2007 (YYMM.NNNN, or YYMM.NNNNN from 2015), as the sources store it: no version.
+# ASCII digits only: `\d` would take other scripts' digits, which would not round-trip.
+_ARXIV_ID = re.compile(r"([0-9]{2})(0[1-9]|1[0-2])\.([0-9]{4,5})")
+_ARXIV_NUMBERS = 100_000
+# Packed ids start with a byte 0x80-0x8E, which is never the first byte of UTF-8 text: a packed
+# id and a paper id written as text can never be mistaken for each other.
+_PACKED_MARK = 0x80 << 24
+_PACKED_BYTES = 4
+
+
+def pack_paper_id(paper_id: str) -> bytes:
+    """A paper id as a token carries it: an arXiv id in 4 bytes, any other id as UTF-8."""
+    match = _ARXIV_ID.fullmatch(paper_id)
+    if match is None:
+        return paper_id.encode("utf-8")
+    year, month, number = match.groups()
+    # Month of the century, then the width of the number (4 or 5 digits), then the number:
+    # at most 2,400 x 100,000 values, well within the 30 bits left after the mark.
+    months = int(year) * 12 + int(month) - 1
+    value = (months * 2 + (len(number) == 5)) * _ARXIV_NUMBERS + int(number)
+    return (_PACKED_MARK | value).to_bytes(_PACKED_BYTES, "big")
+
+
+def unpack_paper_id(raw: bytes) -> str:
+    if len(raw) == _PACKED_BYTES and 0x80 <= raw[0] <= 0xBF:
+        value = int.from_bytes(raw, "big") - _PACKED_MARK
+        rest, number = divmod(value, _ARXIV_NUMBERS)
+        months, five_digits = divmod(rest, 2)
+        year, month = divmod(months, 12)
+        width = 5 if five_digits else 4
+        if year > 99 or number >= 10**width:
+            raise InvalidToken("token does not name a paper")
+        return f"{year:02d}{month + 1:02d}.{number:0{width}d}"
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidToken("token does not name a paper") from exc
+
+
+def _make(
+    purpose: TokenPurpose,
+    payload: bytes,
+    *,
+    secret_key: str,
+    now: datetime | None,
+    binding: str | None,
+) -> str:
+    issued_at = int((now or datetime.now(UTC)).timestamp())
+    body = issued_at.to_bytes(_TIMESTAMP_BYTES, "big") + payload
+    return _encode(body + _mac(purpose, body, secret_key, binding))
+
+
+def _read(
+    purpose: TokenPurpose,
+    token: str,
+    *,
+    secret_keys: Sequence[str],
+    max_age: timedelta | None = None,
+    now: datetime | None,
+    binding: str | None,
+) -> bytes:
+    """The payload of a genuine token, as bytes; see `read_token`."""
+    if isinstance(secret_keys, str):
+        raise TypeError("secret_keys must be a sequence of keys, not a single string")
+    if not secret_keys:
+        raise ValueError("at least one secret key is needed to read tokens")
+    raw = _decode(token)
+    if len(raw) < _TIMESTAMP_BYTES + _MAC_BYTES:
+        raise InvalidToken("token is too short")
+    body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    if not any(hmac.compare_digest(mac, _mac(purpose, body, key, binding)) for key in secret_keys):
+        raise InvalidToken("token signature does not match")
+    # Only a genuine token's age is checked, so a forged one never learns anything more.
+    issued_at = datetime.fromtimestamp(int.from_bytes(body[:_TIMESTAMP_BYTES], "big"), UTC)
+    if max_age is not None and (now or datetime.now(UTC)) - issued_at > max_age:
+        raise TokenExpired(f"token issued at {issued_at:%Y-%m-%d %H:%M} UTC has expired")
+    return body[_TIMESTAMP_BYTES:]
+
+
 def _mac(purpose: TokenPurpose, body: bytes, secret_key: str, binding: str | None) -> bytes:
+    mac = _keyed_mac(purpose, secret_key, binding)
+    mac.update(body)
+    return mac.digest()[:_MAC_BYTES]
+
+
+def _keyed_mac(purpose: TokenPurpose, secret_key: str, binding: str | None) -> hmac.HMAC:
+    """The MAC of a token so far, before its body: copied for each token of a digest."""
     # The purpose is part of the signed message, so a token never verifies as another kind;
     # so is the binding (a subscriber's link key), so it verifies for one subscriber only.
     # Without a binding the message is that of links made before link keys existed.
     message = purpose.value.encode("ascii") + b"\0"
     if binding is not None:
         message += b"\1" + binding.encode("utf-8") + b"\0"
-    message += body
-    return hmac.new(secret_key.encode("utf-8"), message, hashlib.sha256).digest()[:_MAC_BYTES]
+    return hmac.new(secret_key.encode("utf-8"), message, hashlib.sha256)
 
 
 def _encode(raw: bytes) -> str:

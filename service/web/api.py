@@ -6,11 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import InvalidInput, UnknownSubscriber
-from service.models import Subscriber
+from service.models import Subscriber, Vote
 from service.settings import Settings
+from service.signup.feedback import record_feedback
 from service.signup.subscriptions import (
     confirm_signup,
     request_fresh_manage_link,
@@ -51,6 +53,20 @@ LINK_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter()
+
+
+class FeedbackIn(BaseModel):
+    """A verdict on the paper of a digest's feedback link: its token (the `/f/` path's last
+    part) and like, dislike or null (no verdict)."""
+
+    token: str = Field(max_length=512)
+    vote: Vote | None
+
+
+class FeedbackOut(BaseModel):
+    paper_id: str
+    vote: Vote | None
+    previous: Vote | None = Field(description="The verdict replaced: what an undo restores.")
 
 
 async def managed(token: str, *, store: Store, settings: Settings, now: Clock) -> Subscriber:
@@ -171,6 +187,23 @@ async def api_unsubscribe(
     except InvalidToken as exc:
         raise HTTPException(400, detail="link not valid") from exc
     return StatusOut(status="unsubscribed")
+
+
+@router.post("/api/feedback", tags=["api"], responses={400: {"description": "Link not valid"}})
+async def api_feedback(
+    body: FeedbackIn, settings: SettingsDep, store: StoreDep, now: ClockDep
+) -> FeedbackOut:
+    """Record a 👍/👎 from a digest (idempotent; the other verdict replaces it; null takes it
+    back). Answers with the verdict now held and the one it replaced."""
+    try:
+        recorded = await run_in_threadpool(
+            record_feedback, store, body.token, body.vote, settings=settings, now=now()
+        )
+    except InvalidToken as exc:
+        raise HTTPException(400, detail="link not valid") from exc
+    return FeedbackOut(
+        paper_id=recorded.target.paper_id, vote=recorded.target.vote, previous=recorded.previous
+    )
 
 
 @router.get("/healthz", tags=["ops"])

@@ -78,7 +78,11 @@ def two_papers() -> list[Paper]:
 
 
 def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
-    links = digest_links(make_digest().subscriber, TODAY, settings=make_settings(), now=NOW)
+    ids = [paper.id for paper in two_papers()]
+    links = digest_links(
+        make_digest().subscriber, TODAY, settings=make_settings(), now=NOW, paper_ids=ids
+    )
+    first, second = (links.feedback_urls[paper_id] for paper_id in ids)
     text, _ = parts(render(make_digest(two_papers())))
     assert text == (
         "Your papers for Wednesday 25 November 2026\n"
@@ -94,6 +98,9 @@ def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
         "\n"
         "    Why: Matches “diffusion models”; trending this week.\n"
         "\n"
+        f"    👍 More like this: {first}?vote=like\n"
+        f"    👎 Less like this: {first}?vote=dislike\n"
+        "\n"
         "2.  Sparse attention at scale\n"
         "    7 authors · 3 comments · 1,500 GitHub stars\n"
         "\n"
@@ -101,6 +108,9 @@ def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
         "    fast.\n"
         "\n"
         "    Why: Matches “diffusion models”; trending this week.\n"
+        "\n"
+        f"    👍 More like this: {second}?vote=like\n"
+        f"    👎 Less like this: {second}?vote=dislike\n"
         "\n"
         "------------------------------------------------------------------------\n"
         f"View in your browser:  {links.archive_url}\n"
@@ -633,7 +643,10 @@ def outline(html: str) -> tuple[list[tuple[str, ...]], list[str]]:
 @pytest.mark.parametrize("case", CASES)
 def test_css_inlined_once_gives_the_page_inlining_each_message_gave(case: str) -> None:
     digest, settings = sample(case)
-    links = digest_links(digest.subscriber, digest.issue_date, settings=settings, now=NOW)
+    ids = [scored.paper.id for scored in digest.papers]
+    links = digest_links(
+        digest.subscriber, digest.issue_date, settings=settings, now=NOW, paper_ids=ids
+    )
     context = digest_context(digest, links=links)
     env = template_environment()
     # The same environment without the extension, as every message was rendered before.

@@ -8,11 +8,16 @@ from service.signup.tokens import (
     InvalidToken,
     TokenExpired,
     TokenPurpose,
+    _make,  # a genuine token of any payload, text or not
     claimed_subscriber_id,
     make_confirm_token,
+    make_feedback_token,
+    make_feedback_tokens,
     make_issue_token,
     make_subscriber_token,
     make_token,
+    pack_paper_id,
+    read_feedback_token,
     read_issue_token,
     read_subscriber_token,
     read_token,
@@ -203,8 +208,10 @@ def test_every_link_names_the_subscriber_to_look_up_and_when_it_was_made() -> No
         make_subscriber_token(TokenPurpose.MANAGE, 42, link_key=LINK_KEY, secret_key=KEY, now=NOW),
         make_issue_token(42, date(2026, 11, 25), link_key=LINK_KEY, secret_key=KEY, now=NOW),
         make_confirm_token(42, "nonce", link_key=LINK_KEY, secret_key=KEY, now=NOW),
+        make_feedback_token(42, "2511.00001", link_key=LINK_KEY, secret_key=KEY, now=NOW),
+        make_feedback_token(42, "a:b", link_key=LINK_KEY, secret_key=KEY, now=NOW),
     ]
-    assert [claimed_subscriber_id(token) for token in tokens] == [42, 42, 42]
+    assert [claimed_subscriber_id(token) for token in tokens] == [42] * 5
     assert {token_issued_at(token) for token in tokens} == {NOW}
 
 
@@ -213,3 +220,88 @@ def test_a_token_without_a_subscriber_id_claims_none(payload: str) -> None:
     token = make_token(TokenPurpose.MANAGE, payload, secret_key=KEY, now=NOW)
     with pytest.raises(InvalidToken):
         claimed_subscriber_id(token)
+
+
+@pytest.mark.parametrize(
+    "paper_id",
+    [
+        "2511.00001", "2511.99999", "1412.0001", "0704.0001", "0001.0000", "9912.99999",
+        "1412.00001", "2511.0001",  # 4 and 5 digits in any month are told apart
+        "2511.00001v2", "hep-th/9901001", "8d3b9b2bfaa0", "a:b", "é", "🚀 x", "1" * 64,
+        "2513.00001", "2511.000001", "\u0662\u0665\u0661\u0661.00001",  # not arXiv ids
+    ],
+)  # fmt: skip
+def test_a_feedback_token_round_trips_any_paper_id(paper_id: str) -> None:
+    token = make_feedback_token(42, paper_id, link_key=LINK_KEY, secret_key=KEY, now=NOW)
+    assert read_feedback_token(token, link_key=LINK_KEY, secret_keys=[KEY]) == (42, paper_id)
+
+
+def test_an_arxiv_id_is_packed_into_four_bytes_that_no_text_id_starts_like() -> None:
+    packed = {
+        pack_paper_id(f"{month}.{n:05d}")
+        for month in ("0701", "2511", "9912")
+        for n in (0, 1, 99999)
+    }
+    assert len(packed) == 9 and all(len(raw) == 4 and 0x80 <= raw[0] <= 0xBF for raw in packed)
+    # A text id's first byte is never a UTF-8 continuation byte, so it never reads as packed.
+    assert pack_paper_id("2511.00001v2") == b"2511.00001v2"
+    assert pack_paper_id("\u00e9\u00e9") == "\u00e9\u00e9".encode()
+
+
+def test_a_feedback_link_of_an_arxiv_paper_is_as_short_as_the_other_links() -> None:
+    token = make_feedback_token(42, "2511.00001", link_key=LINK_KEY, secret_key=KEY, now=NOW)
+    unsubscribe = make_subscriber_token(
+        TokenPurpose.UNSUBSCRIBE, 42, link_key=LINK_KEY, secret_key=KEY, now=NOW
+    )
+    assert len(token) == 31 and len(unsubscribe) == 24
+    assert token.replace("-", "").replace("_", "").isalnum()
+
+
+def test_the_feedback_tokens_of_a_digest_are_those_made_one_by_one() -> None:
+    ids = ["2511.00001", "2511.00002", "p3"]
+    batch = make_feedback_tokens(42, ids, link_key=LINK_KEY, secret_key=KEY, now=NOW)
+    one_by_one = [
+        make_feedback_token(42, paper_id, link_key=LINK_KEY, secret_key=KEY, now=NOW)
+        for paper_id in ids
+    ]
+    assert batch == one_by_one and len(set(batch)) == 3
+
+
+@pytest.mark.parametrize(
+    ("purpose", "link_key"),
+    [
+        (TokenPurpose.FEEDBACK, "another-subscriber-key"),
+        (TokenPurpose.FEEDBACK, None),
+        (TokenPurpose.UNSUBSCRIBE, LINK_KEY),
+    ],
+)
+def test_a_feedback_token_reads_only_as_feedback_for_its_subscriber(
+    purpose: TokenPurpose, link_key: str | None
+) -> None:
+    feedback = make_feedback_token(42, "2511.00001", link_key=LINK_KEY, secret_key=KEY, now=NOW)
+    other = make_subscriber_token(purpose, 42, link_key=link_key, secret_key=KEY, now=NOW)
+    with pytest.raises(InvalidToken):
+        read_token(purpose, feedback, secret_keys=[KEY], binding=link_key)
+    with pytest.raises(InvalidToken):
+        read_feedback_token(other, link_key=link_key, secret_keys=[KEY])
+    with pytest.raises(InvalidToken):
+        read_feedback_token(_tampered(feedback, 12), link_key=LINK_KEY, secret_keys=[KEY])
+
+
+@pytest.mark.parametrize(
+    "payload", [b"42", b"42:", b"x:2511.00001", b"42:\x80\x00\x00", b"42:\xff"]
+)
+def test_a_genuine_token_that_names_no_paper_is_refused(payload: bytes) -> None:
+    token = _make(TokenPurpose.FEEDBACK, payload, secret_key=KEY, now=NOW, binding=LINK_KEY)
+    with pytest.raises(InvalidToken):
+        read_feedback_token(token, link_key=LINK_KEY, secret_keys=[KEY])
+
+
+def test_a_packed_id_out_of_range_is_refused() -> None:
+    beyond = (0x80 << 24) | (2400 * 100_000)  # year 100
+    four_digits_too_many = (0x80 << 24) | 10_000  # "0001.10000" marked as 4 digits
+    for value in (beyond, four_digits_too_many):
+        payload = b"42:" + value.to_bytes(4, "big")
+        token = _make(TokenPurpose.FEEDBACK, payload, secret_key=KEY, now=NOW, binding=LINK_KEY)
+        with pytest.raises(InvalidToken):
+            read_feedback_token(token, link_key=LINK_KEY, secret_keys=[KEY])
