@@ -13,7 +13,7 @@ from service.errors import InvalidInput, UnknownSubscriber
 from service.models import Subscriber
 from service.settings import Settings
 from service.signup.limits import WindowLimiter
-from service.signup.seeds import like_papers
+from service.signup.seeds import MAX_PAPER_LINES, like_papers
 from service.signup.subscriptions import (
     confirm_signup,
     request_fresh_manage_link,
@@ -88,14 +88,18 @@ async def resolved_likes(
 ) -> tuple[str, ...]:
     """The ids of the papers `liked` names, or the API's answer naming those it could not
     find (422), or could not look up on arXiv now (503)."""
+    typed = [line.strip() for line in lines if line.strip()]
+    known_ids = set(known)
+    if len([line for line in typed if line not in known_ids]) > MAX_PAPER_LINES:
+        raise HTTPException(422, detail=f"liked: up to {MAX_PAPER_LINES} new papers at a time")
     resolved = await resolve_paper_lines(
-        [line.strip() for line in lines if line.strip()],
+        typed,
         store=store,
         settings=settings,
         limiter=limiter,
         client_key=visitor.ip,
         now=now(),
-        known=known,
+        known=known_ids,
     )
     if resolved.problems:
         detail = "liked: " + " ".join(resolved.problems)

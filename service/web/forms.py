@@ -21,6 +21,7 @@ from service.models import (
     MAX_INTERESTS_TEXT_LENGTH,
     MAX_KEYWORD_LENGTH,
     MAX_KEYWORDS,
+    MAX_PAPER_VOTES,
     MAX_TRENDING_WEIGHT,
     MIN_TRENDING_WEIGHT,
     Frequency,
@@ -94,9 +95,11 @@ class PreferencesIn(BaseModel):
     )
     liked: list[PaperLine] = Field(
         default_factory=list,
-        max_length=MAX_PAPER_LINES,
-        description="Papers liked: arXiv ids, arXiv or Hugging Face paper links, or titles. "
-        "On an update they join the papers liked before.",
+        # What GET shows may come back whole; at most MAX_PAPER_LINES new ones (see the API).
+        max_length=MAX_PAPER_VOTES,
+        description=f"Papers liked: arXiv ids, arXiv or Hugging Face paper links, or titles, "
+        f"at most {MAX_PAPER_LINES} not liked before. On an update they join the papers liked "
+        "before.",
     )
     frequency: Frequency = Frequency.DAILY
     weekday: int = Field(0, ge=0, le=6, description="Monday=0; for weekly issues.")
@@ -199,19 +202,15 @@ def read_preferences_form(form: Mapping[str, Any]) -> FormOutcome:
     field, the preferences when there is no error, and the lines of papers liked."""
     values = {name: str(form.get(name, "")) for name in (*PREFERENCE_FIELDS, "mix", "papers")}
     errors: dict[str, str] = {}
-    boxes = {
-        "interests": "interests",
-        "authors": "authors",
-        "excluded": "topics",
-        "papers": "papers",
-    }
+    # The papers box is bounded by its lines: 20 of 300 characters.
+    boxes = {"interests": "interests", "authors": "authors", "excluded": "topics"}
     for name, label in boxes.items():
         if len(values[name]) > MAX_INTERESTS_FIELD_CHARS:
             errors[name] = f"Keep {label} under {MAX_INTERESTS_FIELD_CHARS} characters."
     if len(values["about"]) > MAX_INTERESTS_TEXT_LENGTH:
         errors["about"] = f"Keep this under {MAX_INTERESTS_TEXT_LENGTH} characters."
     lines = paper_lines(values["papers"])
-    if "papers" not in errors and (problem := check_paper_lines(lines)):
+    if problem := check_paper_lines(lines):
         errors["papers"] = problem
     phrases = _read_phrases(values, errors)
     low_mix, high_mix = MIX_PERCENT_RANGE
