@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -24,6 +24,9 @@ from service.models import (
     SubscriptionPreferences,
     SubscriptionStatus,
 )
+
+if TYPE_CHECKING:
+    from service.store import Store
 
 app = typer.Typer(help="Subscribers and their interests.", no_args_is_help=True)
 
@@ -59,6 +62,19 @@ def subscribers_add(
             help="0 = only my topics … 1 = only trending.",
         ),
     ] = DEFAULT_TRENDING_WEIGHT,
+    like: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--like", help="A stored paper liked: its id or arXiv/Hugging Face link; repeat."
+        ),
+    ] = None,
+    author: Annotated[
+        list[str] | None, typer.Option("--author", help="An author to follow; repeat for more.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="A topic to leave out; repeat for more."),
+    ] = None,
 ) -> None:
     """Add a confirmed subscriber (the admin vouches for consent)."""
     from service.settings import get_settings
@@ -66,8 +82,14 @@ def subscribers_add(
     from service.signup.subscriptions import is_suppressed
 
     settings = get_settings()
+    interests = Interests(
+        keywords=tuple(keyword or ()),
+        text=text,
+        authors=tuple(author or ()),
+        excluded=tuple(exclude or ()),
+    )
     preferences = SubscriptionPreferences(
-        interests=Interests(keywords=tuple(keyword or ()), text=text),
+        interests=interests,
         time_zone=time_zone or settings.default_time_zone,
         delivery_hour=settings.default_delivery_hour if hour is None else hour,
         frequency=frequency,
@@ -79,6 +101,11 @@ def subscribers_add(
         if is_suppressed(store, address, settings=settings):
             raise InvalidInput(
                 f"{address} was erased at its owner's request; only they can sign up again"
+            )
+        if like:
+            liked = _stored_papers(store, like)
+            preferences = preferences.model_copy(
+                update={"interests": Interests(**interests.model_dump() | {"liked": liked})}
             )
         now = datetime.now(UTC)
         # The consent record says who vouched for this one: the admin, not the person.
@@ -118,6 +145,7 @@ def subscribers_show(email: str) -> None:
     with open_store() as store:
         subscriber = store.find_subscriber(normalise_email(email))
         deliveries = store.list_deliveries(subscriber_id=subscriber.id)
+        papers = store.get_papers([*subscriber.interests.liked, *subscriber.interests.disliked])
     out.print(f"[bold]{subscriber.email}[/bold] (id {subscriber.id}) — {subscriber.status}")
     out.print(f"interests: {_describe_interests(subscriber.interests)}", markup=False)
     schedule = _describe_schedule(
@@ -125,6 +153,15 @@ def subscribers_show(email: str) -> None:
     )
     out.print(f"schedule: {schedule} {subscriber.time_zone}")
     out.print(f"trending weight: {subscriber.trending_weight:.2f}")
+    interests = subscriber.interests
+    out.print(f"authors: {_quoted(interests.authors)}", markup=False)
+    out.print(f"excluded: {_quoted(interests.excluded)}", markup=False)
+    for name, paper_ids in (("liked", interests.liked), ("disliked", interests.disliked)):
+        out.print(f"{name}: {len(paper_ids) or 'none'}")
+        for paper_id in paper_ids:
+            paper = papers.get(paper_id)
+            title = paper.title if paper is not None else "(not stored)"
+            out.print(f"  {paper_id}  {shorten(title, 100)}", markup=False)
     out.print(f"subscribed: {subscriber.created_at:%Y-%m-%d %H:%M} UTC")
     table = Table("issue", "status", "papers", "attempts", "message id", "error", title="issues")
     for delivery in deliveries[-14:]:
@@ -181,13 +218,34 @@ def subscribers_erase(email: str, yes: YesOption = False) -> None:
     out.print(f"erased {address}")
 
 
+def _stored_papers(store: "Store", typed: list[str]) -> tuple[str, ...]:
+    """The stored papers `--like` names (ids or links; nothing is looked up on arXiv)."""
+    from service.signup.seeds import MAX_PAPER_LINES, resolve_papers
+
+    if len(typed) > MAX_PAPER_LINES:
+        raise InvalidInput(f"at most {MAX_PAPER_LINES} --like at a time")
+    resolved = resolve_papers(store, typed, lookup=None, now=datetime.now(UTC))
+    if resolved.problems:
+        hint = " (papers import or papers fetch brings papers in)"
+        raise InvalidInput("--like: " + " ".join(resolved.problems) + hint)
+    return resolved.paper_ids
+
+
 def _describe_interests(interests: Interests) -> str:
     if interests.is_empty:
         return "(none: trending digest)"
     parts = [f"“{keyword}”" for keyword in interests.keywords]
     if interests.text:
         parts.append(interests.text)
+    if interests.liked:
+        parts.append(
+            f"{len(interests.liked)} liked {'paper' if len(interests.liked) == 1 else 'papers'}"
+        )
     return ", ".join(parts)
+
+
+def _quoted(phrases: tuple[str, ...]) -> str:
+    return ", ".join(f"“{phrase}”" for phrase in phrases) or "none"
 
 
 def _describe_schedule(frequency: Frequency, weekday: int, hour: int) -> str:

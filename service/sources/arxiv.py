@@ -4,12 +4,15 @@
 answers an Atom feed, a page at a time (`start`, `max_results`). An entry's id is its abstract
 URL with a version (`http://arxiv.org/abs/2511.01234v2`); the feed always describes the newest
 version, so a paper is its id without the version and the latest metadata wins.
+
+`GET /api/query?id_list=2511.01234,2511.05678` answers the same feed for named papers: the
+papers a reader likes that the store does not hold yet.
 """
 
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from xml.etree.ElementTree import Element, ParseError
 
@@ -36,6 +39,11 @@ _ABS_ID = re.compile(r"/abs/(?P<id>[^/?#]+)$")
 # arXiv marks a withdrawn paper in its comment ("This paper has been withdrawn by the author").
 _WITHDRAWN = re.compile(r"\bwithdrawn\b", re.IGNORECASE)
 _CATEGORY = re.compile(r"^[A-Za-z-]+(\.[A-Za-z-]+)?$")
+
+
+class QueryRefused(SourceError):
+    """arXiv answered, and refused the query (an id it does not accept, a malformed query):
+    asking again would be refused again."""
 
 
 def announcement_window(day: date, *, holidays: frozenset[date]) -> tuple[date, date] | None:
@@ -87,6 +95,24 @@ def fetch_new_papers(
         if len(entries) < size:
             return
     log.warning("%s: stopped after %d pages", SOURCE, settings.source_max_pages)
+
+
+def fetch_papers_by_id(
+    client: httpx.Client, arxiv_ids: Sequence[str], *, settings: Settings
+) -> SourcePage:
+    """The papers of `arxiv_ids` (new-style ids, without a version: the newest version is
+    asked for), in one call. An id arXiv does not know is missing from the page; raises
+    `QueryRefused` for an id it does not accept, `SourceError` when it cannot be read."""
+    if not arxiv_ids:
+        return SourcePage()
+    bad = [paper_id for paper_id in arxiv_ids if not ARXIV_ID.match(paper_id)]
+    if bad:
+        raise QueryRefused(f"arXiv: not an arXiv id: {bad[0]!r}")
+    url = f"{settings.arxiv_base_url}/api/query"
+    params: dict[str, str | int] = {"id_list": ",".join(arxiv_ids), "max_results": len(arxiv_ids)}
+    what = f"arXiv id_list {','.join(arxiv_ids)}"
+    body = get_page(client, url, params=params, settings=settings, what=what)
+    return parse_entries(_entries(body, what=what))
 
 
 def parse_entries(entries: list[Element]) -> SourcePage:
@@ -155,7 +181,7 @@ def _entries(content: bytes, *, what: str) -> list[Element]:
     # The API reports a bad query as a feed with one entry whose id points at its errors page.
     for entry in entries:
         if "/api/errors" in _text(entry, "atom:id"):
-            raise SourceError(f"{what}: arXiv refused the query: {_text(entry, 'atom:summary')}")
+            raise QueryRefused(f"{what}: arXiv refused the query: {_text(entry, 'atom:summary')}")
     return entries
 
 

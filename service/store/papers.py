@@ -1,6 +1,7 @@
 """The store's papers: imports that add or refresh them, each observation of their trending
 signals, and the reads the digest and the CLI make."""
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,9 @@ from service.models import Paper, SignalObservation
 from service.store.database import Database
 from service.store.rows import TRENDING_FIELDS, paper_row, refresh_paper_row, signal_row, to_paper
 from service.store.tables import PaperRow, PaperSignalRow
+
+# The words of a title: letters and digits, without the underscore (a LIKE wildcard).
+_TITLE_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,22 @@ class PaperStore(Database):
         query = select(PaperRow).where(PaperRow.id.in_(list(paper_ids)))
         with self._session() as session:
             return {row.id: to_paper(row) for row in session.scalars(query)}
+
+    def find_papers_by_title(self, title: str, *, limit: int = 20) -> list[Paper]:
+        """Papers whose title holds the words of `title` in order, whatever the case, the
+        shortest titles first: the few a typed title is then compared with exactly."""
+        words = _TITLE_WORD.findall(title)
+        if not words:
+            return []
+        pattern = "%" + "%".join(words) + "%"
+        query = (
+            select(PaperRow)
+            .where(PaperRow.title.ilike(pattern))
+            .order_by(func.length(PaperRow.title), PaperRow.id)
+            .limit(limit)
+        )
+        with self._session() as session:
+            return [to_paper(row) for row in session.scalars(query)]
 
     def list_papers(
         self,

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException
@@ -13,6 +14,8 @@ from service.errors import InvalidInput, UnknownSubscriber
 from service.models import Subscriber, Vote
 from service.settings import Settings
 from service.signup.feedback import record_feedback
+from service.signup.limits import WindowLimiter
+from service.signup.seeds import MAX_PAPER_LINES, like_papers
 from service.signup.subscriptions import (
     confirm_signup,
     request_fresh_manage_link,
@@ -29,6 +32,7 @@ from service.web.deps import (
     SettingsDep,
     StateDep,
     StoreDep,
+    Visitor,
     VisitorDep,
     manage_link_subscriber,
 )
@@ -40,7 +44,9 @@ from service.web.forms import (
     StatusOut,
     SubscriptionOut,
     api_preferences,
+    resolve_paper_lines,
     subscription_out,
+    with_liked,
 )
 from service.web.notices import answer_no_sooner_than, send_after_response
 
@@ -51,6 +57,13 @@ LINK_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Link not valid"},
     410: {"description": "Manage link expired: POST /api/manage-link for a fresh one"},
 }
+LIKED_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Not valid, or a paper in `liked` was not found (named in `detail`)"},
+    503: {"description": "arXiv could not be asked about a paper in `liked`: try again later"},
+}
+# How long to wait before asking again when arXiv could not be asked (its lookups are
+# counted per minute).
+LOOKUP_RETRY_AFTER_SECONDS = 60
 
 router = APIRouter()
 
@@ -79,7 +92,41 @@ async def managed(token: str, *, store: Store, settings: Settings, now: Clock) -
         raise HTTPException(400, detail="link not valid") from exc
 
 
-@router.post("/api/signup", status_code=202, tags=["api"])
+async def resolved_likes(
+    lines: Sequence[str],
+    *,
+    store: Store,
+    settings: Settings,
+    limiter: WindowLimiter,
+    visitor: Visitor,
+    now: Clock,
+    known: Collection[str] = (),
+) -> tuple[str, ...]:
+    """The ids of the papers `liked` names, or the API's answer naming those it could not
+    find (422), or could not look up on arXiv now (503)."""
+    typed = [line.strip() for line in lines if line.strip()]
+    known_ids = set(known)
+    if len([line for line in typed if line not in known_ids]) > MAX_PAPER_LINES:
+        raise HTTPException(422, detail=f"liked: up to {MAX_PAPER_LINES} new papers at a time")
+    resolved = await resolve_paper_lines(
+        typed,
+        store=store,
+        settings=settings,
+        limiter=limiter,
+        client_key=visitor.ip,
+        now=now(),
+        known=known_ids,
+    )
+    if resolved.problems:
+        detail = "liked: " + " ".join(resolved.problems)
+        if resolved.lookup_failed:
+            retry = {"Retry-After": str(LOOKUP_RETRY_AFTER_SECONDS)}
+            raise HTTPException(503, detail=detail, headers=retry)
+        raise HTTPException(422, detail=detail)
+    return resolved.paper_ids
+
+
+@router.post("/api/signup", status_code=202, tags=["api"], responses=LIKED_ERRORS)
 async def api_signup(
     body: SignupIn,
     background: BackgroundTasks,
@@ -92,13 +139,16 @@ async def api_signup(
     """Sign up; the answer is the same whatever the address's state (no enumeration)."""
     started = time.monotonic()
     preferences = api_preferences(body, settings=settings)
+    liked = await resolved_likes(
+        body.liked, store=store, settings=settings, limiter=limiter, visitor=visitor, now=now
+    )
     try:
         mail = await run_in_threadpool(
             request_signup,
             store,
             limiter,
             body.email,
-            preferences,
+            with_liked(preferences, liked),
             origin=visitor.origin("api signup"),
             settings=settings,
             now=now(),
@@ -158,14 +208,33 @@ async def api_preferences_get(
     return subscription_out(await managed(token, store=store, settings=settings, now=now))
 
 
-@router.put("/api/preferences/{token}", tags=["api"], responses=LINK_ERRORS)
+@router.put("/api/preferences/{token}", tags=["api"], responses={**LINK_ERRORS, **LIKED_ERRORS})
 async def api_preferences_put(
-    token: str, body: PreferencesIn, settings: SettingsDep, store: StoreDep, now: ClockDep
+    token: str,
+    body: PreferencesIn,
+    settings: SettingsDep,
+    store: StoreDep,
+    limiter: LimiterDep,
+    visitor: VisitorDep,
+    now: ClockDep,
 ) -> SubscriptionOut:
-    """Replace the preferences; the next issue follows them."""
+    """Replace the preferences; the next issue follows them. The papers in `liked` join
+    those liked before; no paper liked or disliked before is dropped."""
     subscriber = await managed(token, store=store, settings=settings, now=now)
     preferences = api_preferences(body, settings=settings)
-    updated = await run_in_threadpool(update_preferences, store, subscriber.id, preferences)
+    interests = subscriber.interests
+    liked = await resolved_likes(
+        body.liked,
+        store=store,
+        settings=settings,
+        limiter=limiter,
+        visitor=visitor,
+        now=now,
+        known=(*interests.liked, *interests.disliked),
+    )
+    await run_in_threadpool(update_preferences, store, subscriber.id, preferences)
+    await run_in_threadpool(like_papers, store, subscriber.id, liked)
+    updated = await run_in_threadpool(store.get_subscriber, subscriber.id)
     return subscription_out(updated)
 
 

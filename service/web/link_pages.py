@@ -1,8 +1,10 @@
-"""The pages a subscriber's links open: manage (with its renewal when expired), unsubscribe
-(with RFC 8058's one-click POST) and the archived copy of an issue."""
+"""The pages a subscriber's links open: manage (with its renewal when expired, and the papers
+liked and disliked, each with a remove button), unsubscribe (with RFC 8058's one-click POST)
+and the archived copy of an issue."""
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import HTMLResponse
@@ -11,7 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from service.errors import UnknownSubscriber
 from service.models import Subscriber
 from service.signup.archive import IssueNotFound, archived_issue_html
+from service.signup.limits import WindowLimiter
 from service.signup.links import subscriber_for_link
+from service.signup.seeds import like_papers
 from service.signup.subscriptions import (
     erase_subscriber,
     export_subscriber,
@@ -21,19 +25,22 @@ from service.signup.subscriptions import (
     update_preferences,
 )
 from service.signup.tokens import InvalidToken, TokenExpired, TokenPurpose
+from service.store import Store
 from service.web.csrf import csrf_ok
 from service.web.deps import (
+    Clock,
     ClockDep,
     LimiterDep,
     PagesDep,
     SettingsDep,
     StoreDep,
+    Visitor,
     VisitorDep,
     manage_link_subscriber,
 )
-from service.web.forms import form_values, read_form, read_preferences_form
+from service.web.forms import form_values, read_form, read_preferences_form, resolve_paper_lines
 from service.web.notices import send_after_response
-from service.web.rendering import Pages, form_context
+from service.web.rendering import Pages, form_context, listed_papers
 
 ONE_CLICK = "One-Click"
 # An archived issue is the email's HTML, whose CSS is inline by design; it runs no script.
@@ -51,8 +58,9 @@ def expired_manage_link(pages: Pages, token: str) -> HTMLResponse:
     return pages.render("manage_expired.html", context, status=410, with_csrf=True)
 
 
-def manage_view(
+async def manage_view(
     pages: Pages,
+    store: Store,
     subscriber: Subscriber,
     values: Mapping[str, str],
     errors: Mapping[str, str],
@@ -60,10 +68,15 @@ def manage_view(
     notice: str,
     status: int = 200,
 ) -> HTMLResponse:
+    interests = subscriber.interests
+    stored = await run_in_threadpool(store.get_papers, [*interests.liked, *interests.disliked])
     context = form_context(values, errors) | {
         "subscriber": subscriber,
         "notice": notice,
         "autofill_zone": False,
+        # Newest first: the votes are kept oldest first.
+        "liked": listed_papers(interests.liked[::-1], stored),
+        "disliked": listed_papers(interests.disliked[::-1], stored),
     }
     return pages.render("manage.html", context, status=status, with_csrf=True)
 
@@ -78,7 +91,7 @@ async def manage_page(
         return expired_manage_link(pages, token)
     except InvalidToken:
         return pages.invalid_link()
-    return manage_view(pages, subscriber, form_values(subscriber), {}, notice="")
+    return await manage_view(pages, store, subscriber, form_values(subscriber), {}, notice="")
 
 
 @router.post("/m/{token}/renew", response_class=HTMLResponse)
@@ -114,6 +127,7 @@ async def manage_submit(
     pages: PagesDep,
     settings: SettingsDep,
     store: StoreDep,
+    limiter: LimiterDep,
     visitor: VisitorDep,
     now: ClockDep,
 ) -> Response:
@@ -128,16 +142,11 @@ async def manage_submit(
         return pages.invalid_link()
     action = form.get("action")
     if action == "save":
-        outcome = read_preferences_form(form)
-        if outcome.preferences is None:
-            return manage_view(
-                pages, subscriber, outcome.values, outcome.errors, notice="", status=422
-            )
-        updated = await run_in_threadpool(
-            update_preferences, store, subscriber.id, outcome.preferences
+        return await save_preferences(
+            pages, store, subscriber, form, limiter=limiter, visitor=visitor, now=now
         )
-        notice = "Saved. Your next issue follows these settings."
-        return manage_view(pages, updated, form_values(updated), {}, notice=notice)
+    if action == "remove_paper":
+        return await remove_paper(pages, store, subscriber, str(form.get("paper_id", "")))
     if action in ("pause", "resume"):
         updated = await run_in_threadpool(
             set_paused,
@@ -148,7 +157,7 @@ async def manage_submit(
             now=now(),
         )
         notice = "Paused: no issues until you resume." if action == "pause" else "Resumed."
-        return manage_view(pages, updated, form_values(updated), {}, notice=notice)
+        return await manage_view(pages, store, updated, form_values(updated), {}, notice=notice)
     if action == "export":
         data = await run_in_threadpool(export_subscriber, store, subscriber.id)
         return Response(
@@ -159,14 +168,68 @@ async def manage_submit(
     if action == "erase":
         if form.get("confirm_erase") != "yes":
             errors = {"erase": "Tick the box to confirm that everything should be deleted."}
-            return manage_view(
-                pages, subscriber, form_values(subscriber), errors, notice="", status=422
+            return await manage_view(
+                pages, store, subscriber, form_values(subscriber), errors, notice="", status=422
             )
         await run_in_threadpool(
             erase_subscriber, store, subscriber.id, settings=settings, now=now()
         )
         return pages.render("erased.html")
     return pages.render("form_expired.html", status=400)
+
+
+async def save_preferences(
+    pages: Pages,
+    store: Store,
+    subscriber: Subscriber,
+    form: Mapping[str, Any],
+    *,
+    limiter: WindowLimiter,
+    visitor: Visitor,
+    now: Clock,
+) -> HTMLResponse:
+    """The manage form saved: its preferences, and the papers typed in as new likes. The
+    votes already given are never touched (`update_preferences` leaves them be)."""
+    outcome = read_preferences_form(form)
+    errors = dict(outcome.errors)
+    interests = subscriber.interests
+    resolved = await resolve_paper_lines(
+        [] if "papers" in errors else outcome.paper_lines,
+        store=store,
+        settings=pages.settings,
+        limiter=limiter,
+        client_key=visitor.ip,
+        now=now(),
+        known=(*interests.liked, *interests.disliked),
+    )
+    if resolved.problems:
+        errors["papers"] = "\n".join(resolved.problems)
+    if errors or outcome.preferences is None:
+        return await manage_view(
+            pages, store, subscriber, outcome.values, errors, notice="", status=422
+        )
+    await run_in_threadpool(update_preferences, store, subscriber.id, outcome.preferences)
+    added = await run_in_threadpool(like_papers, store, subscriber.id, resolved.paper_ids)
+    updated = await run_in_threadpool(store.get_subscriber, subscriber.id)
+    notice = "Saved. Your next issue follows these settings."
+    if added:
+        notice += f" {added} {'paper' if added == 1 else 'papers'} added to those you like."
+    return await manage_view(pages, store, updated, form_values(updated), {}, notice=notice)
+
+
+async def remove_paper(
+    pages: Pages, store: Store, subscriber: Subscriber, paper_id: str
+) -> HTMLResponse:
+    """A paper taken off the liked or disliked list; one not on either changes nothing."""
+    vote = subscriber.interests.vote_of(paper_id)
+    notice = ""
+    if vote is not None:
+        await run_in_threadpool(store.set_paper_vote, subscriber.id, paper_id, None)
+        paper = await run_in_threadpool(store.get_paper, paper_id)
+        name = f"“{paper.title}”" if paper is not None else paper_id
+        notice = f"Removed {name} from the papers you {vote.value}d."
+        subscriber = await run_in_threadpool(store.get_subscriber, subscriber.id)
+    return await manage_view(pages, store, subscriber, form_values(subscriber), {}, notice=notice)
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)

@@ -1,19 +1,45 @@
 """The site's pages, rendered from `templates/web/` for one request."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from service.models import Frequency, SubscriptionPreferences
+from service.models import Frequency, Paper, SubscriptionPreferences
 from service.settings import Settings
 from service.templating import template_environment
 from service.web.csrf import csrf_cookie_of, make_csrf_token, set_csrf_cookie
 from service.web.forms import MIX_PERCENT_RANGE, time_zone_names
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True)
+class ListedPaper:
+    """A paper a page lists: its title and link when stored, else only its id."""
+
+    id: str
+    title: str | None = None
+    url: str | None = None
+
+
+def listed_papers(paper_ids: Sequence[str], stored: Mapping[str, Paper]) -> list[ListedPaper]:
+    """`paper_ids` as a page lists them, from the `stored` papers among them."""
+    listed = []
+    for paper_id in paper_ids:
+        paper = stored.get(paper_id)
+        if paper is None:
+            listed.append(ListedPaper(id=paper_id))
+            continue
+        # Only a web link becomes a link: an imported paper's URL is whatever its file said.
+        url = next(
+            (u for u in (paper.url, paper.hf_url) if u and u.startswith(("https://", "http://"))),
+            None,
+        )
+        listed.append(ListedPaper(id=paper_id, title=paper.title, url=url))
+    return listed
 
 
 @dataclass(frozen=True)

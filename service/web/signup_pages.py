@@ -12,9 +12,15 @@ from service.signup.subscriptions import confirm_signup, pending_signup, request
 from service.signup.tokens import InvalidToken
 from service.web.csrf import csrf_ok
 from service.web.deps import ClockDep, LimiterDep, PagesDep, SettingsDep, StoreDep, VisitorDep
-from service.web.forms import default_form_values, read_form, read_preferences_form
+from service.web.forms import (
+    default_form_values,
+    read_form,
+    read_preferences_form,
+    resolve_paper_lines,
+    with_liked,
+)
 from service.web.notices import answer_no_sooner_than, send_after_response
-from service.web.rendering import describe_schedule, form_context
+from service.web.rendering import describe_schedule, form_context, listed_papers
 
 router = APIRouter(include_in_schema=False)
 
@@ -51,6 +57,17 @@ async def signup_submit(
         normalise_email(values["email"], check_deliverability=settings.check_email_deliverability)
     except InvalidInput:
         errors["email"] = "Enter an email address like name@example.org."
+    # Resolved even when another field is wrong, so that one answer shows every problem.
+    resolved = await resolve_paper_lines(
+        [] if "papers" in errors else outcome.paper_lines,
+        store=store,
+        settings=settings,
+        limiter=limiter,
+        client_key=visitor.ip,
+        now=now(),
+    )
+    if resolved.problems:
+        errors["papers"] = "\n".join(resolved.problems)
     if errors or outcome.preferences is None:
         context = form_context(values, errors) | {"autofill_zone": False}
         return pages.render("signup.html", context, status=422, with_csrf=True)
@@ -59,7 +76,7 @@ async def signup_submit(
         store,
         limiter,
         values["email"],
-        outcome.preferences,
+        with_liked(outcome.preferences, resolved.paper_ids),
         origin=visitor.origin("web signup form"),
         settings=settings,
         now=now(),
@@ -80,11 +97,13 @@ async def confirm_page(
         )
     except (InvalidToken, UnknownSubscriber):
         return pages.invalid_link()
+    liked = await run_in_threadpool(store.get_papers, preferences.interests.liked)
     # What the button confirms is shown: exactly what was asked when this link was sent.
     context = {
         "email": subscriber.email,
         "preferences": preferences,
         "schedule": describe_schedule(preferences),
+        "liked": listed_papers(preferences.interests.liked, liked),
     }
     return pages.render("confirm.html", context, with_csrf=True)
 

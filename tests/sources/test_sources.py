@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from service.settings import Settings
-from service.sources.arxiv import announcement_window
+from service.sources.arxiv import QueryRefused, announcement_window, fetch_papers_by_id
 from service.sources.fetch import FetchFailed, FetchSummary, fetch_papers
-from service.sources.remote import requested_wait
+from service.sources.remote import make_client, requested_wait
 from service.store import Store
 from tests.support.factories import NOW, make_settings
 from tests.support.paper_server import FIXTURES, PaperServer, Reply, fixture_reply
@@ -233,6 +233,40 @@ def test_arxiv_pages_keep_categories_and_drop_withdrawn_papers(
     assert robust.url == "https://arxiv.org/abs/2511.18101" and robust.hf_url is None
     assert sqlite_store.get_paper("2511.18104v3") is None  # no version in ids
     assert sqlite_store.get_paper("2511.18104") is not None
+
+
+def test_an_id_list_lookup_answers_the_named_papers_that_arxiv_has(
+    paper_server: PaperServer,
+) -> None:
+    name = "arxiv/id_list_2511.18201_2511.18299.xml"
+    paper_server.script(
+        ARXIV, fixture_reply(name, content_type=ATOM), id_list="2511.18201,2511.18299"
+    )
+    settings = source_settings(paper_server)
+    with make_client(settings) as client:
+        page = fetch_papers_by_id(client, ["2511.18201", "2511.18299"], settings=settings)
+        nothing = fetch_papers_by_id(client, [], settings=settings)
+
+    # An id arXiv does not have is left out of its answer.
+    (paper,) = page.papers
+    assert (paper.id, paper.source) == ("2511.18201", "arxiv")
+    assert paper.title == "Sparse Autoencoders Find Interpretable Features in Vision Transformers"
+    assert paper.published_date == date(2026, 11, 18)
+    assert paper.url == "https://arxiv.org/abs/2511.18201"
+    assert nothing.papers == [] and paper_server.count(ARXIV) == 1
+    assert paper_server.requests[0][1] == {"id_list": "2511.18201,2511.18299", "max_results": "2"}
+
+
+def test_an_id_list_lookup_refused_by_arxiv_is_told_apart(paper_server: PaperServer) -> None:
+    paper_server.script(ARXIV, fixture_reply("arxiv/error.xml", content_type=ATOM))
+    settings = source_settings(paper_server)
+    with make_client(settings) as client:
+        with pytest.raises(QueryRefused, match=r"incorrect id format for 1234\.12345"):
+            fetch_papers_by_id(client, ["1234.12345"], settings=settings)
+        # Not an id at all: refused before asking.
+        with pytest.raises(QueryRefused, match="not an arXiv id"):
+            fetch_papers_by_id(client, ["2511.1820 OR cat:cs.LG"], settings=settings)
+    assert paper_server.count(ARXIV) == 1
 
 
 def test_a_paper_on_both_sources_is_one_paper(store: Store, paper_server: PaperServer) -> None:

@@ -1,6 +1,7 @@
 """A visitor's whole journey in headless Chromium against `paperwire serve` on 127.0.0.1:
 sign up, confirm from the emailed link, get a digest, change interests from its manage link,
-unsubscribe from its unsubscribe link. Screenshots of each page at phone and desktop widths
+unsubscribe from its unsubscribe link; and one who likes papers, follows authors and leaves
+topics out, on the signup and manage pages. Screenshots of each page at phone and desktop widths
 go to var/test-artifacts/screenshots/<test name>/."""
 
 import os
@@ -11,10 +12,13 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
-from service.models import SubscriptionStatus
+from service.models import SubscriptionStatus, Vote
+from service.signup.links import subscriber_url
+from service.signup.tokens import TokenPurpose
 from service.store import Store
 from tests.support.browser import DESKTOP, PHONE, BrowserPages, Screenshots, StartServer
-from tests.support.factories import BACKGROUND_PAPERS, make_paper
+from tests.support.factories import BACKGROUND_PAPERS, make_paper, make_settings
+from tests.support.paper_server import PaperServer, fixture_reply
 from tests.support.services import wait_until
 from tests.support.smtp_sink import SmtpSink
 
@@ -130,6 +134,117 @@ def test_a_visitor_signs_up_confirms_changes_interests_and_leaves_in_a_real_brow
     for viewport in (PHONE, DESKTOP):
         page.set_viewport_size(viewport.size)
         for url in (f"{base}/", confirm_url, manage_url, unsubscribe_url):
+            page.goto(url)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= viewport.width, (url, viewport, width)
+    store.close()
+
+
+def test_a_reader_likes_papers_follows_authors_and_leaves_topics_out_in_a_real_browser(
+    new_page: BrowserPages,
+    screenshots: Screenshots,
+    start_server: StartServer,
+    smtp_sink: SmtpSink,
+    redis_url: str,
+    paper_server: PaperServer,
+    tmp_path: Path,
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'paperwire.db'}"
+    store = Store(database_url)
+    store.upgrade()
+    store.upsert_papers(
+        [
+            make_paper(id="2511.09001", title="Consistency models for one-step diffusion"),
+            make_paper(
+                id="2511.09002",
+                title="Sparse attention for very long documents, with a title long enough "
+                "to wrap on a phone",
+                url="https://arxiv.org/abs/2511.09002",
+            ),
+        ],
+        now=datetime.now(UTC) - timedelta(days=2),
+    )
+    paper_server.script(
+        "/api/query",
+        fixture_reply(
+            "arxiv/id_list_2511.18201_2511.18299.xml", content_type="application/atom+xml"
+        ),
+        id_list="2511.18201",
+    )
+    server = start_server(
+        [PAPERWIRE, "serve", "--host", "127.0.0.1", "--port", "{port}"],
+        url="http://127.0.0.1:{port}/healthz",
+        env={
+            "PAPERWIRE_DATABASE_URL": database_url,
+            "PAPERWIRE_MAIL_URL": smtp_sink.url,
+            "PAPERWIRE_REDIS_URL": redis_url,
+            "PAPERWIRE_SECRET_KEY": SECRET,
+            "PAPERWIRE_MAIL_FROM_ADDRESS": "digest@paperwire.test",
+            "PAPERWIRE_PUBLIC_BASE_URL": "http://127.0.0.1:{port}",
+            "PAPERWIRE_ARXIV_BASE_URL": paper_server.url,
+        },
+    )
+    base = f"http://127.0.0.1:{server.port}"
+    page = new_page(PHONE, timezone_id="Europe/Berlin", locale="en-GB")
+
+    page.goto(f"{base}/")
+    page.fill("#email", "grace@example.org")
+    page.fill(
+        "#papers",
+        "https://arxiv.org/abs/2511.18201v2\nconsistency MODELS for one-step diffusion\n"
+        "A paper nobody wrote",
+    )
+    page.fill("#authors", "J. Müller, Amara Okafor")
+    page.fill("#excluded", "robotics, quantum computing")
+    page.click("button[type=submit]")
+    # One line found nothing: the form comes back with that line named and all else kept.
+    page.wait_for_selector("text=No paper found for “A paper nobody wrote”.")
+    assert page.locator("#authors").input_value() == "J. Müller, Amara Okafor"
+    assert page.locator("#papers").get_attribute("aria-invalid") == "true"
+    screenshots(page, "1-signup-with-an-unknown-title")
+    typed = page.locator("#papers").input_value()
+    page.fill("#papers", typed.replace("\nA paper nobody wrote", ""))
+    screenshots(page, "2-signup")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Check your inbox")
+
+    wait_until(lambda: len(smtp_sink.messages) >= 1, timeout=10, what="the confirmation email")
+    (confirm_url,) = [u for u in links_in(smtp_sink.messages[0].message, base) if "/c/" in u]
+    page.goto(confirm_url)
+    page.wait_for_selector("text=Sparse Autoencoders Find Interpretable Features")
+    screenshots(page, "3-confirm")
+    page.click("text=Confirm subscription")
+    page.wait_for_selector("text=You're subscribed")
+    subscriber = store.find_subscriber("grace@example.org")
+    assert subscriber.interests.liked == ("2511.18201", "2511.09001")
+    assert subscriber.interests.authors == ("J. Müller", "Amara Okafor")
+    assert subscriber.interests.excluded == ("robotics", "quantum computing")
+
+    store.set_paper_vote(subscriber.id, "2511.09002", Vote.DISLIKE)
+    manage_url = subscriber_url(
+        TokenPurpose.MANAGE,
+        subscriber,
+        settings=make_settings(public_base_url=base, secret_key=SECRET),
+        now=datetime.now(UTC),
+    )
+    page.goto(manage_url)
+    assert page.locator("#excluded").input_value() == "robotics, quantum computing"
+    page.wait_for_selector("text=Sparse attention for very long documents")
+    screenshots(page, "4-manage")
+    page.click("button[aria-label='Remove Consistency models for one-step diffusion']")
+    page.wait_for_selector("text=Removed “Consistency models for one-step diffusion”")
+    screenshots(page, "5-removed")
+    page.fill("#interests", "interpretability")
+    page.click("text=Save changes")
+    page.wait_for_selector("text=Saved")
+    after = store.get_subscriber(subscriber.id).interests
+    assert after.keywords == ("interpretability",)
+    assert (after.liked, after.disliked) == (("2511.18201",), ("2511.09002",))
+    assert after.authors == ("J. Müller", "Amara Okafor")
+
+    for viewport in (PHONE, DESKTOP):
+        page.set_viewport_size(viewport.size)
+        for url in (f"{base}/", manage_url):
             page.goto(url)
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport.width, (url, viewport, width)

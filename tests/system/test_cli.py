@@ -143,6 +143,62 @@ def test_subscribers_add_list_show_remove(seeded: Run) -> None:
     assert "ada@example.org" not in seeded("subscribers", "list").stdout
 
 
+def test_subscribers_add_with_liked_papers_authors_and_topics_and_show_them(seeded: Run) -> None:
+    # Liked papers alone are interests enough; ids of the store as they are or as links.
+    added = seeded(
+        "subscribers",
+        "add",
+        "ada@example.org",
+        "--like",
+        "8d3b9b2bfaa0",
+        "--like",
+        "274b5038a8ec",
+        "--author",
+        "J. Müller",
+        "--author",
+        "Grace Hopper",
+        "--exclude",
+        "robotics",
+    )
+    assert "added ada@example.org" in added.stdout
+    shown = seeded("subscribers", "show", "ada@example.org").stdout
+    assert "interests: 2 liked papers" in shown
+    assert "authors: “J. Müller”, “Grace Hopper”" in shown
+    assert "excluded: “robotics”" in shown
+    assert "liked: 2\n  8d3b9b2bfaa0  REINFORCE++: A Simple and Efficient Approach" in shown
+    assert "  274b5038a8ec  Reinforcement Learning with Action Sequence" in shown
+    assert "disliked: none" in shown
+    exported = json.loads(seeded("subscribers", "export", "ada@example.org").stdout)
+    assert exported["subscriber"]["liked_papers"] == ["8d3b9b2bfaa0", "274b5038a8ec"]
+
+    # A subscriber with none of them shows that too, and the rest as before.
+    seeded("subscribers", "add", "bob@example.org", "-k", "graphs")
+    plain = seeded("subscribers", "show", "bob@example.org").stdout
+    assert "interests: “graphs”" in plain
+    assert "authors: none" in plain and "liked: none" in plain
+
+
+@pytest.mark.parametrize(
+    "like", ["2501.99999", "https://huggingface.co/papers/2501.99999", "no such title"]
+)
+def test_subscribers_add_refuses_a_paper_the_store_lacks_in_one_line(
+    seeded: Run, like: str
+) -> None:
+    refused = seeded(
+        "subscribers",
+        "add",
+        "ada@example.org",
+        "--like",
+        "8d3b9b2bfaa0",
+        "--like",
+        like,
+        check_exit=2,
+    )
+    assert f"No paper found for “{like}”" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "ada@example.org" not in seeded("subscribers", "list").stdout
+
+
 def test_subscribers_export_and_erase(seeded: Run) -> None:
     seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
 
