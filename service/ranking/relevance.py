@@ -191,6 +191,11 @@ def _stem_weights(
     return weights
 
 
+def paper_stem_weights(paper: Paper, stats: CorpusStats) -> Mapping[str, float]:
+    """Saturated BM25F weight of each stem of any paper, candidate or not."""
+    return _stem_weights(*paper_text(paper), stats.avg_title_length, stats.avg_abstract_length)
+
+
 def _weigh_counts(
     counts: tuple[int, int], terms: PaperTerms, avg_title_length: float, avg_abstract_length: float
 ) -> float:
