@@ -230,10 +230,141 @@ def main() -> None:
     for name, ranker in rankers:
         print_results(name, evaluate(ranker, papers, profiles, qrels, stats))
         print()
+    print_seed_results(evaluate_seeds(papers, profiles, qrels, stats))
+    print()
     digest_ms = time_digest(papers, profiles, stats)
     print(f"a digest (rank_papers, limit 10, trending weight 0.3): {digest_ms:.1f} ms per profile")
     prepared_ms = time_prepared_digest(papers, profiles, stats)
     print(f"a digest from prepared candidates (rank_prepared): {prepared_ms:.1f} ms per profile")
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """Residual nDCG@10 of one profile: its two seeds left out of ranking and judgements."""
+
+    profile_id: str
+    keywords_only: float
+    keywords_and_seeds: float
+    seeds_only: float
+    # One round of verdicts on the first 10 shown of "keywords + seeds": residual nDCG@10 of
+    # the rest of that ranking, then of the ranking the verdicts give, the 10 shown left out of
+    # both; and whether anything judged relevant was left to find.
+    before_feedback: float
+    after_feedback: float
+    likes: int
+    dislikes: int
+    left_to_find: bool
+
+
+SEEDS_PER_PROFILE = 2
+SHOWN = 10
+
+
+def pick_seeds(grades: Mapping[str, int]) -> list[str]:
+    """The profile's judged-relevant (grade 2) papers with the smallest ids."""
+    return sorted(paper_id for paper_id, grade in grades.items() if grade == 2)[:SEEDS_PER_PROFILE]
+
+
+def rank_with_votes(
+    papers: Sequence[Paper],
+    interests: Interests,
+    stats: CorpusStats,
+    *,
+    liked: Sequence[str],
+    disliked: Sequence[str] = (),
+) -> list[str]:
+    """rank_papers as a digest calls it (trending weight 0), with papers liked and disliked."""
+    by_id = {paper.id: paper for paper in papers}
+    voted = interests.model_copy(update={"liked": tuple(liked), "disliked": tuple(disliked)})
+    ranked = rank_papers(
+        papers,
+        voted,
+        stats=stats,
+        trending_weight=0.0,
+        limit=len(papers),
+        today=EVALUATION_DATE,
+        liked=[by_id[paper_id] for paper_id in liked],
+        disliked=[by_id[paper_id] for paper_id in disliked],
+    )
+    return [scored.paper.id for scored in ranked]
+
+
+def residual_ndcg(ranking: Sequence[str], grades: Mapping[str, int], left_out: set[str]) -> float:
+    """nDCG@10 with `left_out` removed from the ranking and from the judgements."""
+    kept = {paper_id: grade for paper_id, grade in grades.items() if paper_id not in left_out}
+    return ndcg_at(10, [paper_id for paper_id in ranking if paper_id not in left_out], kept)
+
+
+def evaluate_seeds(
+    papers: Sequence[Paper],
+    profiles: Mapping[str, Interests],
+    qrels: Mapping[str, Mapping[str, int]],
+    stats: CorpusStats,
+) -> list[SeedResult]:
+    """Each profile ranked with its seeds liked: keywords only, keywords and seeds, seeds
+    only; then one round of verdicts on the first 10 shown of keywords and seeds (grade 2: a
+    like, grade 0 or unjudged: a dislike, as nDCG counts unjudged papers)."""
+    results = []
+    for profile_id, interests in profiles.items():
+        grades = qrels.get(profile_id, {})
+        seeds = pick_seeds(grades)
+        left_out = set(seeds)
+        keywords = rank_with_votes(papers, interests, stats, liked=[])
+        both = rank_with_votes(papers, interests, stats, liked=seeds)
+        seeds_only = rank_with_votes(papers, Interests(), stats, liked=seeds)
+        shown = [paper_id for paper_id in both if paper_id not in left_out][:SHOWN]
+        likes = [paper_id for paper_id in shown if grades.get(paper_id, 0) == 2]
+        dislikes = [paper_id for paper_id in shown if grades.get(paper_id, 0) == 0]
+        after = rank_with_votes(papers, interests, stats, liked=[*seeds, *likes], disliked=dislikes)
+        seen = left_out | set(shown)
+        results.append(
+            SeedResult(
+                profile_id=profile_id,
+                keywords_only=residual_ndcg(keywords, grades, left_out),
+                keywords_and_seeds=residual_ndcg(both, grades, left_out),
+                seeds_only=residual_ndcg(seeds_only, grades, left_out),
+                before_feedback=residual_ndcg(both, grades, seen),
+                after_feedback=residual_ndcg(after, grades, seen),
+                likes=len(likes),
+                dislikes=len(dislikes),
+                left_to_find=any(
+                    grade > 0 for paper_id, grade in grades.items() if paper_id not in seen
+                ),
+            )
+        )
+    return results
+
+
+def print_seed_results(results: Sequence[SeedResult]) -> None:
+    print(
+        "seeds: each profile's two grade-2 papers of smallest id liked; residual nDCG@10"
+        " (seeds left out)"
+    )
+    print(
+        f"  {'profile':<24} {'keywords':>8} {'kw+seeds':>8} {'seeds':>7} |"
+        f" {'feedback: 👍':>12} {'👎':>3} {'before':>7} {'after':>7}"
+    )
+    for result in results:
+        marker = "" if result.left_to_find else "  (nothing left)"
+        print(
+            f"  {result.profile_id:<24} {result.keywords_only:>8.3f}"
+            f" {result.keywords_and_seeds:>8.3f} {result.seeds_only:>7.3f} |"
+            f" {result.likes:>12} {result.dislikes:>3} {result.before_feedback:>7.3f}"
+            f" {result.after_feedback:>7.3f}{marker}"
+        )
+    count = len(results)
+    print(
+        f"  {'mean':<24} {sum(r.keywords_only for r in results) / count:>8.3f}"
+        f" {sum(r.keywords_and_seeds for r in results) / count:>8.3f}"
+        f" {sum(r.seeds_only for r in results) / count:>7.3f} |"
+        f" {'':>12} {'':>3} {sum(r.before_feedback for r in results) / count:>7.3f}"
+        f" {sum(r.after_feedback for r in results) / count:>7.3f}"
+    )
+    raised = sum(r.after_feedback > r.before_feedback for r in results if r.left_to_find)
+    print(
+        f"  a round of feedback raised residual nDCG@10 on {raised} of"
+        f" {sum(r.left_to_find for r in results)} profiles with anything left to find"
+    )
 
 
 def time_digest(

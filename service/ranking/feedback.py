@@ -11,8 +11,9 @@ centroid as well as the liked papers themselves do scores 1.
 """
 
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from service.models import Paper
@@ -26,7 +27,7 @@ TERMS_PER_PAPER = 25
 MIN_DOCUMENT_FREQUENCY = 5
 # A reader with many liked papers is described by the terms most of them share: the centroid
 # keeps its heaviest terms, which keeps ranking cheap whatever the number of likes.
-MAX_CENTROID_TERMS = 100
+MAX_CENTROID_TERMS = 50
 
 # Rocchio's weights in their usual proportions (Manning, Raghavan & Schütze, 2008, §9.1.1):
 # the reader's own words 1, what they liked 0.75, what they disliked 0.15. A dislike is weak
@@ -40,8 +41,8 @@ class PaperVector:
     """A paper's most distinctive stems as a unit vector, and their saturated weights in it."""
 
     paper: Paper
-    weights: Mapping[str, float]
-    saturated: Mapping[str, float]
+    # (stem, weight in the unit vector, saturated BM25F weight in the paper), heaviest first.
+    terms: tuple[tuple[str, float, float], ...]
 
 
 VectorOf = Callable[[Paper], PaperVector]
@@ -62,8 +63,7 @@ def describe_paper(paper: Paper, stats: CorpusStats) -> PaperVector:
     norm = math.sqrt(sum(weight * weight for weight, _ in scored)) or 1.0
     return PaperVector(
         paper=paper,
-        weights=MappingProxyType({stem: weight / norm for weight, stem in scored}),
-        saturated=saturated,
+        terms=tuple((stem, weight / norm, saturated[stem]) for weight, stem in scored),
     )
 
 
@@ -73,56 +73,69 @@ class Centroid:
 
     vectors: tuple[PaperVector, ...]
     weights: Mapping[str, float]
-    # Divides a candidate's matched weight: the centroid's total weight times the share the
-    # papers themselves match, so a paper as close as they are scores 1.
+    # Multiplies a candidate's matched weight: 1 / the weight the papers themselves match on
+    # average, so a paper as close as they are scores 1.
     scale: float
+    # The papers' stems -> (paper's position in `vectors`, weight), built on first use.
+    _by_stem: list[dict[str, list[tuple[int, float]]]] = field(default_factory=list, repr=False)
 
-    def similarities(self, index: TermIndex) -> dict[int, float]:
-        """Similarity in (0, 1] of each candidate holding a centroid stem, by position."""
+    def matched_weights(self, index: TermIndex) -> dict[int, float]:
+        """The centroid weight each candidate holding one of its stems matches, by position:
+        times `scale`, capped at 1, its similarity."""
         matched: dict[int, float] = {}
         get = matched.get
-        stem_weights = index.stem_weights
         # Term at a time: only the candidates holding a stem are visited.
         for stem, weight in self.weights.items():
-            for paper in index.papers_with(stem):
-                matched[paper] = get(paper, 0.0) + weight * stem_weights(paper)[stem]
-        scale = self.scale
-        return {paper: min(1.0, total * scale) for paper, total in matched.items()}
+            for paper, saturated in index.weighted_postings(stem):
+                matched[paper] = get(paper, 0.0) + weight * saturated
+        return matched
+
+    def similarity(self, matched_weight: float) -> float:
+        return min(1.0, matched_weight * self.scale)
 
     def nearest(self, saturated: Mapping[str, float]) -> Paper:
         """The paper of the centroid whose vector a candidate (its saturated weights) matches
-        best; the first of equals."""
-        best, best_match = self.vectors[0], -1.0
-        for vector in self.vectors:
-            match = sum(
-                weight * saturated[stem]
-                for stem, weight in vector.weights.items()
-                if stem in saturated
-            )
-            if match > best_match:
-                best, best_match = vector, match
-        return best.paper
+        best on the centroid's stems; the first of equals."""
+        if not self._by_stem:
+            # Only the centroid's stems: what the papers have in common with the reader's
+            # taste names the nearest better than their incidental words, and costs less.
+            weights = self.weights
+            by_stem: dict[str, list[tuple[int, float]]] = {}
+            for number, vector in enumerate(self.vectors):
+                for stem, weight, _ in vector.terms:
+                    if stem in weights:
+                        by_stem.setdefault(stem, []).append((number, weight))
+            self._by_stem.append(by_stem)
+        by_stem = self._by_stem[0]
+        matches = [0.0] * len(self.vectors)
+        # Sorted, so that sums are made in one order whatever the hash seed.
+        for stem in sorted(by_stem.keys() & saturated.keys()):
+            candidate_weight = saturated[stem]
+            for number, weight in by_stem[stem]:
+                matches[number] += weight * candidate_weight
+        return self.vectors[matches.index(max(matches))].paper
 
 
 def make_centroid(papers: Sequence[Paper], vector_of: VectorOf) -> Centroid | None:
     """The centroid of these papers; None when none has a term that could find another."""
-    vectors = tuple(vector for vector in map(vector_of, papers) if vector.weights)
+    vectors = tuple(vector for vector in map(vector_of, papers) if vector.terms)
     if not vectors:
         return None
     summed: dict[str, float] = {}
+    # Each stem's saturated weights in the papers it describes, summed, for their own share.
+    saturated_sums: dict[str, float] = {}
+    get_summed, get_saturated = summed.get, saturated_sums.get
     for vector in vectors:
-        for stem, weight in vector.weights.items():
-            summed[stem] = summed.get(stem, 0.0) + weight
-    kept = sorted(summed.items(), key=lambda pair: (-pair[1], pair[0]))[:MAX_CENTROID_TERMS]
-    weights = {stem: weight / len(vectors) for stem, weight in kept}
-    # How much of the centroid each paper matches with its own terms (the rest of its words
-    # are left out: cheap, and it only makes the share smaller, so candidates score higher).
-    own = sum(
-        weights[stem] * vector.saturated[stem]
-        for vector in vectors
-        for stem in vector.weights
-        if stem in weights
-    ) / len(vectors)
+        for stem, weight, saturated in vector.terms:
+            summed[stem] = get_summed(stem, 0.0) + weight
+            saturated_sums[stem] = get_saturated(stem, 0.0) + saturated
+    # Heaviest first, ties by stem; (-weight, stem) pairs sort without a key function.
+    kept = sorted(zip(map(operator.neg, summed.values()), summed, strict=True))
+    weights = {stem: -negated / len(vectors) for negated, stem in kept[:MAX_CENTROID_TERMS]}
+    # How much of the centroid the papers match on average with their own described stems
+    # (their other words are left out: cheap, and it only makes the share smaller, so
+    # candidates score a little higher).
+    own = sum(weight * saturated_sums[stem] for stem, weight in weights.items()) / len(vectors)
     if own <= 0.0:
         return None
     return Centroid(vectors=vectors, weights=MappingProxyType(weights), scale=1.0 / own)

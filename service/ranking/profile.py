@@ -79,8 +79,10 @@ def build_profile(
 class Signals:
     """What a profile makes of the candidates beyond its clauses, by candidate position."""
 
-    # Similarity in (0, 1] to the liked papers, of the candidates holding one of their terms.
-    liked: Mapping[int, float]
+    # The liked papers' centroid, and the weight of it each candidate holding one of its
+    # stems matches (see Centroid.similarity).
+    liked: Centroid | None
+    liked_matches: Mapping[int, float]
     # The followed author of each candidate by one, as the paper spells the name.
     authors: Mapping[int, str]
     # How much the candidates near a disliked paper lose: DISLIKED_WEIGHT x similarity.
@@ -89,13 +91,18 @@ class Signals:
     # candidates absent have 1.
     missed: Mapping[int, float]
 
+    def liked_similarity(self, paper: int) -> float:
+        """Similarity of a candidate to the liked papers, in [0, 1]."""
+        matched = self.liked_matches.get(paper)
+        return 0.0 if matched is None or self.liked is None else self.liked.similarity(matched)
+
     def relevance(self, paper: int, clause_relevance: float) -> float:
         """The relevance of a candidate given its clauses' relevance, in [0, 1]."""
         combined = 1.0 - (1.0 - clause_relevance) * self.missed.get(paper, 1.0)
         return max(0.0, combined - self.penalty.get(paper, 0.0))
 
 
-NO_SIGNALS = Signals(liked={}, authors={}, penalty={}, missed={})
+NO_SIGNALS = Signals(liked=None, liked_matches={}, authors={}, penalty={}, missed={})
 
 
 # Folded surname -> (position, authors) of each candidate with an author of that surname.
@@ -109,16 +116,22 @@ def find_signals(
     candidates by their authors' surnames (built on first use: few readers follow authors)."""
     if not profile.has_signals:
         return NO_SIGNALS
-    liked = profile.liked.similarities(index) if profile.liked is not None else {}
-    penalty = (
-        {
-            paper: DISLIKED_WEIGHT * similarity
-            for paper, similarity in profile.disliked.similarities(index).items()
+    liked_matches: dict[int, float] = {}
+    missed: dict[int, float] = {}
+    if profile.liked is not None:
+        liked_matches = profile.liked.matched_weights(index)
+        scale = profile.liked.scale
+        missed = {
+            paper: 1.0 - LIKED_WEIGHT * min(1.0, matched * scale)
+            for paper, matched in liked_matches.items()
         }
-        if profile.disliked is not None
-        else {}
-    )
-    missed = {paper: 1.0 - LIKED_WEIGHT * similarity for paper, similarity in liked.items()}
+    penalty: dict[int, float] = {}
+    if profile.disliked is not None:
+        disliked = profile.disliked
+        penalty = {
+            paper: DISLIKED_WEIGHT * disliked.similarity(matched)
+            for paper, matched in disliked.matched_weights(index).items()
+        }
     authors: dict[int, str] = {}
     by_surname = authors_by_surname() if profile.authors.keys else {}
     for surname in sorted(profile.authors.surnames):
@@ -128,7 +141,13 @@ def find_signals(
                 if name is not None:
                     authors[paper] = name
                     missed[paper] = missed.get(paper, 1.0) * (1.0 - AUTHOR_RELEVANCE)
-    return Signals(liked=liked, authors=authors, penalty=penalty, missed=missed)
+    return Signals(
+        liked=profile.liked,
+        liked_matches=liked_matches,
+        authors=authors,
+        penalty=penalty,
+        missed=missed,
+    )
 
 
 def find_excluded(profile: Profile, index: TermIndex) -> set[int]:

@@ -99,16 +99,16 @@ class PreparedCandidates:
     stats: CorpusStats
     today: date
     index: TermIndex
-    # Liked and disliked papers described once for every subscriber who voted on them.
-    _vectors: dict[tuple[str, str, str], PaperVector] = field(default_factory=dict, repr=False)
     _authors: list[AuthorsBySurname] = field(default_factory=list, repr=False)
 
     def describe(self, paper: Paper) -> PaperVector:
-        """A liked or disliked paper's vector under these statistics (feedback.py)."""
+        """A liked or disliked paper's vector under these statistics (feedback.py), described
+        once for every subscriber who voted on it."""
         key = (paper.id, paper.title, paper.abstract)
-        vector = self._vectors.get(key)
+        descriptions = self.stats.descriptions
+        vector = descriptions.get(key)
         if vector is None:
-            vector = self._vectors[key] = describe_paper(paper, self.stats)
+            vector = descriptions[key] = describe_paper(paper, self.stats)
         return vector
 
     def authors_by_surname(self) -> AuthorsBySurname:
@@ -325,7 +325,7 @@ def _explain(
     keywords (or, with none of them, trending), or the papers liked."""
     paper = prepared.papers[number]
     clause_relevance = combine_clause_scores(clause_scores)
-    liked = LIKED_WEIGHT * signals.liked.get(number, 0.0)
+    liked = LIKED_WEIGHT * signals.liked_similarity(number)
     author = signals.authors.get(number)
     if author is not None and max(clause_relevance, liked) <= AUTHOR_RELEVANCE:
         return explain_author(author, paper)

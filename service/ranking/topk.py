@@ -241,9 +241,12 @@ def _line_up(
             if held in relevance_parts
         ]
     else:
+        # Signals.relevance, inlined: every candidate near a liked paper passes here.
+        missed, penalty = signals.missed.get, signals.penalty.get
+        floor = MIN_RELEVANCE - BOUND_SLACK
         for paper, held in holds.items():
-            most = signals.relevance(paper, most_by_held[held])
-            if most >= MIN_RELEVANCE - BOUND_SLACK:
+            most = 1.0 - (1.0 - most_by_held[held]) * missed(paper, 1.0) - penalty(paper, 0.0)
+            if most >= floor:
                 reach = relevance_share * most + trending_weight * trending[paper]
                 line.append((-reach, paper, not prune))
     heapq.heapify(line)
@@ -278,7 +281,16 @@ def _find_stems_held(
             holds.update(
                 {paper: get(paper, assumed) | 1 << bit for paper in index.papers_with(stems[bit])}
             )
-    # Papers that other signals may lift, holding at most the stems every paper is taken to.
-    for paper in signals.missed:
-        holds.setdefault(paper, assumed)
+    # Papers that other signals may lift, holding at most the stems every paper is taken to:
+    # those whose bound, with those stems, reaches the floor.
+    if signals.missed:
+        floor = MIN_RELEVANCE - BOUND_SLACK
+        missed_by_clauses = 1.0 - bounds.most(assumed) if prune else 0.0
+        penalty = signals.penalty.get
+        for paper, missed in signals.missed.items():
+            if (
+                paper not in holds
+                and 1.0 - missed_by_clauses * missed - penalty(paper, 0.0) >= floor
+            ):
+                holds[paper] = assumed
     return common, holds
