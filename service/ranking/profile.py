@@ -120,9 +120,11 @@ def find_signals(
     missed: dict[int, float] = {}
     if profile.liked is not None:
         liked_matches = profile.liked.matched_weights(index)
-        scale = profile.liked.scale
+        # 1 - LIKED_WEIGHT x similarity (Centroid.similarity, inlined: most candidates pass).
+        cap = 1.0 / profile.liked.scale
+        weight = LIKED_WEIGHT * profile.liked.scale
         missed = {
-            paper: 1.0 - LIKED_WEIGHT * min(1.0, matched * scale)
+            paper: 1.0 - (weight * matched if matched < cap else LIKED_WEIGHT)
             for paper, matched in liked_matches.items()
         }
     penalty: dict[int, float] = {}
