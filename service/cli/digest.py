@@ -231,11 +231,15 @@ def rank(
     text: Annotated[str, typer.Option(help="A sentence about what you want to read.")] = "",
     like: Annotated[
         list[str] | None,
-        typer.Option("--like", metavar="PAPER_ID", help="A paper of FILE you liked; repeat."),
+        typer.Option(
+            "--like", metavar="PAPER_ID", help="Id of a paper of --papers you liked; repeat."
+        ),
     ] = None,
     dislike: Annotated[
         list[str] | None,
-        typer.Option("--dislike", metavar="PAPER_ID", help="A paper of FILE you disliked."),
+        typer.Option(
+            "--dislike", metavar="PAPER_ID", help="Id of a paper of --papers you disliked."
+        ),
     ] = None,
     author: Annotated[
         list[str] | None, typer.Option("--author", metavar="NAME", help="An author to follow.")
@@ -251,7 +255,7 @@ def rank(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Rank a papers file for an ad-hoc profile: keywords, a sentence, papers liked and
-    disliked (ids in FILE), authors followed, topics left out."""
+    disliked (ids of --papers), authors followed, topics left out."""
     from service.ranking import build_corpus_stats, rank_papers
     from service.sources.jsonl import read_papers_file
 
@@ -263,6 +267,8 @@ def rank(
         for paper_id in paper_ids or ():
             if paper_id not in by_id:
                 raise InvalidInput(f"{option} {paper_id}: no paper with that id in {papers}")
+    for paper_id in set(like or ()).intersection(dislike or ()):
+        raise InvalidInput(f"--like and --dislike both name {paper_id}: give one verdict")
     interests = Interests(
         keywords=tuple(keyword or ()),
         text=text,
