@@ -32,6 +32,8 @@ AUTHOR_RELEVANCE = 0.5
 
 @dataclass(frozen=True)
 class Profile:
+    """Everything a reader told Paperwire, analysed under the day's corpus statistics."""
+
     clauses: tuple[WeightedClause, ...]
     liked: Centroid | None
     disliked: Centroid | None
