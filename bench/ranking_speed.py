@@ -5,7 +5,9 @@ Run from the project root (the reference ranker is in tests/support, which is no
     .venv/bin/python -m bench.ranking_speed --subscribers 1000
 
 Candidates are the sample papers, copied under new ids up to --papers. Each subscriber has 1 to 3
-phrases of 1 to 3 consecutive title words and a trending weight, drawn with a fixed seed.
+phrases of 1 to 3 consecutive title words and a trending weight, drawn with a fixed seed; a
+second round gives the same subscribers --liked liked papers each (drawn from the sample papers,
+as a reader's seeds and 👍 are mostly papers of earlier weeks) and times them alike.
 Batches of subscribers share one prepare_candidates, then rank_prepared runs per subscriber
 (limit 10). For comparison, the first --compare subscribers are ranked by rank_papers (one
 subscriber at a time) and by the reference ranker (each paper scored on its own, as rank_papers
@@ -23,7 +25,13 @@ from datetime import date
 from pathlib import Path
 
 from service.models import Interests, Paper, ScoredPaper
-from service.ranking import build_corpus_stats, prepare_candidates, rank_papers, rank_prepared
+from service.ranking import (
+    CorpusStats,
+    build_corpus_stats,
+    prepare_candidates,
+    rank_papers,
+    rank_prepared,
+)
 from service.sources.jsonl import read_papers_file
 from tests.support.factories import draw_title_phrases, title_phrases
 from tests.support.ranking_reference import rank_by_reference
@@ -42,6 +50,56 @@ MAX_PAPERS = 20_000
 class Reader:
     interests: Interests
     trending_weight: float
+    liked: tuple[Paper, ...] = ()
+
+
+def with_liked_papers(
+    readers: Sequence[Reader], papers: Sequence[Paper], count: int, *, seed: int
+) -> list[Reader]:
+    """The readers, each with `count` liked papers drawn from `papers`."""
+    chooser = random.Random(seed)
+    liked_readers = []
+    for reader in readers:
+        liked = tuple(chooser.sample(list(papers), min(count, len(papers))))
+        interests = reader.interests.model_copy(
+            update={"liked": tuple(paper.id for paper in liked)}
+        )
+        liked_readers.append(
+            Reader(interests=interests, trending_weight=reader.trending_weight, liked=liked)
+        )
+    return liked_readers
+
+
+def time_batches(
+    readers: Sequence[Reader],
+    candidates: Sequence[Paper],
+    *,
+    stats: CorpusStats,
+    batch_size: int,
+    keep: int,
+) -> tuple[list[float], list[float], list[list[ScoredPaper]]]:
+    """CPU seconds of each batch's prepare_candidates and of each reader's rank_prepared, and
+    the first `keep` digests."""
+    prepare_seconds: list[float] = []
+    rank_seconds: list[float] = []
+    digests: list[list[ScoredPaper]] = []
+    for first in range(0, len(readers), batch_size):
+        started = time.process_time()
+        prepared = prepare_candidates(candidates, stats=stats, today=TODAY)
+        prepare_seconds.append(time.process_time() - started)
+        for reader in readers[first : first + batch_size]:
+            started = time.process_time()
+            ranked = rank_prepared(
+                prepared,
+                reader.interests,
+                trending_weight=reader.trending_weight,
+                limit=LIMIT,
+                liked=reader.liked,
+            )
+            rank_seconds.append(time.process_time() - started)
+            if len(digests) < keep:
+                digests.append(ranked)
+    return prepare_seconds, rank_seconds, digests
 
 
 def make_candidates(papers: Sequence[Paper], count: int) -> list[Paper]:
@@ -85,6 +143,7 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=500, help="candidate papers")
     parser.add_argument("--batch", type=int, default=100, help="subscribers per prepared batch")
     parser.add_argument("--compare", type=int, default=100, help="subscribers timed one by one")
+    parser.add_argument("--liked", type=int, default=20, help="liked papers per subscriber")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     subscriber_count = max(1, min(args.subscribers, MAX_SUBSCRIBERS))
@@ -97,25 +156,9 @@ def main() -> None:
     # Also analyses every paper once, as the day's corpus statistics do before any ranking.
     stats = build_corpus_stats(candidates)
 
-    prepare_seconds: list[float] = []
-    rank_seconds: list[float] = []
-    batch_digests: list[list[ScoredPaper]] = []
-    for first in range(0, len(readers), batch_size):
-        started = time.process_time()
-        prepared = prepare_candidates(candidates, stats=stats, today=TODAY)
-        prepare_seconds.append(time.process_time() - started)
-        for reader in readers[first : first + batch_size]:
-            started = time.process_time()
-            ranked = rank_prepared(
-                prepared,
-                reader.interests,
-                trending_weight=reader.trending_weight,
-                limit=LIMIT,
-            )
-            rank_seconds.append(time.process_time() - started)
-            if len(batch_digests) < args.compare:
-                batch_digests.append(ranked)
-
+    prepare_seconds, rank_seconds, batch_digests = time_batches(
+        readers, candidates, stats=stats, batch_size=batch_size, keep=args.compare
+    )
     single_seconds: list[float] = []
     reference_seconds: list[float] = []
     for reader, batch_ranked in zip(readers, batch_digests, strict=False):
@@ -161,6 +204,44 @@ def main() -> None:
         print(f"first {len(single_seconds)} subscribers again, one at a time, same digests:")
         print(f"  rank_papers: {milliseconds(single_seconds)}")
         print(f"  reference, scoring every paper: {milliseconds(reference_seconds)}")
+    if args.liked > 0:
+        time_liked_readers(readers, sample, candidates, stats=stats, args=args)
+
+
+def time_liked_readers(
+    readers: Sequence[Reader],
+    sample: Sequence[Paper],
+    candidates: Sequence[Paper],
+    *,
+    stats: CorpusStats,
+    args: argparse.Namespace,
+) -> None:
+    """The same readers with liked papers: batches timed alike, and the first few checked
+    against rank_papers (the reference ranker knows keywords only)."""
+    liked_readers = with_liked_papers(readers, sample, args.liked, seed=args.seed)
+    batch_size = max(1, args.batch)
+    prepare_seconds, rank_seconds, digests = time_batches(
+        liked_readers, candidates, stats=stats, batch_size=batch_size, keep=args.compare
+    )
+    for reader, batch_ranked in zip(liked_readers, digests, strict=False):
+        ranked = rank_papers(
+            candidates,
+            reader.interests,
+            stats=stats,
+            trending_weight=reader.trending_weight,
+            limit=LIMIT,
+            today=TODAY,
+            liked=reader.liked,
+        )
+        if ranked != batch_ranked:
+            raise SystemExit(f"rank_papers and rank_prepared disagree for {reader}")
+    amortised = (sum(prepare_seconds) + sum(rank_seconds)) / len(rank_seconds)
+    print(f"the same subscribers with {args.liked} liked papers each:")
+    print(f"  rank_prepared, per subscriber: {milliseconds(rank_seconds)}")
+    print(
+        f"  prepare + rank, amortised in batches of {batch_size}:"
+        f" {1000 * amortised:.3f} ms per subscriber"
+    )
 
 
 if __name__ == "__main__":

@@ -229,20 +229,54 @@ def rank(
         list[str] | None, typer.Option("--keyword", "-k", help="An interest; repeat for more.")
     ] = None,
     text: Annotated[str, typer.Option(help="A sentence about what you want to read.")] = "",
+    like: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--like", metavar="PAPER_ID", help="Id of a paper of --papers you liked; repeat."
+        ),
+    ] = None,
+    dislike: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dislike", metavar="PAPER_ID", help="Id of a paper of --papers you disliked."
+        ),
+    ] = None,
+    author: Annotated[
+        list[str] | None, typer.Option("--author", metavar="NAME", help="An author to follow.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", metavar="PHRASE", help="A topic to leave out; repeat."),
+    ] = None,
     trending_weight: Annotated[
         float, typer.Option(min=MIN_TRENDING_WEIGHT, max=MAX_TRENDING_WEIGHT)
     ] = 0.0,
     limit: Annotated[int, typer.Option(min=1)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Rank a papers file for an ad-hoc profile."""
+    """Rank a papers file for an ad-hoc profile: keywords, a sentence, papers liked and
+    disliked (ids of --papers), authors followed, topics left out."""
     from service.ranking import build_corpus_stats, rank_papers
     from service.sources.jsonl import read_papers_file
 
     parsed = read_papers_file(papers)
     for rejected in parsed.rejected:
         err.print(f"{rejected.entry}: skipped: {rejected.reason}", markup=False)
-    interests = Interests(keywords=tuple(keyword or ()), text=text)
+    by_id = {paper.id: paper for paper in parsed.papers}
+    for option, paper_ids in (("--like", like), ("--dislike", dislike)):
+        for paper_id in paper_ids or ():
+            if paper_id not in by_id:
+                raise InvalidInput(f"{option} {paper_id}: no paper with that id in {papers}")
+    for paper_id in set(like or ()).intersection(dislike or ()):
+        raise InvalidInput(f"--like and --dislike both name {paper_id}: give one verdict")
+    interests = Interests(
+        keywords=tuple(keyword or ()),
+        text=text,
+        liked=tuple(like or ()),
+        disliked=tuple(dislike or ()),
+        authors=tuple(author or ()),
+        excluded=tuple(exclude or ()),
+    )
     ranked = rank_papers(
         parsed.papers,
         interests,
@@ -250,6 +284,8 @@ def rank(
         trending_weight=trending_weight,
         limit=limit,
         today=datetime.now(UTC).date(),
+        liked=[by_id[paper_id] for paper_id in interests.liked],
+        disliked=[by_id[paper_id] for paper_id in interests.disliked],
     )
     if as_json:
         rows = [

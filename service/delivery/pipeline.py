@@ -2,7 +2,7 @@
 
 import hashlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +15,7 @@ from service.delivery.day_papers import (
     build_digest,
     load_day_papers,
     reading_histories,
+    voted_papers,
 )
 from service.delivery.planning import due_subscribers, plan_day
 from service.mail.compose import compose_digest, render_digest
@@ -24,6 +25,7 @@ from service.mail.transport import open_transport
 from service.models import (
     DeliveryStatus,
     Digest,
+    Paper,
     ReadingHistory,
     Subscriber,
     SubscriptionStatus,
@@ -112,13 +114,20 @@ async def deliver_digest(
     issue_date: date,
     attempt: int,
     history: ReadingHistory,
+    voted: Mapping[str, Paper],
     settings: Settings,
     now: Callable[[], datetime],
     limiter: SendRateLimiter | None = None,
 ) -> tuple[Outcome, str | None]:
-    """Rank, render and send one issue that this sender has claimed, and record the outcome."""
+    """Rank, render and send one issue that this sender has claimed, and record the outcome.
+    `voted` holds the papers the subscriber liked and disliked (see voted_papers)."""
     digest = build_digest(
-        subscriber, day, issue_date=issue_date, history=history, limit=settings.digest_size
+        subscriber,
+        day,
+        issue_date=issue_date,
+        history=history,
+        limit=settings.digest_size,
+        voted=voted,
     )
     if not digest.papers:
         ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
@@ -222,6 +231,7 @@ async def run_day(
     day = load_day_papers(store, issue_date)
     summary = RunSummary(issue_date=issue_date)
     histories = reading_histories(store, [s.id for s in subscribers], issue_date)
+    voted = voted_papers(store, subscribers)
     for done, subscriber in enumerate(subscribers, start=1):
         digest = build_digest(
             subscriber,
@@ -229,6 +239,7 @@ async def run_day(
             issue_date=issue_date,
             history=histories[subscriber.id],
             limit=settings.digest_size,
+            voted=voted,
         )
         summary.outcomes[NotRecorded.WOULD_SEND if digest.papers else DeliveryStatus.SKIPPED] += 1
         if on_progress is not None:
@@ -265,8 +276,12 @@ async def deliver_batch(
                     if day_papers is None
                     else day_papers.get(store, issue_date)
                 )
-                # One query for all of the day's subscribers, not one per subscriber.
+                # One query for all of the day's subscribers, not one per subscriber; the same
+                # for the papers they voted on.
                 histories = reading_histories(store, subscriber_ids, issue_date)
+                voted = voted_papers(
+                    store, (subscribers[id_] for id_ in subscriber_ids if id_ in subscribers)
+                )
                 claimed, tried_before = ledger.claim_first_tries(
                     issue_date,
                     subscriber_ids,
@@ -305,6 +320,7 @@ async def deliver_batch(
                         issue_date=issue_date,
                         attempt=attempt,
                         history=histories[subscriber_id],
+                        voted=voted,
                         settings=settings,
                         now=now,
                         limiter=limiter,
@@ -327,6 +343,7 @@ async def _deliver_claimed(
     issue_date: date,
     attempt: int | None,
     history: ReadingHistory,
+    voted: Mapping[str, Paper],
     settings: Settings,
     now: Callable[[], datetime],
     limiter: SendRateLimiter | None,
@@ -347,6 +364,7 @@ async def _deliver_claimed(
         issue_date=issue_date,
         attempt=attempt,
         history=history,
+        voted=voted,
         settings=settings,
         now=now,
         limiter=limiter,
@@ -390,5 +408,10 @@ def _digest_for(
 ) -> Digest:
     history = reading_histories(store, [subscriber.id], issue_date)[subscriber.id]
     return build_digest(
-        subscriber, day, issue_date=issue_date, history=history, limit=settings.digest_size
+        subscriber,
+        day,
+        issue_date=issue_date,
+        history=history,
+        limit=settings.digest_size,
+        voted=voted_papers(store, [subscriber]),
     )

@@ -1,5 +1,7 @@
-"""The line saying why a paper was picked, in the subscriber's own words, and the matches it
-names."""
+"""The line saying why a paper was picked, naming the signal that picked it: a keyword in the
+subscriber's own words ("Matches “diffusion models”"), a paper they liked ("Like '…' you
+liked", in curly quotes), an author they follow ("By … you follow"), or trending
+("Trending: 210 upvotes")."""
 
 from collections.abc import Sequence
 
@@ -80,6 +82,29 @@ def explain_match(phrases: Sequence[str], words: Sequence[str], paper: Paper) ->
         shown_phrases[0] = _shorten(phrase, max(MIN_LABEL_LENGTH, len(phrase) - excess))
         line = _describe_matches(shown_phrases, shown_words) + suffix
     return _shorten(line, MAX_WHY_LENGTH)
+
+
+def explain_liked(liked_title: str, paper: Paper) -> str:
+    """'Like '<the liked paper's title, shortened>' you liked' (curly quotes), then trending
+    figures."""
+    return _explain_signal("Like \u2018{}\u2019 you liked", liked_title, paper)
+
+
+def explain_author(author: str, paper: Paper) -> str:
+    """'By <the author, as the paper names them> you follow', then trending figures."""
+    return _explain_signal("By {} you follow", author, paper)
+
+
+def _explain_signal(template: str, label: str, paper: Paper) -> str:
+    signals = _describe_signals(paper)
+    suffix = f" · trending: {signals}" if signals else ""
+    label = " ".join(label.split())
+    shown = _shorten(label, MAX_LABEL_LENGTH)
+    excess = len(template.format(shown) + suffix) - MAX_WHY_LENGTH
+    if excess > 0:
+        # Shorten the label rather than cut the trending figures.
+        shown = _shorten(label, max(MIN_LABEL_LENGTH, len(shown) - excess))
+    return _shorten(template.format(shown) + suffix, MAX_WHY_LENGTH)
 
 
 def _describe_matches(phrases: Sequence[str], words: Sequence[str]) -> str:

@@ -107,6 +107,7 @@ class TermIndex:
         self._papers_with: dict[str, tuple[int, ...]] = {}
         self._stem_weights: list[Mapping[str, float] | None] = [None] * len(self.terms)
         self._pair_weights: dict[tuple[str, str], dict[int, float]] = {}
+        self._postings: dict[str, tuple[tuple[int, float], ...]] = {}
 
     def start_ranking(self) -> None:
         """Note a ranking about to use the index; the second completes the index."""
@@ -140,6 +141,16 @@ class TermIndex:
                 *self._texts[paper], *self._avg_lengths
             )
         return weights
+
+    def weighted_postings(self, stem: str) -> tuple[tuple[int, float], ...]:
+        """(position, saturated weight of `stem`) of the papers holding it: what ranking by
+        liked papers reads, term at a time, for the stems many readers' likes share."""
+        postings = self._postings.get(stem)
+        if postings is None:
+            postings = self._postings[stem] = tuple(
+                (paper, self.stem_weights(paper)[stem]) for paper in self.papers_with(stem)
+            )
+        return postings
 
     def pair_weight(self, paper: int, pair: tuple[str, str]) -> float:
         """Saturated BM25F weight of two stems standing next to each other, in this order."""
@@ -189,6 +200,11 @@ def _stem_weights(
             )
         weights[stem] = weight
     return weights
+
+
+def paper_stem_weights(paper: Paper, stats: CorpusStats) -> Mapping[str, float]:
+    """Saturated BM25F weight of each stem of any paper, candidate or not."""
+    return _stem_weights(*paper_text(paper), stats.avg_title_length, stats.avg_abstract_length)
 
 
 def _weigh_counts(

@@ -1,5 +1,6 @@
-"""Rank papers for subscribers: BM25F relevance to their interests (relevance.py) blended
-with trending, by each subscriber's trending weight.
+"""Rank papers for subscribers: relevance to their profile (profile.py: keywords and sentence
+by BM25F, papers liked and disliked, authors followed) blended with trending, by each
+subscriber's trending weight.
 
 Score = (1 - trending_weight) * relevance + trending_weight * trending, both in [0, 1]. The
 best papers are found without scoring every candidate (topk.py).
@@ -13,13 +14,30 @@ import itertools
 import math
 from collections.abc import Collection, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from service.models import Interests, Paper, ScoredPaper
-from service.ranking.explain import explain_match, find_matches
-from service.ranking.relevance import TermIndex, WeightedClause, index_candidates, weigh_clauses
-from service.ranking.terms import CorpusStats, PaperTerms, analyse_interests, paper_text
+from service.ranking.authors import author_key
+from service.ranking.explain import explain_author, explain_liked, explain_match, find_matches
+from service.ranking.feedback import LIKED_WEIGHT, PaperVector, describe_paper
+from service.ranking.profile import (
+    AUTHOR_RELEVANCE,
+    NO_SIGNALS,
+    AuthorsBySurname,
+    Profile,
+    Signals,
+    build_profile,
+    find_excluded,
+    find_signals,
+)
+from service.ranking.relevance import (
+    TermIndex,
+    WeightedClause,
+    combine_clause_scores,
+    index_candidates,
+)
+from service.ranking.terms import CorpusStats, PaperTerms, paper_text
 from service.ranking.topk import find_best_papers
 
 # Log-scaled popularity reaches 1.0 at these counts: about what the day's top paper gets on
@@ -71,7 +89,7 @@ class PreparedCandidates:
 
     Built by prepare_candidates for a batch (or a day) of subscribers who share candidates,
     statistics and issue date; rank each subscriber with rank_prepared. Read-only for its users,
-    so threads may share one.
+    so threads may share one (its caches may compute an entry twice, never differently).
     """
 
     # Best trending first, ties by id: the digest of empty interests, and the order in which
@@ -81,6 +99,28 @@ class PreparedCandidates:
     stats: CorpusStats
     today: date
     index: TermIndex
+    _authors: list[AuthorsBySurname] = field(default_factory=list, repr=False)
+
+    def describe(self, paper: Paper) -> PaperVector:
+        """A liked or disliked paper's vector under these statistics (feedback.py), described
+        once for every subscriber who voted on it."""
+        key = (paper.id, paper.title, paper.abstract)
+        descriptions = self.stats.descriptions
+        vector = descriptions.get(key)
+        if vector is None:
+            vector = descriptions[key] = describe_paper(paper, self.stats)
+        return vector
+
+    def authors_by_surname(self) -> AuthorsBySurname:
+        """The candidates by their authors' folded surnames, built on first use."""
+        if not self._authors:
+            found: dict[str, list[tuple[int, Sequence[str]]]] = {}
+            for number, paper in enumerate(self.papers):
+                surnames = {key.surname for key in map(author_key, paper.authors) if key}
+                for surname in sorted(surnames):
+                    found.setdefault(surname, []).append((number, paper.authors))
+            self._authors.append(found)
+        return self._authors[0]
 
 
 def prepare_candidates(
@@ -121,6 +161,8 @@ def rank_papers(
     limit: int,
     today: date,
     exclude_ids: Collection[str] = frozenset(),
+    liked: Sequence[Paper] = (),
+    disliked: Sequence[Paper] = (),
 ) -> list[ScoredPaper]:
     """The best `limit` papers for these interests, best first, ties broken by paper id.
 
@@ -135,6 +177,8 @@ def rank_papers(
         trending_weight=trending_weight,
         limit=limit,
         exclude_ids=exclude_ids,
+        liked=liked,
+        disliked=disliked,
     )
 
 
@@ -145,55 +189,98 @@ def rank_prepared(
     trending_weight: float,
     limit: int,
     exclude_ids: Collection[str] = frozenset(),
+    liked: Sequence[Paper] = (),
+    disliked: Sequence[Paper] = (),
 ) -> list[ScoredPaper]:
     """The best `limit` prepared papers for these interests, best first, ties broken by id.
 
-    Score = (1 - trending_weight) * relevance + trending_weight * trending, both in [0, 1].
-    With interests set, papers below MIN_RELEVANCE are left out whatever the weight. Empty
-    interests (or only stop words) give the trending digest: trending alone, then id.
+    `liked` and `disliked` are the papers of `interests.liked` and `interests.disliked` that
+    are known. Score = (1 - trending_weight) * relevance + trending_weight * trending, both in
+    [0, 1]. With a topic (keywords, sentence or liked papers), papers below MIN_RELEVANCE are
+    left out whatever the weight. Without one, the digest is the trending one (trending alone,
+    then id), lifted by followed authors and lowered near disliked papers. Papers voted on and
+    papers about a topic left out are never ranked.
     """
     _check_trending_weight(trending_weight)
     if limit <= 0:
         return []
-    excluded = exclude_ids if isinstance(exclude_ids, AbstractSet) else frozenset(exclude_ids)
     papers = prepared.papers
-    clauses = weigh_clauses(analyse_interests(interests), prepared.stats)
-    prepared.index.start_ranking()
-    if not clauses:
-        best = itertools.islice(
-            (number for number, paper in enumerate(papers) if paper.id not in excluded), limit
-        )
-        return [
-            _to_scored_paper(
-                papers[number],
-                score=prepared.trending[number],
-                relevance=0.0,
-                trending=prepared.trending[number],
-                clause_scores=[],
-                terms=prepared.index.terms[number],
-            )
-            for number in best
-        ]
+    index = prepared.index
+    profile = build_profile(
+        interests,
+        stats=prepared.stats,
+        vector_of=prepared.describe,
+        liked=liked,
+        disliked=disliked,
+    )
+    index.start_ranking()
+    excluded = exclude_ids if isinstance(exclude_ids, AbstractSet) else frozenset(exclude_ids)
+    if profile.voted_ids or profile.excluded_topics:
+        off_topic = {papers[number].id for number in find_excluded(profile, index)}
+        excluded = excluded | profile.voted_ids | off_topic
+    signals = find_signals(profile, index, prepared.authors_by_surname)
+    if not profile.has_topic:
+        return _rank_by_trending(prepared, profile, signals, limit=limit, excluded=excluded)
     ranked = find_best_papers(
-        clauses,
+        profile.clauses,
         papers,
         trending=prepared.trending,
-        index=prepared.index,
+        index=index,
         trending_weight=trending_weight,
         limit=limit,
         excluded=excluded,
+        signals=signals,
     )
     # Why-lines only for the papers sent: explaining a match costs more than scoring it.
     return [
         _to_scored_paper(
-            papers[number],
+            prepared,
+            number,
             score=-negated_score,
             relevance=relevance,
-            trending=prepared.trending[number],
             clause_scores=clause_scores,
-            terms=prepared.index.terms[number],
+            profile=profile,
+            signals=signals,
         )
         for negated_score, _, number, relevance, clause_scores in ranked
+    ]
+
+
+def _rank_by_trending(
+    prepared: PreparedCandidates,
+    profile: Profile,
+    signals: Signals,
+    *,
+    limit: int,
+    excluded: AbstractSet[str],
+) -> list[ScoredPaper]:
+    """The trending digest; followed authors and disliked papers move papers in it, trending
+    standing in for the relevance the clauses would give (see Signals.relevance)."""
+    papers = prepared.papers
+    if signals is NO_SIGNALS:
+        # Prepared papers are in trending order, then id order: the first `limit` not excluded.
+        best = itertools.islice(
+            (number for number, paper in enumerate(papers) if paper.id not in excluded), limit
+        )
+        scored = [(prepared.trending[number], number) for number in best]
+    else:
+        everyone = (
+            (signals.relevance(number, prepared.trending[number]), number)
+            for number, paper in enumerate(papers)
+            if paper.id not in excluded
+        )
+        scored = sorted(everyone, key=lambda pair: (-pair[0], papers[pair[1]].id))[:limit]
+    return [
+        _to_scored_paper(
+            prepared,
+            number,
+            score=score,
+            relevance=signals.relevance(number, 0.0),
+            clause_scores=[],
+            profile=profile,
+            signals=signals,
+        )
+        for score, number in scored
     ]
 
 
@@ -203,20 +290,46 @@ def _check_trending_weight(trending_weight: float) -> None:
 
 
 def _to_scored_paper(
-    paper: Paper,
+    prepared: PreparedCandidates,
+    number: int,
     *,
     score: float,
     relevance: float,
-    trending: float,
     clause_scores: Sequence[tuple[WeightedClause, float]],
-    terms: PaperTerms,
+    profile: Profile,
+    signals: Signals,
 ) -> ScoredPaper:
+    paper = prepared.papers[number]
+    terms: PaperTerms = prepared.index.terms[number]
     phrases, words = find_matches(clause_scores, terms)
     return ScoredPaper(
         paper=paper,
         score=score,
         relevance=relevance,
-        trending=trending,
-        why=explain_match(phrases, words, paper),
+        trending=prepared.trending[number],
+        why=_explain(prepared, number, clause_scores, phrases, words, profile, signals),
         matched_terms=(*phrases, *words),
     )
+
+
+def _explain(
+    prepared: PreparedCandidates,
+    number: int,
+    clause_scores: Sequence[tuple[WeightedClause, float]],
+    phrases: Sequence[str],
+    words: Sequence[str],
+    profile: Profile,
+    signals: Signals,
+) -> str:
+    """The why-line of the signal that counts most for the paper: the author followed, the
+    keywords (or, with none of them, trending), or the papers liked."""
+    paper = prepared.papers[number]
+    clause_relevance = combine_clause_scores(clause_scores)
+    liked = LIKED_WEIGHT * signals.liked_similarity(number)
+    author = signals.authors.get(number)
+    if author is not None and max(clause_relevance, liked) <= AUTHOR_RELEVANCE:
+        return explain_author(author, paper)
+    if profile.liked is not None and liked > clause_relevance:
+        nearest = profile.liked.nearest(prepared.index.stem_weights(number))
+        return explain_liked(nearest.title, paper)
+    return explain_match(phrases, words, paper)

@@ -7,12 +7,16 @@ stems each paper once.
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from service.models import Interests, Paper
 from service.ranking.text import analyse_text, normalise_word, stem_word, words_as_written
+
+if TYPE_CHECKING:
+    from service.ranking.feedback import PaperVector
 
 # A batch of subscribers ranks the same candidates, so each paper is tokenised and stemmed
 # once, not once per subscriber. Sized for a week of new papers with room to spare.
@@ -104,6 +108,11 @@ class CorpusStats:
     document_frequencies: Mapping[str, int]
     avg_title_length: float
     avg_abstract_length: float
+    # Liked and disliked papers described under these statistics (feedback.describe_paper),
+    # by id, title and abstract: a day's batches share the statistics and many votes.
+    descriptions: "dict[tuple[str, str, str], PaperVector]" = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def idf(self, stem: str) -> float:
         """BM25 inverse document frequency, in the form that never goes negative."""

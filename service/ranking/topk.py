@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
 from service.models import Paper
+from service.ranking.profile import NO_SIGNALS, Signals
 from service.ranking.relevance import (
     PROXIMITY_WEIGHT,
     TermIndex,
@@ -130,20 +131,22 @@ def find_best_papers(
     trending_weight: float,
     limit: int,
     excluded: AbstractSet[str],
+    signals: Signals = NO_SIGNALS,
 ) -> list[Ranked]:
     """The `limit` best papers relevant enough, best first.
 
     `papers` are the prepared candidates, with their `trending` scores: best trending first,
-    ties by id.
+    ties by id. `signals` are the profile's other signals (liked papers, authors, dislikes),
+    known exactly for every candidate before any is scored.
 
     Scoring a paper costs far more than bounding its score, so papers are bounded first, by
-    the query stems they hold (_QueryBounds) and their trending score, and taken best bound
-    first until the `limit`th best score so far is out of reach of the rest. A paper taken
-    has its bound tightened by its weight of the rarest query stem it holds, and goes back in
-    line if that puts it behind another: most papers cost a glance, some a second one, and
-    only the likely best a score. A paper holding only the common half of a keyword
-    ("networks" of "neural networks"), or a one-word keyword's word only in passing, or
-    trending too little, is not scored.
+    the query stems they hold (_QueryBounds), their other signals and their trending score,
+    and taken best bound first until the `limit`th best score so far is out of reach of the
+    rest. A paper taken has its bound tightened by its weight of the rarest query stem it
+    holds, and goes back in line if that puts it behind another: most papers cost a glance,
+    some a second one, and only the likely best a score. A paper holding only the common half
+    of a keyword ("networks" of "neural networks"), or a one-word keyword's word only in
+    passing, or trending too little, is not scored.
     """
     relevance_share = 1.0 - trending_weight
     stems = sorted(
@@ -153,28 +156,19 @@ def find_best_papers(
     # The bounds need positive idfs, which statistics of any real corpus give.
     prune = all(idf > 0.0 for clause in clauses for idf in clause.idfs.values())
     bounds = _QueryBounds(clauses, stems)
-    common, holds = _find_stems_held(index, stems, bounds, prune=prune)
+    common, holds = _find_stems_held(index, stems, bounds, prune=prune, signals=signals)
     if not holds:
         return []
-    relevance_parts = {}
-    for held in set(holds.values()):
-        most_relevance = bounds.most(held) if prune else 1.0
-        if most_relevance >= MIN_RELEVANCE - BOUND_SLACK:
-            relevance_parts[held] = relevance_share * most_relevance
-    # (-bound on the score, paper, whether the bound is tightened), best bound first.
-    line = [
-        (-(relevance_parts[held] + trending_weight * trending[paper]), paper, not prune)
-        for paper, held in holds.items()
-        if held in relevance_parts
-    ]
-    heapq.heapify(line)
+    line = _line_up(
+        holds, bounds, signals, trending=trending, trending_weight=trending_weight, prune=prune
+    )
     # The rarest stem a paper holds is the one whose weight tightens its bound most; only the
     # stems looked up are known to be held.
     idfs = {stem: idf for clause in clauses for stem, idf in clause.idfs.items()}
     rarest_first = sorted(
         range(common, len(stems)), key=lambda number: (-idfs[stems[number]], stems[number])
     )
-    leads: dict[int, int] = {}  # by the stems held: the position of the rarest in `stems`
+    leads: dict[int, int | None] = {}  # by the stems held: the rarest's position in `stems`
     best_scores: list[float] = []  # a min-heap of the `limit` best scores so far
     bar = -math.inf  # what a paper must reach to count: the `limit`th best score, less slack
     ranked: list[Ranked] = []
@@ -189,21 +183,23 @@ def find_best_papers(
             break
         if not tightened:
             held = holds[paper]
-            lead = leads.get(held)
-            if lead is None:
-                lead = leads[held] = next(n for n in rarest_first if held >> n & 1)
-            weight = index.stem_weights(paper)[stems[lead]]
-            most_relevance = bounds.most_with(held, 1 << lead, weight)
-            if most_relevance < MIN_RELEVANCE - BOUND_SLACK:
-                continue
-            reach = relevance_share * most_relevance + trending_weight * trending[paper]
-            if line and reach < -line[0][0]:
-                heapq.heappush(line, (-reach, paper, True))
-                continue
+            if held not in leads:
+                leads[held] = next((n for n in rarest_first if held >> n & 1), None)
+            lead = leads[held]
+            # A paper found by its other signals alone has no stem to tighten by.
+            if lead is not None:
+                weight = index.stem_weights(paper)[stems[lead]]
+                most_relevance = signals.relevance(paper, bounds.most_with(held, 1 << lead, weight))
+                if most_relevance < MIN_RELEVANCE - BOUND_SLACK:
+                    continue
+                reach = relevance_share * most_relevance + trending_weight * trending[paper]
+                if line and reach < -line[0][0]:
+                    heapq.heappush(line, (-reach, paper, True))
+                    continue
         if papers[paper].id in excluded:
             continue
         clause_scores = score_clauses(clauses, paper, index)
-        relevance = combine_clause_scores(clause_scores)
+        relevance = signals.relevance(paper, combine_clause_scores(clause_scores))
         if relevance < MIN_RELEVANCE:
             continue
         score = relevance_share * relevance + trending_weight * trending[paper]
@@ -219,13 +215,52 @@ def find_best_papers(
     return ranked[:limit]
 
 
+def _line_up(
+    holds: dict[int, int],
+    bounds: _QueryBounds,
+    signals: Signals,
+    *,
+    trending: Sequence[float],
+    trending_weight: float,
+    prune: bool,
+) -> list[tuple[float, int, bool]]:
+    """The papers that may be relevant enough, as a heap of (-bound on the score, paper,
+    whether the bound is tightened), best bound first."""
+    relevance_share = 1.0 - trending_weight
+    most_by_held = {held: bounds.most(held) if prune else 1.0 for held in set(holds.values())}
+    line = []
+    if signals is NO_SIGNALS:
+        relevance_parts = {
+            held: relevance_share * most
+            for held, most in most_by_held.items()
+            if most >= MIN_RELEVANCE - BOUND_SLACK
+        }
+        line = [
+            (-(relevance_parts[held] + trending_weight * trending[paper]), paper, not prune)
+            for paper, held in holds.items()
+            if held in relevance_parts
+        ]
+    else:
+        # Signals.relevance, inlined: every candidate near a liked paper passes here.
+        missed, penalty = signals.missed.get, signals.penalty.get
+        floor = MIN_RELEVANCE - BOUND_SLACK
+        for paper, held in holds.items():
+            most = 1.0 - (1.0 - most_by_held[held]) * missed(paper, 1.0) - penalty(paper, 0.0)
+            if most >= floor:
+                reach = relevance_share * most + trending_weight * trending[paper]
+                line.append((-reach, paper, not prune))
+    heapq.heapify(line)
+    return line
+
+
 def _find_stems_held(
-    index: TermIndex, stems: Sequence[str], bounds: _QueryBounds, *, prune: bool
+    index: TermIndex, stems: Sequence[str], bounds: _QueryBounds, *, prune: bool, signals: Signals
 ) -> tuple[int, dict[int, int]]:
     """Which query stems each paper holds, as bits of their positions in `stems` (commonest
     first), and how many of the commonest stems every paper is taken to hold.
 
-    Papers holding none of the other stems are left out.
+    Papers holding none of the other stems are left out, unless their other signals may make
+    them relevant.
     """
     # MaxScore (Turtle & Flood, 1995): while a paper holding the commonest stems and no rarer
     # one cannot be relevant enough, those stems' papers need not be looked up. Every paper is
@@ -236,13 +271,26 @@ def _find_stems_held(
             break
         assumed |= 1 << common
         common += 1
-    if common == len(stems):
-        return common, {}  # no paper is relevant enough
-    # The commonest stem not taken as held looked up in one go, the rarer ones paper by paper.
-    holds = dict.fromkeys(index.papers_with(stems[common]), assumed | 1 << common)
-    for bit in range(common + 1, len(stems)):
-        get = holds.get
-        holds.update(
-            {paper: get(paper, assumed) | 1 << bit for paper in index.papers_with(stems[bit])}
-        )
+    holds: dict[int, int] = {}
+    if common < len(stems):
+        # The commonest stem not taken as held looked up in one go, the rarer ones paper by
+        # paper.
+        holds = dict.fromkeys(index.papers_with(stems[common]), assumed | 1 << common)
+        for bit in range(common + 1, len(stems)):
+            get = holds.get
+            holds.update(
+                {paper: get(paper, assumed) | 1 << bit for paper in index.papers_with(stems[bit])}
+            )
+    # Papers that other signals may lift, holding at most the stems every paper is taken to:
+    # those whose bound, with those stems, reaches the floor.
+    if signals.missed:
+        floor = MIN_RELEVANCE - BOUND_SLACK
+        missed_by_clauses = 1.0 - bounds.most(assumed) if prune else 0.0
+        penalty = signals.penalty.get
+        for paper, missed in signals.missed.items():
+            if (
+                paper not in holds
+                and 1.0 - missed_by_clauses * missed - penalty(paper, 0.0) >= floor
+            ):
+                holds[paper] = assumed
     return common, holds

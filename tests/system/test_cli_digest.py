@@ -99,6 +99,25 @@ def test_rank_prints_json_for_an_ad_hoc_profile(paperwire: Run) -> None:
     assert "diffusion models" in rows[0]["why"]
 
 
+def test_rank_learns_from_liked_papers_and_leaves_topics_out(paperwire: Run) -> None:
+    # Two LightGCN-style recommender papers of the sample liked, no keywords.
+    liked = ("--like", "67e7ee432951", "--like", "1a81ec19effa")
+    result = paperwire("rank", "--papers", str(SAMPLE), *liked, "--limit", "5", "--json")
+    rows = json.loads(result.stdout)
+    assert len(rows) == 5
+    assert not {"67e7ee432951", "1a81ec19effa"} & {row["id"] for row in rows}
+    assert all("recommend" in row["title"].lower() for row in rows[:3])
+    assert all(row["why"].startswith("Like \u2018") for row in rows)
+
+    left_out = paperwire(
+        "rank", "--papers", str(SAMPLE), *liked, "--exclude", "recommendation", "--json"
+    )
+    assert all("recommendation" not in row["title"].lower() for row in json.loads(left_out.stdout))
+
+    unknown = paperwire("rank", "--papers", str(SAMPLE), "--like", "2501.99999", check_exit=2)
+    assert unknown.stderr.strip() == f"error: --like 2501.99999: no paper with that id in {SAMPLE}"
+
+
 def test_issues_that_could_not_be_sent_are_retried_on_request(seeded: Run, tmp_path: Path) -> None:
     seeded("subscribers", "add", "ada@example.org", "-k", "diffusion models")
     relay_down = {"PAPERWIRE_MAIL_URL": "smtp://127.0.0.1:9", "PAPERWIRE_MAIL_TIMEOUT_SECONDS": "2"}
