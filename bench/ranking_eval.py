@@ -168,7 +168,10 @@ def rank_without_threshold(
 
 def rank_plain_bm25(papers: Sequence[Paper], interests: Interests, stats: CorpusStats) -> list[str]:
     """Classic BM25: every query word once, title and abstract as one field, no phrases."""
-    query = {stem for clause in analyse_interests(interests) for stem in clause.stems}
+    # The reader's own words only: no thesaurus headings, which are the ranker's own.
+    query = {
+        stem for clause in analyse_interests(interests) if not clause.via for stem in clause.stems
+    }
     avg_length = stats.avg_title_length + stats.avg_abstract_length
     scores: dict[str, float] = {}
     for paper in papers:

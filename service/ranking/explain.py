@@ -13,12 +13,14 @@ MAX_WHY_LENGTH = 120
 MAX_LABEL_LENGTH = 60
 MIN_LABEL_LENGTH = 20
 MAX_WORDS_SHOWN = 3
+MAX_VIA_LENGTH = 40
 
 
 def find_matches(
     clause_scores: Sequence[tuple[WeightedClause, float]], terms: PaperTerms
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Keywords found intact (as typed), then other matched words (as typed), best first."""
+    """Keywords found intact (as typed, or as a thesaurus heading writes them: see `shown`),
+    then other matched words (as typed), best first."""
     stems = terms.stems
     # The subscriber's own keywords explain a match better than words of their sentence. An
     # interest none of whose words the paper holds has nothing to show.
@@ -43,7 +45,15 @@ def find_matches(
             found.sort(key=lambda stem: (-weighted.idfs[stem], stem))
         for stem in found:
             words.setdefault(stem, weighted.clause.written_words[stem])
-    return tuple(clause.label for clause in intact), tuple(words.values())
+    return tuple(shown(clause) for clause in intact), tuple(words.values())
+
+
+def shown(clause: Clause) -> str:
+    """A clause as the why-line quotes it: a thesaurus heading's term names the reader's
+    phrase that led to it, so the reader sees why their words matched a paper's."""
+    if not clause.via:
+        return clause.label
+    return f"{clause.label}” for your “{_shorten(clause.via, MAX_VIA_LENGTH)}"
 
 
 def _phrase_found(clause: Clause, terms: PaperTerms) -> bool:

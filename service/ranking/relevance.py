@@ -69,7 +69,7 @@ def weigh_clauses(clauses: Sequence[Clause], stats: CorpusStats) -> list[Weighte
     for clause in clauses:
         idfs = {stem: stats.idf(stem) for stem in dict.fromkeys(clause.stems)}
         total_idf = sum(idfs.values())
-        weight = min(1.0, total_idf / SPECIFIC_CLAUSE_IDF)
+        weight = min(1.0, total_idf / SPECIFIC_CLAUSE_IDF) * clause.strength
         pairs = (
             tuple(zip(clause.stems, clause.stems[1:], strict=False)) if clause.is_keyword else ()
         )

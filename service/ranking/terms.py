@@ -7,13 +7,14 @@ stems each paper once.
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from service.models import Interests, Paper
 from service.ranking.text import analyse_text, normalise_word, stem_word, words_as_written
+from service.ranking.thesaurus import map_phrase
 
 if TYPE_CHECKING:
     from service.ranking.feedback import PaperVector
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 # A batch of subscribers ranks the same candidates, so each paper is tokenised and stemmed
 # once, not once per subscriber. Sized for a week of new papers with room to spare.
 PAPER_CACHE_SIZE = 8192
+
+# A heading's term reached through the thesaurus counts half as much as a phrase the reader
+# wrote: the reader said something near it, not it, and their own words should win a tie.
+THESAURUS_STRENGTH = 0.5
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,10 @@ class Clause:
     written_words: Mapping[str, str]
     # The sentence is a bag of words: its word order is grammar, not a phrase to look for.
     is_keyword: bool
+    # A heading's term reached through the thesaurus: the reader's phrase that led to it, and
+    # how much it counts against the reader's own words (`THESAURUS_STRENGTH`).
+    via: str = ""
+    strength: float = 1.0
 
 
 @lru_cache(maxsize=1024)
@@ -164,7 +173,26 @@ def analyse_interests(interests: Interests) -> tuple[Clause, ...]:
     sentence = _make_clause(interests.text.strip(), is_keyword=False)
     if sentence.stems:
         clauses.append(sentence)
+    clauses.extend(_thesaurus_clauses(interests, seen))
     return tuple(clauses)
+
+
+def _thesaurus_clauses(interests: Interests, seen: set[tuple[str, ...]]) -> list[Clause]:
+    """The terms of every heading the reader's phrases lead to (see `thesaurus`), each once,
+    as keyword clauses that count for less than the reader's own words."""
+    clauses: list[Clause] = []
+    headings: set[str] = set()
+    for phrase in (*interests.keywords, interests.text):
+        for mapped in map_phrase(phrase.strip()):
+            if mapped.heading.label in headings:
+                continue
+            headings.add(mapped.heading.label)
+            for term in mapped.heading.terms:
+                clause = _make_clause(term, is_keyword=True)
+                if clause.stems and clause.stems not in seen:
+                    seen.add(clause.stems)
+                    clauses.append(replace(clause, via=mapped.phrase, strength=THESAURUS_STRENGTH))
+    return clauses
 
 
 def _make_clause(text: str, *, is_keyword: bool) -> Clause:

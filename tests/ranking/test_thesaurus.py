@@ -2,6 +2,9 @@
 
 import pytest
 
+from service.models import Interests, Paper
+from service.ranking import build_corpus_stats, rank_papers
+from service.ranking.terms import analyse_interests
 from service.ranking.text import analyse_text
 from service.ranking.thesaurus import (
     GENERIC_WORDS,
@@ -11,6 +14,7 @@ from service.ranking.thesaurus import (
     map_phrase,
     read_thesaurus,
 )
+from tests.support.factories import TODAY, make_paper
 
 
 def test_the_thesaurus_file_reads_whole() -> None:
@@ -62,3 +66,58 @@ def test_a_malformed_or_generic_thesaurus_is_refused() -> None:
         read_thesaurus("  readers: photos\n")
     with pytest.raises(ValueError, match="too generic"):
         check_entries(read_thesaurus("x\n  papers: x\n  readers: learning by doing\n"))
+
+
+def _papers() -> list[Paper]:
+    return [
+        make_paper(
+            id="2511.10001",
+            title="Real-time object detection with sparse queries",
+            abstract="A detector that predicts bounding boxes for every object in a frame.",
+        ),
+        make_paper(
+            id="2511.10002",
+            title="Scaling laws for protein language models",
+            abstract="Protein language models improve with scale on structure prediction.",
+        ),
+        make_paper(
+            id="2511.10003",
+            title="Weather forecasting with graph networks",
+            abstract="Medium-range forecasts of temperature and wind from reanalysis data.",
+        ),
+    ]
+
+
+def test_lay_words_find_the_field_s_papers_and_the_why_line_says_how() -> None:
+    papers = _papers()
+    interests = Interests(keywords=("software that spots things in photos",))
+    ranked = rank_papers(
+        papers,
+        interests,
+        stats=build_corpus_stats(papers),
+        trending_weight=0.0,
+        limit=5,
+        today=TODAY,
+    )
+    assert [scored.paper.id for scored in ranked] == ["2511.10001"]
+    assert ranked[0].why.startswith("Matches “object detection” for your “software that spots")
+
+
+def test_the_reader_s_own_words_outweigh_a_heading_reached_through_the_thesaurus() -> None:
+    papers = _papers()
+    # "weather" leads to the weather heading; "protein language models" is what they wrote.
+    interests = Interests(keywords=("protein language models",), text="and the weather")
+    ranked = rank_papers(
+        papers,
+        interests,
+        stats=build_corpus_stats(papers),
+        trending_weight=0.0,
+        limit=5,
+        today=TODAY,
+    )
+    assert [scored.paper.id for scored in ranked][:2] == ["2511.10002", "2511.10003"]
+
+
+def test_interests_without_lay_words_get_no_heading_clauses() -> None:
+    clauses = analyse_interests(Interests(keywords=("diffusion models",)))
+    assert [clause.via for clause in clauses] == [""]

@@ -8,7 +8,7 @@ from datetime import date
 
 from service.models import Interests, Paper, ScoredPaper
 from service.ranking import CorpusStats
-from service.ranking.explain import explain_match
+from service.ranking.explain import explain_match, shown
 from service.ranking.relevance import (
     ABSTRACT_WEIGHT,
     K1,
@@ -35,7 +35,7 @@ def reference_clauses(interests: Interests, stats: CorpusStats) -> list[Referenc
     for clause in analyse_interests(interests):
         idfs = {stem: stats.idf(stem) for stem in dict.fromkeys(clause.stems)}
         total_idf = sum(idfs.values())
-        weight = min(1.0, total_idf / SPECIFIC_CLAUSE_IDF)
+        weight = min(1.0, total_idf / SPECIFIC_CLAUSE_IDF) * clause.strength
         clauses.append(ReferenceClause(clause, idfs, total_idf, weight))
     return clauses
 
@@ -128,7 +128,7 @@ def reference_labels(
         found = [stem for stem in weighted.idfs if stem in terms.stems and stem not in covered]
         for stem in sorted(found, key=lambda stem: (-weighted.idfs[stem], stem)):
             words.setdefault(stem, weighted.clause.written_words[stem])
-    return tuple(clause.label for clause in intact), tuple(words.values())
+    return tuple(shown(clause) for clause in intact), tuple(words.values())
 
 
 def rank_by_reference(
