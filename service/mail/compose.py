@@ -24,6 +24,8 @@ SNIPPET_MAX_CHARS = 400
 SNIPPET_MAX_SENTENCES = 3
 SUBJECT_TITLE_CHARS = 60
 PREHEADER_CHARS = 140
+# Fewer papers than this passing the relevance floor make the digest say how to get more.
+FEW_MATCHES = 3
 # Text lines are wrapped at 68 characters and indented by 4 under the list numbers.
 TEXT_WIDTH = 68
 
@@ -227,6 +229,8 @@ def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
     context: dict[str, Any] = {
         "count": len(items),
         "trending_only": subscriber.interests.is_empty,
+        # The relevance floor let few papers through: say so, and how to widen the interests.
+        "few_matches": not subscriber.interests.is_empty and len(items) < FEW_MATCHES,
         "cadence": "weekly" if subscriber.frequency is Frequency.WEEKLY else "daily",
         "items": items,
         "links": links,
@@ -234,6 +238,8 @@ def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
         "short_date": _short_date(digest.issue_date),
         "top_title": items[0].paper.short_title,
     }
+    if context["few_matches"]:
+        context["few_matches_text"] = _wrap(_few_matches_text(len(items)))
     subject = template_environment().get_template("email/digest.subject.txt").render(context)
     context["subject"] = " ".join(subject.split())
     context["preheader"] = _preheader(items)
@@ -457,3 +463,13 @@ def _long_date(day: date) -> str:
 
 def _short_date(day: date) -> str:
     return f"{_DAYS[day.weekday()][:3]} {day.day} {_MONTHS[day.month - 1][:3]}"
+
+
+def _few_matches_text(count: int) -> str:
+    papers = "paper" if count == 1 else "papers"
+    return (
+        f"Only {count} new {papers} matched your interests closely enough today. For more, "
+        "add broader interests or a sentence about your work, press “More like this” on "
+        "papers you enjoy, or move the mix towards trending, all under “Manage preferences” "
+        "below."
+    )

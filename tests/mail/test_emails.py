@@ -88,6 +88,11 @@ def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
         "Your papers for Wednesday 25 November 2026\n"
         "2 papers picked for your interests.\n"
         "\n"
+        "Only 2 new papers matched your interests closely enough today. For\n"
+        "more, add broader interests or a sentence about your work, press\n"
+        "“More like this” on papers you enjoy, or move the mix towards\n"
+        "trending, all under “Manage preferences” below.\n"
+        "\n"
         "1.  Consistency models for fast diffusion sampling\n"
         "    https://arxiv.org/abs/2511.00001\n"
         "    Ada Lovelace, Grace Hopper · 24 Nov 2026 · 12 upvotes\n"
@@ -685,3 +690,26 @@ def test_a_sender_with_an_internationalised_domain_can_send() -> None:
     mail = compose_digest(make_digest(), settings=settings, now=NOW)
     assert mail.sender == "digest@xn--bcher-kva.example"
     assert mail.message_id.endswith("@xn--bcher-kva.example>")
+
+
+def test_a_digest_with_few_matches_says_how_to_get_more() -> None:
+    few = render_digest(make_digest(), settings=make_settings(), now=NOW)
+    text, html = parts(few)
+    assert "Only 1 new paper matched your interests closely enough today" in text
+    assert "Only 1 new paper matched your interests closely enough today" in html
+    assert "add broader interests" in text
+
+    papers = [make_paper(id=f"2511.0000{number}", title=f"Paper {number}") for number in range(3)]
+    enough = render_digest(make_digest(papers), settings=make_settings(), now=NOW)
+    assert "closely enough" not in parts(enough)[0]
+
+
+def test_a_trending_digest_does_not_say_it_matched_few_interests() -> None:
+    digest = make_digest()
+    subscriber = digest.subscriber.model_copy(update={"interests": Interests()})
+    trending = render_digest(
+        digest.model_copy(update={"subscriber": subscriber}), settings=make_settings(), now=NOW
+    )
+    text, _ = parts(trending)
+    assert "closely enough" not in text
+    assert "Add interests under “Manage preferences”" in text
