@@ -162,42 +162,17 @@ async def deliver_digest(
     except GaveUp:
         return DeliveryStatus.EXPIRED, None
     except DeliveryError as exc:
-        if exc.in_doubt:
-            # Resent later while resends are left (see `Ledger.record_in_doubt`).
-            ledger.record_in_doubt(
-                subscriber.id,
-                issue_date,
-                message_id=mail.message_id,
-                error=str(exc),
-                now=now(),
-                paper_ids=paper_ids,
-                attempt=attempt,
-                resends=settings.in_doubt_resends,
-                resend_at=now() + in_doubt_resend_after(settings),
-            )
-            return DeliveryStatus.IN_DOUBT, str(exc)
-        if exc.permanent:
-            ledger.record_failure(
-                subscriber.id,
-                issue_date,
-                error=str(exc),
-                now=now(),
-                refused=True,
-                hard_bounce=exc.smtp_code in HARD_BOUNCE_CODES,
-                suppress_after_bounces=settings.hard_bounce_limit,
-                attempt=attempt,
-            )
-            return DeliveryStatus.REFUSED, str(exc)
-        retry_at = now() + retry_delay(subscriber.id, issue_date, attempt, settings=settings)
-        ledger.record_failure(
+        return _record_failure(
+            ledger,
+            exc,
             subscriber.id,
             issue_date,
-            error=str(exc),
-            now=now(),
-            retry_at=retry_at,
+            message_id=mail.message_id,
+            paper_ids=paper_ids,
             attempt=attempt,
+            settings=settings,
+            now=now,
         )
-        return DeliveryStatus.RETRY, str(exc)
     ledger.record_sent(
         subscriber.id,
         issue_date,
@@ -207,6 +182,58 @@ async def deliver_digest(
         attempt=attempt,
     )
     return DeliveryStatus.SENT, None
+
+
+def _record_failure(
+    ledger: Ledger,
+    exc: DeliveryError,
+    subscriber_id: int,
+    issue_date: date,
+    *,
+    message_id: str,
+    paper_ids: list[str],
+    attempt: int,
+    settings: Settings,
+    now: Callable[[], datetime],
+) -> tuple[Outcome, str]:
+    """Record a send that failed: in doubt (the relay may have it), refused for good, or
+    due again after a delay."""
+    if exc.in_doubt:
+        # Resent later while resends are left (see `Ledger.record_in_doubt`).
+        ledger.record_in_doubt(
+            subscriber_id,
+            issue_date,
+            message_id=message_id,
+            error=str(exc),
+            now=now(),
+            paper_ids=paper_ids,
+            attempt=attempt,
+            resends=settings.in_doubt_resends,
+            resend_at=now() + in_doubt_resend_after(settings),
+        )
+        return DeliveryStatus.IN_DOUBT, str(exc)
+    if exc.permanent:
+        ledger.record_failure(
+            subscriber_id,
+            issue_date,
+            error=str(exc),
+            now=now(),
+            refused=True,
+            hard_bounce=exc.smtp_code in HARD_BOUNCE_CODES,
+            suppress_after_bounces=settings.hard_bounce_limit,
+            attempt=attempt,
+        )
+        return DeliveryStatus.REFUSED, str(exc)
+    retry_at = now() + retry_delay(subscriber_id, issue_date, attempt, settings=settings)
+    ledger.record_failure(
+        subscriber_id,
+        issue_date,
+        error=str(exc),
+        now=now(),
+        retry_at=retry_at,
+        attempt=attempt,
+    )
+    return DeliveryStatus.RETRY, str(exc)
 
 
 async def run_day(
