@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from service.models import Interests, Paper
+from service.models import DEFAULT_TRENDING_WEIGHT, Interests, Paper
 from service.ranking import (
     CorpusStats,
     build_corpus_stats,
@@ -259,10 +259,41 @@ def main() -> None:
         print()
     print_seed_results(evaluate_seeds(papers, profiles, qrels, stats))
     print()
+    print_default_mix_top(papers, profiles, qrels, stats)
+    print()
     digest_ms = time_digest(papers, profiles, stats)
     print(f"a digest (rank_papers, limit 10, trending weight 0.3): {digest_ms:.1f} ms per profile")
     prepared_ms = time_prepared_digest(papers, profiles, stats)
     print(f"a digest from prepared candidates (rank_prepared): {prepared_ms:.1f} ms per profile")
+
+
+TOP_SHOWN = 5
+
+
+def print_default_mix_top(
+    papers: Sequence[Paper],
+    profiles: Mapping[str, Interests],
+    qrels: Mapping[str, Mapping[str, int]],
+    stats: CorpusStats,
+) -> None:
+    """Whether trending, at the default mix, pushes an off-topic paper into a top 5: the
+    grades of each profile's first five papers (0: judged irrelevant; -: not judged)."""
+    print(f"top {TOP_SHOWN} at the default mix (trending weight {DEFAULT_TRENDING_WEIGHT})")
+    irrelevant = 0
+    for profile_id, interests in profiles.items():
+        ranked = rank_papers(
+            papers,
+            interests,
+            stats=stats,
+            trending_weight=DEFAULT_TRENDING_WEIGHT,
+            limit=TOP_SHOWN,
+            today=EVALUATION_DATE,
+        )
+        grades = [qrels.get(profile_id, {}).get(scored.paper.id) for scored in ranked]
+        irrelevant += grades.count(0)
+        shown = " ".join("-" if grade is None else str(grade) for grade in grades)
+        print(f"  {profile_id:<24} {shown}")
+    print(f"  judged-irrelevant papers in the top {TOP_SHOWN}s: {irrelevant}")
 
 
 @dataclass(frozen=True)
