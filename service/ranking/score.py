@@ -2,8 +2,11 @@
 by BM25F, papers liked and disliked, authors followed) blended with trending, by each
 subscriber's trending weight.
 
-Score = (1 - trending_weight) * relevance + trending_weight * trending, both in [0, 1]. The
-best papers are found without scoring every candidate (topk.py).
+Score = (1 - trending_weight) * relevance + trending_weight * trending * on-topic share, all in
+[0, 1], where the on-topic share grows with relevance up to 1 at half a perfect match
+(`topk.blend`): trending reorders papers about the reader's topics and cannot carry one that
+only just passes the relevance floor past clearly relevant ones. The best papers are found
+without scoring every candidate (topk.py).
 
 Subscribers ranked from the same candidates (a batch of a day's digests) share the work on the
 papers: `prepare_candidates` once, then `rank_prepared` per subscriber, which scores only the
@@ -195,7 +198,7 @@ def rank_prepared(
     """The best `limit` prepared papers for these interests, best first, ties broken by id.
 
     `liked` and `disliked` are the papers of `interests.liked` and `interests.disliked` that
-    are known. Score = (1 - trending_weight) * relevance + trending_weight * trending, both in
+    are known. Score = `topk.blend(relevance, trending, trending_weight)`, all in
     [0, 1]. With a topic (keywords, sentence or liked papers), papers below MIN_RELEVANCE are
     left out whatever the weight. Without one, the digest is the trending one (trending alone,
     then id), lifted by followed authors and lowered near disliked papers. Papers voted on and

@@ -25,6 +25,18 @@ from service.ranking.relevance import (
 # 0.15; its common word alone ("models" of "consistency models") about 0.01. So 0.1 asks for
 # the distinctive part of at least one interest, or much of the sentence's vocabulary.
 MIN_RELEVANCE = 0.1
+# Trending lifts a paper in proportion to how much on-topic it is, fully from this relevance
+# on (a paper half as relevant as a perfect match): a paper that only just passes the floor
+# cannot ride its upvotes past clearly relevant ones.
+ON_TOPIC_RELEVANCE = 0.5
+
+
+def blend(relevance: float, trending: float, trending_weight: float) -> float:
+    """A paper's score from its relevance and trending, both in [0, 1]: (1 - w) * relevance +
+    w * trending * on-topic share. It grows with relevance, so a bound on relevance bounds it."""
+    on_topic = min(1.0, relevance / ON_TOPIC_RELEVANCE)
+    return (1.0 - trending_weight) * relevance + trending_weight * trending * on_topic
+
 
 # Slack when ruling papers out by an upper bound on their score, far above rounding error, so
 # a paper is never ruled out by a bound that rounding made a hair too low.
@@ -148,7 +160,6 @@ def find_best_papers(
     of a keyword ("networks" of "neural networks"), or a one-word keyword's word only in
     passing, or trending too little, is not scored.
     """
-    relevance_share = 1.0 - trending_weight
     stems = sorted(
         {stem for clause in clauses for stem in clause.idfs},
         key=lambda stem: (-len(index.papers_with(stem)), stem),
@@ -176,11 +187,6 @@ def find_best_papers(
         negated_reach, paper, tightened = heapq.heappop(line)
         if -negated_reach < bar:
             break  # nor can any paper after it
-        if len(best_scores) == limit and trending_weight == 1.0:
-            # The score is then trending alone, exactly the bound, and papers of equal bound
-            # come in id order (prepared papers are in trending order, then id order), so
-            # every paper after this one ranks below the `limit` found.
-            break
         if not tightened:
             held = holds[paper]
             if held not in leads:
@@ -192,7 +198,7 @@ def find_best_papers(
                 most_relevance = signals.relevance(paper, bounds.most_with(held, 1 << lead, weight))
                 if most_relevance < MIN_RELEVANCE - BOUND_SLACK:
                     continue
-                reach = relevance_share * most_relevance + trending_weight * trending[paper]
+                reach = blend(most_relevance, trending[paper], trending_weight)
                 if line and reach < -line[0][0]:
                     heapq.heappush(line, (-reach, paper, True))
                     continue
@@ -202,7 +208,7 @@ def find_best_papers(
         relevance = signals.relevance(paper, combine_clause_scores(clause_scores))
         if relevance < MIN_RELEVANCE:
             continue
-        score = relevance_share * relevance + trending_weight * trending[paper]
+        score = blend(relevance, trending[paper], trending_weight)
         ranked.append((-score, papers[paper].id, paper, relevance, clause_scores))
         if len(best_scores) < limit:
             heapq.heappush(best_scores, score)
@@ -226,19 +232,14 @@ def _line_up(
 ) -> list[tuple[float, int, bool]]:
     """The papers that may be relevant enough, as a heap of (-bound on the score, paper,
     whether the bound is tightened), best bound first."""
-    relevance_share = 1.0 - trending_weight
     most_by_held = {held: bounds.most(held) if prune else 1.0 for held in set(holds.values())}
     line = []
     if signals is NO_SIGNALS:
-        relevance_parts = {
-            held: relevance_share * most
-            for held, most in most_by_held.items()
-            if most >= MIN_RELEVANCE - BOUND_SLACK
-        }
+        floor = MIN_RELEVANCE - BOUND_SLACK
         line = [
-            (-(relevance_parts[held] + trending_weight * trending[paper]), paper, not prune)
+            (-blend(most_by_held[held], trending[paper], trending_weight), paper, not prune)
             for paper, held in holds.items()
-            if held in relevance_parts
+            if most_by_held[held] >= floor
         ]
     else:
         # Signals.relevance, inlined: every candidate near a liked paper passes here.
@@ -247,7 +248,7 @@ def _line_up(
         for paper, held in holds.items():
             most = 1.0 - (1.0 - most_by_held[held]) * missed(paper, 1.0) - penalty(paper, 0.0)
             if most >= floor:
-                reach = relevance_share * most + trending_weight * trending[paper]
+                reach = blend(most, trending[paper], trending_weight)
                 line.append((-reach, paper, not prune))
     heapq.heapify(line)
     return line

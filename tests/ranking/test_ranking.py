@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from service.models import Interests, Paper, ScoredPaper
+from service.models import DEFAULT_TRENDING_WEIGHT, Interests, Paper, ScoredPaper
 from service.ranking import (
     CorpusStats,
     build_corpus_stats,
@@ -16,7 +16,7 @@ from service.ranking import (
     relevance_scores,
 )
 from service.ranking.terms import analyse_paper
-from service.ranking.topk import MIN_RELEVANCE
+from service.ranking.topk import MIN_RELEVANCE, ON_TOPIC_RELEVANCE, blend
 from service.sources.jsonl import read_papers_file
 from tests.support.factories import draw_title_phrases, title_phrases
 from tests.support.ranking_reference import (
@@ -159,7 +159,20 @@ def test_score_blends_relevance_and_trending_by_the_weight() -> None:
 
     assert 0.0 < scored.relevance <= 1.0
     assert 0.0 < scored.trending <= 1.0
-    assert scored.score == pytest.approx(0.75 * scored.relevance + 0.25 * scored.trending)
+    on_topic = min(1.0, scored.relevance / ON_TOPIC_RELEVANCE)
+    assert scored.score == pytest.approx(
+        0.75 * scored.relevance + 0.25 * scored.trending * on_topic
+    )
+
+
+def test_trending_cannot_carry_a_barely_relevant_paper_past_a_clearly_relevant_one() -> None:
+    # At the default mix: a paper just past the floor with the most upvotes of the day, against
+    # a quiet one half as relevant as a perfect match.
+    barely_but_loud = blend(0.15, 1.0, DEFAULT_TRENDING_WEIGHT)
+    relevant_but_quiet = blend(ON_TOPIC_RELEVANCE, 0.0, DEFAULT_TRENDING_WEIGHT)
+    assert barely_but_loud < relevant_but_quiet
+    # Among papers on topic, trending still decides.
+    assert blend(0.6, 1.0, DEFAULT_TRENDING_WEIGHT) > blend(0.7, 0.0, DEFAULT_TRENDING_WEIGHT)
 
 
 def test_empty_interests_give_the_trending_digest() -> None:

@@ -19,7 +19,7 @@ from service.ranking.relevance import (
 )
 from service.ranking.score import trending_score
 from service.ranking.terms import Clause, FieldTerms, PaperTerms, analyse_interests, analyse_paper
-from service.ranking.topk import MIN_RELEVANCE
+from service.ranking.topk import MIN_RELEVANCE, blend
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def rank_by_reference(
             continue
         relevance = reference_relevance(clauses, terms, stats)
         if relevance >= MIN_RELEVANCE:
-            score = (1.0 - trending_weight) * relevance + trending_weight * trending
+            score = blend(relevance, trending, trending_weight)
             ranked.append((-score, paper.id, paper, relevance, trending))
     ranked.sort(key=lambda entry: (entry[0], entry[1]))
     scored = []
