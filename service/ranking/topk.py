@@ -33,7 +33,10 @@ ON_TOPIC_RELEVANCE = 0.5
 
 def blend(relevance: float, trending: float, trending_weight: float) -> float:
     """A paper's score from its relevance and trending, both in [0, 1]: (1 - w) * relevance +
-    w * trending * on-topic share. It grows with relevance, so a bound on relevance bounds it."""
+    w * trending * on-topic share; trending alone at w = 1, the slider's "trending" end. It
+    never falls as relevance grows, so a bound on relevance bounds it."""
+    if trending_weight >= 1.0:
+        return trending
     on_topic = min(1.0, relevance / ON_TOPIC_RELEVANCE)
     return (1.0 - trending_weight) * relevance + trending_weight * trending * on_topic
 
@@ -187,6 +190,11 @@ def find_best_papers(
         negated_reach, paper, tightened = heapq.heappop(line)
         if -negated_reach < bar:
             break  # nor can any paper after it
+        if len(best_scores) == limit and trending_weight == 1.0:
+            # The score is then trending alone, exactly the bound, and papers of equal bound
+            # come in id order (prepared papers are in trending order, then id order), so
+            # every paper after this one ranks below the `limit` found.
+            break
         if not tightened:
             held = holds[paper]
             if held not in leads:

@@ -173,6 +173,8 @@ def test_trending_cannot_carry_a_barely_relevant_paper_past_a_clearly_relevant_o
     assert barely_but_loud < relevant_but_quiet
     # Among papers on topic, trending still decides.
     assert blend(0.6, 1.0, DEFAULT_TRENDING_WEIGHT) > blend(0.7, 0.0, DEFAULT_TRENDING_WEIGHT)
+    # The slider's "trending" end ranks the papers past the floor by trending alone.
+    assert blend(0.15, 0.9, 1.0) == 0.9
 
 
 def test_empty_interests_give_the_trending_digest() -> None:
