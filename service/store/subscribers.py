@@ -1,6 +1,7 @@
 """The store's subscribers: signup, confirmation, preferences and status, their schedules,
 erasure with its suppression list, and the record a data-access request is owed."""
 
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -12,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.delivery.schedule import Schedule
-from service.errors import AlreadySubscribed, UnknownSubscriber
+from service.errors import AlreadySubscribed, InvalidInput, UnknownSubscriber
 from service.models import (
+    PAPER_ID_PATTERN,
     ConsentEvent,
     Frequency,
     Interests,
@@ -180,6 +182,9 @@ class SubscriberStore(Database):
     def set_paper_vote(self, subscriber_id: int, paper_id: str, vote: Vote | None) -> Vote | None:
         """Make `vote` the subscriber's one verdict on `paper_id` (None takes it back); return
         the verdict it replaces. Setting the same vote twice changes nothing."""
+        if not re.fullmatch(PAPER_ID_PATTERN, paper_id):
+            # Stored, it would make the subscriber's interests unreadable.
+            raise InvalidInput(f"not a paper id: {paper_id[:80]!r}")
         with self._session() as session:
             row = _locked_subscriber(session, subscriber_id)
             return _write_vote(row, paper_id, vote)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from service.delivery.planning import due_subscribers, plan_day
 from service.delivery.schedule import Schedule
-from service.errors import AlreadySubscribed, UnknownSubscriber
+from service.errors import AlreadySubscribed, InvalidInput, UnknownSubscriber
 from service.models import (
     MAX_PAPER_VOTES,
     DeliveryStatus,
@@ -855,3 +855,10 @@ def test_the_oldest_votes_drop_out_beyond_the_limit(store: Store) -> None:
     assert len(liked) == MAX_PAPER_VOTES
     assert liked[0] == "2511.00002"
     assert liked[-1] == f"2511.{MAX_PAPER_VOTES + 1:05d}"
+
+
+def test_a_vote_on_something_that_is_no_paper_id_is_refused(store: Store) -> None:
+    alice = add_subscriber(store)
+    with pytest.raises(InvalidInput, match="not a paper id"):
+        store.set_paper_vote(alice.id, "2511.00001 <script>", Vote.LIKE)
+    assert store.get_subscriber(alice.id).interests.liked == ()
