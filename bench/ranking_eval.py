@@ -361,7 +361,8 @@ def evaluate_seeds(
 ) -> list[SeedResult]:
     """Each profile ranked with its seeds liked: keywords only, keywords and seeds, seeds
     only; then one round of verdicts on the first 10 shown of keywords and seeds (grade 2: a
-    like, grade 0 or unjudged: a dislike, as nDCG counts unjudged papers)."""
+    like, judged grade 0: a dislike; a paper nobody judged gets no verdict, as a reader who
+    has not read it gives none)."""
     results = []
     for profile_id, interests in profiles.items():
         grades = qrels.get(profile_id, {})
@@ -372,7 +373,7 @@ def evaluate_seeds(
         seeds_only = rank_with_votes(papers, Interests(), stats, liked=seeds)
         shown = [paper_id for paper_id in both if paper_id not in left_out][:SHOWN]
         likes = [paper_id for paper_id in shown if grades.get(paper_id, 0) == 2]
-        dislikes = [paper_id for paper_id in shown if grades.get(paper_id, 0) == 0]
+        dislikes = [paper_id for paper_id in shown if grades.get(paper_id) == 0]
         after = rank_with_votes(papers, interests, stats, liked=[*seeds, *likes], disliked=dislikes)
         seen = left_out | set(shown)
         results.append(
