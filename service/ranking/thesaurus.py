@@ -89,11 +89,11 @@ class Mapped:
 
 @lru_cache(maxsize=1)
 def _entry_stems() -> tuple[tuple[frozenset[str], str, Heading], ...]:
+    # Every entry has a word beside the generic ones (`check_entries`), so none is empty.
     return tuple(
         (frozenset(analyse_text(entry)), entry, heading)
         for heading in headings()
         for entry in heading.entries
-        if analyse_text(entry)
     )
 
 
