@@ -254,7 +254,8 @@ def _clause_score(
     if not weighted.clause.is_keyword:
         return word_score
     # Coordination (as in Lucene's classic scoring): a keyword's common word alone, "models"
-    # of "consistency models", is weak evidence, so scale by the share of its idf found.
+    # of "consistency models", is weak evidence, so scale by the share of its idf found; its
+    # word pairs found intact too.
     word_score *= found_idf / weighted.total_idf
     if not weighted.pairs or word_score == 0.0:
         return word_score
@@ -263,7 +264,9 @@ def _clause_score(
         for pair in weighted.pairs
         if pair[0] in weights and pair[1] in weights
     )
-    proximity /= len(weighted.pairs)
+    # A pair found intact counts as much of the keyword as its words found do: "deep learning"
+    # of "evidential deep learning" is the keyword's common part, next to itself in passing.
+    proximity *= found_idf / weighted.total_idf / len(weighted.pairs)
     return (word_score + PROXIMITY_WEIGHT * proximity) / (1.0 + PROXIMITY_WEIGHT)
 
 

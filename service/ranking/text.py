@@ -50,12 +50,24 @@ def content_words(text: str) -> list[str]:
     return [normalise_word(word) for word in words_as_written(text)]
 
 
+# Words Snowball stems alike that this field keeps apart: "continual learning" is not
+# "continuous control", an "experiment" is not "experience". Snowball's stem -> (start of
+# the word, the stem it keeps instead); every inflection of such a word has that start.
+_KEPT_APART: dict[str, tuple[tuple[str, str], ...]] = {
+    "continu": (("continual", "continual"),),
+    "experi": (("experiment", "experiment"),),
+}
+
+
 # Pure-Python Snowball costs tens of microseconds a word; a corpus repeats a small vocabulary.
 @lru_cache(maxsize=200_000)
 def stem_word(word: str) -> str:
     # A fresh stemmer per miss: stemmer objects keep per-call state, so sharing one across
     # threads would be unsafe, and creating one costs about a microsecond.
     stem: str = snowballstemmer.stemmer("english").stemWord(word)
+    for prefix, own_stem in _KEPT_APART.get(stem, ()):
+        if word.startswith(prefix):
+            return own_stem
     return stem
 
 

@@ -125,8 +125,9 @@ class _QueryBounds:
             if pair_bits:
                 held_pairs = [pair for pair in pair_bits if held & pair[0] and held & pair[1]]
                 own_pairs = sum(lead in pair for pair in held_pairs)
-                other_share = (len(held_pairs) - own_pairs) / len(pair_bits)
-                own_share = own_pairs / len(pair_bits)
+                # Pairs count by the share of the keyword's idf found too (relevance.py).
+                other_share = (len(held_pairs) - own_pairs) / len(pair_bits) * found
+                own_share = own_pairs / len(pair_bits) * found
                 a = (a + PROXIMITY_WEIGHT * other_share) / (1.0 + PROXIMITY_WEIGHT)
                 b = (b + PROXIMITY_WEIGHT * own_share) / (1.0 + PROXIMITY_WEIGHT)
         line = self._lines[number][key] = (a, b)

@@ -313,6 +313,42 @@ def test_keywords_match_after_stemming_and_splitting(keyword: str, text: str) ->
     assert ids(ranked) == ["paper-alice"]
 
 
+def test_a_keywords_common_words_found_together_do_not_make_a_paper_relevant() -> None:
+    # "neural models" stands intact in the abstract, but the keyword's distinctive word
+    # ("evidential") is missing: the pair counts only as much as the words it holds.
+    passing = make_paper(
+        id="passing",
+        title="Ranking spreadsheets",
+        abstract="We rank spreadsheet formulas with neural models trained on neural models.",
+    )
+    whole = make_paper(
+        id="whole",
+        title="Evidential neural models",
+        abstract="Evidential neural models say how sure they are.",
+    )
+
+    ranked = rank([passing, whole], interests_in("evidential neural models"))
+
+    assert ids(ranked) == ["whole"]
+
+
+@pytest.mark.parametrize(
+    ("keyword", "other_text"),
+    [
+        ("continual learning", "Continuous control of a robot arm, learning from pixels."),
+        ("experiment design", "Learning from experience: the design of replay buffers."),
+    ],
+)
+def test_words_a_stemmer_conflates_are_kept_apart(keyword: str, other_text: str) -> None:
+    own_word = keyword.split()[0]
+    own = make_paper(id="own", title="A paper", abstract=f"We study {own_word} systems.")
+    other = make_paper(id="other", title="Another paper", abstract=other_text)
+
+    ranked = rank([own, other], interests_in(own_word))
+
+    assert ids(ranked) == ["own"]
+
+
 def test_rare_words_in_the_corpus_weigh_more_than_common_ones() -> None:
     common = make_paper(id="common", title="A neural method", abstract="A neural method.")
     rare = make_paper(id="rare", title="A sheaf method", abstract="A sheaf method.")

@@ -91,7 +91,8 @@ def reference_clause_score(
         for pair in pairs
         if terms.stems.issuperset(pair)
     )
-    proximity /= len(pairs)
+    # Pairs found count by the share of the keyword's idf found, as its words do.
+    proximity *= found_idf / weighted.total_idf / len(pairs)
     return (word_score + PROXIMITY_WEIGHT * proximity) / (1.0 + PROXIMITY_WEIGHT)
 
 
