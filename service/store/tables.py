@@ -5,6 +5,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -80,6 +82,8 @@ class PaperRow(Base):
     keywords: Mapped[list[str]] = mapped_column(default=list)
     categories: Mapped[list[str]] = mapped_column(default=list)
     hf_url: Mapped[str | None] = mapped_column(Text)
+    # The paper's code repository, when a source names one (Hugging Face's `githubRepo`).
+    github_repo: Mapped[str | None] = mapped_column(Text)
 
 
 class PaperSignalRow(Base):
@@ -132,6 +136,8 @@ class SubscriberRow(Base):
     # Covered by the MAC of every link made for this row (see service.signup.tokens); NULL only in
     # rows from before migration 0007, whose older links stay readable.
     link_key: Mapped[str | None] = mapped_column(String(32))
+    # Issues are made and archived as for everyone, and read in the feed: no email is sent.
+    feed_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SuppressionRow(Base):
@@ -160,6 +166,10 @@ class DeliveryRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     message_id: Mapped[str | None] = mapped_column(String(255))
     paper_ids: Mapped[list[str]] = mapped_column(default=list)
+    # What the reader saw of each paper, in the order sent: dicts of "paper_id", "why" (the
+    # why-line) and "section" (the interest profile it was picked for). Empty in issues from
+    # before migration 0010.
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     lease_expires_at: Mapped[datetime | None]

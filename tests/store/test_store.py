@@ -791,10 +791,23 @@ def test_a_retry_reopens_only_issues_of_subscribers_still_confirmed(store: Store
     assert reopened == [(kept, TODAY)]
 
 
+def _ledger_rows(store: Store) -> list[tuple[int, str, str]]:
+    """The ledger as SQL reads it at any revision (the store's own queries ask for the
+    columns of the newest)."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT subscriber_id, status, paper_ids FROM deliveries ORDER BY subscriber_id")
+        ).all()
+    return [
+        (row[0], row[1], json.dumps(row[2]) if not isinstance(row[2], str) else row[2])
+        for row in rows
+    ]
+
+
 def _check_0009_gives_every_subscriber_an_empty_profile(store: Store) -> None:
     """0008's subscribers and ledger come through 0009 whole, with nothing liked, followed or
     left out."""
-    ledger_before = [(d.subscriber_id, d.status) for d in store.list_deliveries()]
+    ledger_before = _ledger_rows(store)
     store.upgrade()
     subscribers = store.list_subscribers()
     assert len(subscribers) == 3
@@ -803,7 +816,7 @@ def _check_0009_gives_every_subscriber_an_empty_profile(store: Store) -> None:
         == ((), (), (), ())
         for s in subscribers
     )
-    assert [(d.subscriber_id, d.status) for d in store.list_deliveries()] == ledger_before
+    assert _ledger_rows(store) == ledger_before
     assert store.set_paper_vote(subscribers[0].id, "2511.00001", Vote.LIKE) is None
     assert store.get_subscriber(subscribers[0].id).interests.liked == ("2511.00001",)
 
@@ -862,3 +875,40 @@ def test_a_vote_on_something_that_is_no_paper_id_is_refused(store: Store) -> Non
     with pytest.raises(InvalidInput, match="not a paper id"):
         store.set_paper_vote(alice.id, "2511.00001 <script>", Vote.LIKE)
     assert store.get_subscriber(alice.id).interests.liked == ()
+
+
+def _check_0010_keeps_0009(store: Store) -> None:
+    """0009's subscribers, ledger and papers come through 0010 whole: no item kept of an old
+    issue, nobody feed-only, no repository known."""
+    ledger_before = _ledger_rows(store)
+    store.upgrade("0010")
+    assert [(s.id, s.email) for s in store.list_subscribers()] == [
+        (n, f"s{n}@example.org") for n in (1, 2, 3)
+    ]
+    assert _ledger_rows(store) == ledger_before
+    with store.engine.connect() as connection:
+        items = connection.execute(text("SELECT items FROM deliveries")).scalars().all()
+        feed_only = connection.execute(text("SELECT feed_only FROM subscribers")).scalars().all()
+        repos = connection.execute(text("SELECT github_repo FROM papers")).scalars().all()
+    assert [json.loads(value) if isinstance(value, str) else value for value in items] == [[]] * 3
+    assert [bool(value) for value in feed_only] == [False] * 3
+    assert repos == []
+
+
+def test_migration_0010_keeps_subscribers_and_ledger_on_sqlite(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        store.upgrade("0006")
+        _seed_0006(store)
+        store.upgrade("0009")
+        _check_0010_keeps_0009(store)
+    finally:
+        store.close()
+
+
+def test_migration_0010_keeps_subscribers_and_ledger_on_postgresql(postgres_url: str) -> None:
+    with _fresh_postgres_store(postgres_url, "0010") as store:
+        store.upgrade("0006")
+        _seed_0006(store)
+        store.upgrade("0009")
+        _check_0010_keeps_0009(store)
