@@ -1,201 +1,29 @@
 """The delivery ledger's claims and outcomes, as one sender records them on one connection,
-and the conditional statements that make them safe to race: two senders never both win an
-issue, and only the holder of a claim writes its outcome."""
+with the conditional statements that make them safe to race (`ledger_statements`): two senders
+never both win an issue, and only the holder of a claim writes its outcome."""
 
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Integer,
-    Text,
-    bindparam,
-    case,
-    false,
-    func,
-    literal,
-    or_,
-    select,
-    update,
-)
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.dml import Update
 
-from service.models import DeliveryStatus, SubscriptionStatus
-from service.store.tables import DeliveryRow, SubscriberRow, UtcDateTime
-
-_THESE_ISSUES = (DeliveryRow.issue_date == bindparam("day")) & DeliveryRow.subscriber_id.in_(
-    bindparam("ids", expanding=True)
+from service.models import DeliveryStatus
+from service.store.ledger_statements import (
+    CLAIM,
+    CLAIM_FIRST_TRIES,
+    EXPIRE_CLAIMABLE,
+    EXPIRE_HELD,
+    FAIL_TRIED_TOO_OFTEN,
+    MARK_DATA_STARTED,
+    MARK_LOST_IN_DOUBT,
+    RECORD_IN_DOUBT,
+    RENEW_LEASES,
+    STILL_CLAIMABLE,
+    count_hard_bounce,
+    finish_statement,
 )
-_LEASE_RAN_OUT = (DeliveryRow.status == DeliveryStatus.SENDING) & (
-    DeliveryRow.lease_expires_at < bindparam("now")
-)
-_CLAIMABLE = _THESE_ISSUES & or_(
-    DeliveryRow.status == DeliveryStatus.PLANNED,
-    (DeliveryRow.status == DeliveryStatus.RETRY)
-    & (DeliveryRow.next_attempt_at.is_(None) | (DeliveryRow.next_attempt_at <= bindparam("now"))),
-    _LEASE_RAN_OUT & DeliveryRow.data_started_at.is_(None),
-)
-# An attempt whose outcome is unknown (the relay may have the message): resent later, while
-# the issue has resends left, with the same Message-ID; otherwise it ends `in_doubt`.
-_RESEND_LEFT = DeliveryRow.in_doubt_count < bindparam("resends", type_=Integer())
-_IN_DOUBT_VALUES: dict[str, Any] = {
-    "status": case(
-        (_RESEND_LEFT, literal(DeliveryStatus.RETRY.value)),
-        else_=literal(DeliveryStatus.IN_DOUBT.value),
-    ),
-    "next_attempt_at": case(
-        (_RESEND_LEFT, bindparam("resend_at", type_=UtcDateTime())), else_=None
-    ),
-    "in_doubt_count": DeliveryRow.in_doubt_count + 1,
-    "lease_expires_at": None,
-    "updated_at": bindparam("now"),
-}
-_MARK_LOST_IN_DOUBT = (
-    update(DeliveryRow)
-    .where(_THESE_ISSUES, _LEASE_RAN_OUT, DeliveryRow.data_started_at.is_not(None))
-    .values(
-        last_error="the sender was lost after handing the message to the relay",
-        **_IN_DOUBT_VALUES,
-    )
-)
-
-
-def _unless_in_doubt(status: Any) -> ColumnElement[str]:
-    """`status` for an issue that ends unsent, unless an earlier attempt may have delivered
-    it: then it ends `in_doubt`, which no default retry sends again."""
-    return case(
-        (DeliveryRow.in_doubt_count > 0, literal(DeliveryStatus.IN_DOUBT.value)),
-        else_=status,
-    )
-
-
-_EXPIRE_CLAIMABLE = (
-    update(DeliveryRow)
-    .where(_CLAIMABLE, DeliveryRow.expires_at <= bindparam("now"))
-    .values(
-        status=_unless_in_doubt(literal(DeliveryStatus.EXPIRED.value)),
-        lease_expires_at=None,
-        updated_at=bindparam("now"),
-    )
-)
-_FAIL_TRIED_TOO_OFTEN = (
-    update(DeliveryRow)
-    .where(_CLAIMABLE, DeliveryRow.attempts >= bindparam("max_attempts"))
-    .values(
-        status=_unless_in_doubt(literal(DeliveryStatus.FAILED.value)),
-        last_error=bindparam("gave_up", type_=Text())
-        + func.coalesce(DeliveryRow.last_error, "the worker was lost"),
-        lease_expires_at=None,
-        updated_at=bindparam("now"),
-    )
-)
-_CLAIM = (
-    update(DeliveryRow)
-    .where(_CLAIMABLE)
-    .values(
-        status=DeliveryStatus.SENDING,
-        attempts=DeliveryRow.attempts + 1,
-        lease_expires_at=bindparam("lease_until"),
-        # Until told otherwise, a lost attempt reads as a lost worker.
-        last_error="the worker was lost while sending",
-        data_started_at=None,
-        updated_at=bindparam("now"),
-    )
-    .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
-)
-# The first try of an issue planned and never claimed; claimed for a whole batch at once.
-_CLAIM_FIRST_TRIES = (
-    update(DeliveryRow)
-    .where(
-        _THESE_ISSUES,
-        DeliveryRow.status == DeliveryStatus.PLANNED,
-        DeliveryRow.attempts == 0,
-    )
-    .values(
-        status=DeliveryStatus.SENDING,
-        attempts=1,
-        lease_expires_at=bindparam("lease_until"),
-        last_error="the worker was lost while sending",
-        data_started_at=None,
-        updated_at=bindparam("now"),
-    )
-    .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
-)
-_STILL_CLAIMABLE = select(DeliveryRow.subscriber_id).where(_CLAIMABLE)
-_ONE_ISSUE = (DeliveryRow.subscriber_id == bindparam("sid")) & (
-    DeliveryRow.issue_date == bindparam("day")
-)
-# Only the holder of a claim may write to its issue: the claim's attempt number fences off a
-# sender whose lease ran out and whose issue another sender has claimed since. (No attempt
-# given: whoever holds it, for an operator's or a test's direct write.)
-_HELD = (DeliveryRow.status == DeliveryStatus.SENDING) & (
-    func.coalesce(bindparam("attempt", type_=Integer()), DeliveryRow.attempts)
-    == DeliveryRow.attempts
-)
-# With the papers going out: if the sender is then lost, the issue is in doubt and its papers
-# count as sent, so the next issue does not repeat them.
-# The give-up time is checked here, message by message: a batch that runs long sends nothing
-# after it.
-_BEFORE_DEADLINE = DeliveryRow.expires_at.is_(None) | (DeliveryRow.expires_at > bindparam("now"))
-_MARK_DATA_STARTED = (
-    update(DeliveryRow)
-    .where(_ONE_ISSUE, _HELD, _BEFORE_DEADLINE)
-    .values(
-        data_started_at=bindparam("now"),
-        paper_ids=bindparam("paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
-    )
-)
-_EXPIRE_HELD = (
-    update(DeliveryRow)
-    .where(_ONE_ISSUE, _HELD, DeliveryRow.expires_at <= bindparam("now"))
-    .values(
-        status=_unless_in_doubt(literal(DeliveryStatus.EXPIRED.value)),
-        last_error="not sent: its give-up time had passed",
-        lease_expires_at=None,
-        updated_at=bindparam("now"),
-    )
-)
-_IN_DOUBT_HELD = update(DeliveryRow).where(_ONE_ISSUE, _HELD)
-# A long batch keeps its claims: the lease is renewed while the sender is alive.
-_RENEW_LEASES = (
-    update(DeliveryRow)
-    .where(
-        _THESE_ISSUES,
-        DeliveryRow.status == DeliveryStatus.SENDING,
-        DeliveryRow.lease_expires_at >= bindparam("now"),
-    )
-    .values(lease_expires_at=bindparam("lease_until"))
-)
-
-
-@lru_cache(maxsize=32)
-def _finish_statement(columns: frozenset[str]) -> Update:
-    """UPDATE of a claimed issue's outcome setting `columns`; built once per set of columns."""
-    table_columns = DeliveryRow.__table__.c
-    return (
-        update(DeliveryRow)
-        .where(_ONE_ISSUE, _HELD)
-        .values(
-            status=case(
-                (
-                    (bindparam("status") == DeliveryStatus.FAILED.value)
-                    & (DeliveryRow.in_doubt_count > 0),
-                    literal(DeliveryStatus.IN_DOUBT.value),
-                ),
-                else_=bindparam("status"),
-            ),
-            lease_expires_at=None,
-            updated_at=bindparam("now"),
-            **{
-                name: bindparam(f"v_{name}", type_=table_columns[name].type)
-                for name in sorted(columns)
-            },
-        )
-    )
 
 
 class DataStart(StrEnum):
@@ -261,9 +89,9 @@ class Ledger:
             self._settle_lost_and_late(params)
             claimed = {
                 row.subscriber_id: row.attempts
-                for row in connection.execute(_CLAIM_FIRST_TRIES, params)
+                for row in connection.execute(CLAIM_FIRST_TRIES, params)
             }
-            later = set(connection.scalars(_STILL_CLAIMABLE, params))
+            later = set(connection.scalars(STILL_CLAIMABLE, params))
         return claimed, later
 
     def claim(
@@ -300,7 +128,7 @@ class Ledger:
         with self._connection.begin():
             self._write_pending()
             self._settle_lost_and_late(params)
-            claimed = self._connection.execute(_CLAIM, params)
+            claimed = self._connection.execute(CLAIM, params)
             return {row.subscriber_id: row.attempts for row in claimed}
 
     def mark_data_started(
@@ -315,7 +143,8 @@ class Ledger:
         """Committed before the message with `paper_ids` goes out: from here a lost sender
         leaves it in doubt. Outcomes still pending are committed with it. Anything but
         `STARTED` means the message must not go out: this sender no longer holds the claim
-        (see `_HELD`), or the issue's give-up time has passed (it is now `expired`)."""
+        (see `ledger_statements.HELD`), or the issue's give-up time has passed (it is now
+        `expired`)."""
         params = {
             "sid": subscriber_id,
             "day": issue_date,
@@ -326,9 +155,9 @@ class Ledger:
         connection = self._connection
         with connection.begin():
             self._write_pending()
-            if connection.execute(_MARK_DATA_STARTED, params).rowcount == 1:
+            if connection.execute(MARK_DATA_STARTED, params).rowcount == 1:
                 return DataStart.STARTED
-            if connection.execute(_EXPIRE_HELD, params).rowcount == 1:
+            if connection.execute(EXPIRE_HELD, params).rowcount == 1:
                 return DataStart.EXPIRED
             return DataStart.CLAIM_LOST
 
@@ -344,7 +173,7 @@ class Ledger:
         }
         with self._connection.begin():
             self._write_pending()
-            self._connection.execute(_RENEW_LEASES, params)
+            self._connection.execute(RENEW_LEASES, params)
 
     def record_sent(
         self,
@@ -415,7 +244,7 @@ class Ledger:
 
         def write(connection: Connection) -> None:
             if finish(connection) and hard_bounce:
-                connection.execute(_count_hard_bounce(subscriber_id, suppress_after_bounces))
+                connection.execute(count_hard_bounce(subscriber_id, suppress_after_bounces))
 
         self._pending.append(write)
 
@@ -447,13 +276,7 @@ class Ledger:
             "paper_ids": list(paper_ids),
             "error": error,
         }
-        statement = _IN_DOUBT_HELD.values(
-            message_id=bindparam("message_id"),
-            paper_ids=bindparam("paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
-            last_error=bindparam("error"),
-            **_IN_DOUBT_VALUES,
-        )
-        self._pending.append(lambda connection: connection.execute(statement, params))
+        self._pending.append(lambda connection: connection.execute(RECORD_IN_DOUBT, params))
 
     def flush(self) -> None:
         """Commit the outcomes still pending."""
@@ -469,9 +292,9 @@ class Ledger:
     def _settle_lost_and_late(self, params: dict[str, Any]) -> None:
         """End the issues no claim may take any more."""
         connection = self._connection
-        connection.execute(_MARK_LOST_IN_DOUBT, params)
-        connection.execute(_EXPIRE_CLAIMABLE, params)
-        connection.execute(_FAIL_TRIED_TOO_OFTEN, params)
+        connection.execute(MARK_LOST_IN_DOUBT, params)
+        connection.execute(EXPIRE_CLAIMABLE, params)
+        connection.execute(FAIL_TRIED_TOO_OFTEN, params)
 
 
 def _claim_params(
@@ -508,7 +331,7 @@ def _finish_write(
 ) -> Callable[[Connection], bool]:
     """The outcome of a claimed issue; its write says False if the issue was not being sent
     (only the holder of the claim may record its outcome)."""
-    statement = _finish_statement(frozenset(values))
+    statement = finish_statement(frozenset(values))
     params = {f"v_{name}": value for name, value in values.items()}
     params.update(sid=subscriber_id, day=issue_date, status=status.value, now=now, attempt=attempt)
 
@@ -516,19 +339,3 @@ def _finish_write(
         return bool(connection.execute(statement, params).rowcount == 1)
 
     return write
-
-
-def _count_hard_bounce(subscriber_id: int, suppress_after: int | None) -> Update:
-    bounces = SubscriberRow.hard_bounces + 1
-    suppress = bounces >= suppress_after if suppress_after is not None else false()
-    return (
-        update(SubscriberRow)
-        .where(SubscriberRow.id == subscriber_id)
-        .values(
-            hard_bounces=bounces,
-            status=case(
-                (suppress, SubscriptionStatus.SUPPRESSED.value),
-                else_=SubscriberRow.status,
-            ),
-        )
-    )
