@@ -68,6 +68,11 @@ class DeliveryStatus(StrEnum):
     REFUSED = "refused"
 
 
+# The issues a reader has, or most likely has (one in doubt most likely arrived): those their
+# archive and feed show.
+ARCHIVED_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT)
+
+
 class Vote(StrEnum):
     """A reader's verdict on a paper: 👍 "more like this" or 👎 "less like this"."""
 
@@ -285,6 +290,18 @@ class ReadingHistory(BaseModel):
     sent_paper_ids: frozenset[str] = frozenset()
 
 
+class IssueItem(BaseModel):
+    """One paper of an issue as the reader saw it: kept with the issue, so that its archived
+    copy shows the same why-line however the ranking changes later."""
+
+    model_config = ConfigDict(frozen=True)
+
+    paper_id: str
+    why: str = ""
+    # The interest profile the paper was picked for ("" for a digest of one section).
+    section: str = ""
+
+
 class Delivery(BaseModel):
     """A row of the delivery ledger."""
 
@@ -295,6 +312,9 @@ class Delivery(BaseModel):
     status: DeliveryStatus
     message_id: str | None = None
     paper_ids: tuple[str, ...] = ()
+    # The papers with their why-lines, in the order sent; empty in issues from before they
+    # were kept.
+    items: tuple[IssueItem, ...] = ()
     attempts: int = 0
     last_error: str | None = None
     next_attempt_at: datetime | None = None

@@ -25,6 +25,7 @@ from service.mail.transport import open_transport
 from service.models import (
     DeliveryStatus,
     Digest,
+    IssueItem,
     Paper,
     ReadingHistory,
     Subscriber,
@@ -142,10 +143,16 @@ async def deliver_digest(
         return DeliveryStatus.REFUSED, str(exc)
 
     paper_ids = [scored.paper.id for scored in digest.papers]
+    items = issue_items(digest)
 
     def before_data() -> None:
         started = ledger.mark_data_started(
-            subscriber.id, issue_date, now=now(), paper_ids=paper_ids, attempt=attempt
+            subscriber.id,
+            issue_date,
+            now=now(),
+            paper_ids=paper_ids,
+            items=items,
+            attempt=attempt,
         )
         if started is DataStart.EXPIRED:
             raise GaveUp(f"issue {issue_date} of subscriber {subscriber.id}")
@@ -169,6 +176,7 @@ async def deliver_digest(
             issue_date,
             message_id=mail.message_id,
             paper_ids=paper_ids,
+            items=items,
             attempt=attempt,
             settings=settings,
             now=now,
@@ -178,10 +186,16 @@ async def deliver_digest(
         issue_date,
         message_id=mail.message_id,
         paper_ids=paper_ids,
+        items=items,
         now=now(),
         attempt=attempt,
     )
     return DeliveryStatus.SENT, None
+
+
+def issue_items(digest: Digest) -> list[IssueItem]:
+    """What the ledger keeps of each paper of an issue, for its archived copy."""
+    return [IssueItem(paper_id=scored.paper.id, why=scored.why) for scored in digest.papers]
 
 
 def _record_failure(
@@ -192,6 +206,7 @@ def _record_failure(
     *,
     message_id: str,
     paper_ids: list[str],
+    items: list[IssueItem],
     attempt: int,
     settings: Settings,
     now: Callable[[], datetime],
@@ -207,6 +222,7 @@ def _record_failure(
             error=str(exc),
             now=now(),
             paper_ids=paper_ids,
+            items=items,
             attempt=attempt,
             resends=settings.in_doubt_resends,
             resend_at=now() + in_doubt_resend_after(settings),

@@ -1,7 +1,7 @@
 """The store's side of the delivery ledger: planning issues, noting what went to the broker,
 finding what the sweep must enqueue again, reopening finished issues, and reading the ledger
-back (its rows, counts per status, each subscriber's reading history). Claims and outcomes
-are the `Ledger`'s."""
+back (its rows, counts per status, each subscriber's reading history and archive). Claims
+and outcomes are the `Ledger`'s."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +22,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service.delivery.schedule import Schedule
-from service.models import Delivery, DeliveryStatus, ReadingHistory, SubscriptionStatus
+from service.models import (
+    ARCHIVED_STATUSES,
+    Delivery,
+    DeliveryStatus,
+    ReadingHistory,
+    SubscriptionStatus,
+)
 from service.store.database import Database
 from service.store.rows import to_delivery
 from service.store.tables import DeliveryRow, SubscriberRow, UtcDateTime
@@ -194,6 +200,30 @@ class DeliveryStore(Database):
             query = query.where(DeliveryRow.subscriber_id == subscriber_id)
         with self._session() as session:
             return [to_delivery(row) for row in session.scalars(query)]
+
+    def archived_issues(self, subscriber_id: int, *, limit: int, offset: int = 0) -> list[Delivery]:
+        """A subscriber's issues sent (or in doubt), newest issue date first: `limit` of them
+        from the `offset`-th on, for a page of their archive or their feed."""
+        query = (
+            select(DeliveryRow)
+            .where(
+                DeliveryRow.subscriber_id == subscriber_id,
+                DeliveryRow.status.in_(ARCHIVED_STATUSES),
+            )
+            .order_by(DeliveryRow.issue_date.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._session() as session:
+            return [to_delivery(row) for row in session.scalars(query)]
+
+    def count_archived_issues(self, subscriber_id: int) -> int:
+        query = select(func.count()).where(
+            DeliveryRow.subscriber_id == subscriber_id,
+            DeliveryRow.status.in_(ARCHIVED_STATUSES),
+        )
+        with self._session() as session:
+            return int(session.scalar(query) or 0)
 
     def delivery_counts(self, *, since: date) -> dict[date, dict[DeliveryStatus, int]]:
         """How many issues of each date from `since` on ended in each status."""

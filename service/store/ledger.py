@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from service.models import DeliveryStatus
+from service.models import DeliveryStatus, IssueItem
 from service.store.ledger_statements import (
     CLAIM,
     CLAIM_FIRST_TRIES,
@@ -24,6 +24,7 @@ from service.store.ledger_statements import (
     count_hard_bounce,
     finish_statement,
 )
+from service.store.rows import items_json
 
 
 class DataStart(StrEnum):
@@ -138,18 +139,20 @@ class Ledger:
         *,
         now: datetime,
         paper_ids: Sequence[str] = (),
+        items: Sequence[IssueItem] = (),
         attempt: int | None = None,
     ) -> "DataStart":
-        """Committed before the message with `paper_ids` goes out: from here a lost sender
-        leaves it in doubt. Outcomes still pending are committed with it. Anything but
-        `STARTED` means the message must not go out: this sender no longer holds the claim
-        (see `ledger_statements.HELD`), or the issue's give-up time has passed (it is now
-        `expired`)."""
+        """Committed before the message with `paper_ids` (and their `items`, as the reader
+        sees them) goes out: from here a lost sender leaves it in doubt. Outcomes still
+        pending are committed with it. Anything but `STARTED` means the message must not go
+        out: this sender no longer holds the claim (see `ledger_statements.HELD`), or the
+        issue's give-up time has passed (it is now `expired`)."""
         params = {
             "sid": subscriber_id,
             "day": issue_date,
             "now": now,
             "paper_ids": list(paper_ids),
+            "items": items_json(items),
             "attempt": attempt,
         }
         connection = self._connection
@@ -180,12 +183,15 @@ class Ledger:
         subscriber_id: int,
         issue_date: date,
         *,
-        message_id: str,
+        message_id: str | None,
         paper_ids: Sequence[str],
         now: datetime,
+        items: Sequence[IssueItem] = (),
         attempt: int | None = None,
     ) -> None:
-        """Mark a claimed issue sent; its papers, kept on its row, are never sent again."""
+        """Mark a claimed issue sent; its papers, kept on its row, are never sent again, and
+        its `items` are what its archived copy shows. No `message_id`: an issue made for the
+        feed alone, with no email."""
         finish = _finish_write(
             subscriber_id,
             issue_date,
@@ -194,6 +200,7 @@ class Ledger:
             now=now,
             message_id=message_id,
             paper_ids=list(paper_ids),
+            items=items_json(items),
             sent_at=now,
             last_error=None,
         )
@@ -257,6 +264,7 @@ class Ledger:
         error: str,
         now: datetime,
         paper_ids: Sequence[str] = (),
+        items: Sequence[IssueItem] = (),
         attempt: int | None = None,
         resends: int = 0,
         resend_at: datetime | None = None,
@@ -274,6 +282,7 @@ class Ledger:
             "resend_at": resend_at,
             "message_id": message_id,
             "paper_ids": list(paper_ids),
+            "items": items_json(items),
             "error": error,
         }
         self._pending.append(lambda connection: connection.execute(RECORD_IN_DOUBT, params))

@@ -130,8 +130,8 @@ HELD = (DeliveryRow.status == DeliveryStatus.SENDING) & (
     func.coalesce(bindparam("attempt", type_=Integer()), DeliveryRow.attempts)
     == DeliveryRow.attempts
 )
-# With the papers going out: if the sender is then lost, the issue is in doubt and its papers
-# count as sent, so the next issue does not repeat them.
+# With the papers going out (and their why-lines, for the archive): if the sender is then lost,
+# the issue is in doubt and its papers count as sent, so the next issue does not repeat them.
 # The give-up time is checked here, message by message: a batch that runs long sends nothing
 # after it.
 BEFORE_DEADLINE = DeliveryRow.expires_at.is_(None) | (DeliveryRow.expires_at > bindparam("now"))
@@ -141,6 +141,7 @@ MARK_DATA_STARTED = (
     .values(
         data_started_at=bindparam("now"),
         paper_ids=bindparam("paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
+        items=bindparam("items", type_=DeliveryRow.__table__.c["items"].type),
     )
 )
 EXPIRE_HELD = (
@@ -160,6 +161,7 @@ RECORD_IN_DOUBT = (
     .values(
         message_id=bindparam("message_id"),
         paper_ids=bindparam("paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
+        items=bindparam("items", type_=DeliveryRow.__table__.c["items"].type),
         last_error=bindparam("error"),
         **IN_DOUBT_VALUES,
     )

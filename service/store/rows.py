@@ -1,6 +1,7 @@
 """Rows to models and back: papers, subscribers (their preferences and consent record) and
 ledger rows, and any row as JSON-able data."""
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from service.models import (
     DeliveryStatus,
     Frequency,
     Interests,
+    IssueItem,
     Paper,
     Subscriber,
     SubscriptionPreferences,
@@ -174,6 +176,7 @@ def to_delivery(row: DeliveryRow) -> Delivery:
         status=DeliveryStatus(row.status),
         message_id=row.message_id,
         paper_ids=tuple(row.paper_ids),
+        items=tuple(IssueItem.model_validate(item) for item in row.items or ()),
         attempts=row.attempts,
         last_error=row.last_error,
         next_attempt_at=row.next_attempt_at,
@@ -183,6 +186,11 @@ def to_delivery(row: DeliveryRow) -> Delivery:
         sent_at=row.sent_at,
         in_doubt_count=row.in_doubt_count,
     )
+
+
+def items_json(items: Sequence[IssueItem]) -> list[dict[str, Any]]:
+    """An issue's items as its ledger row keeps them."""
+    return [item.model_dump(mode="json") for item in items]
 
 
 def subscriber_row_json(row: SubscriberRow) -> dict[str, Any]:

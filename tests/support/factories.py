@@ -13,6 +13,7 @@ from service.mail.wire import OutgoingMail
 from service.models import (
     Digest,
     Interests,
+    IssueItem,
     Paper,
     ScoredPaper,
     Subscriber,
@@ -130,9 +131,10 @@ def send_issue(
     paper_ids: Sequence[str],
     message_id: str = "<m@x>",
     now: datetime = NOW,
+    items: Sequence[IssueItem] = (),
 ) -> None:
     """Plan a confirmed subscriber's issue (with everyone on their schedule), claim it and
-    record it sent with `paper_ids`, as a digest run does."""
+    record it sent with `paper_ids` (and their `items`), as a digest run does."""
     store.plan_issues(Schedule.of(subscriber), issue_date, now=now, expires_at=None)
     with store.ledger() as ledger:
         (attempt,) = ledger.claim(
@@ -143,6 +145,7 @@ def send_issue(
             issue_date,
             message_id=message_id,
             paper_ids=paper_ids,
+            items=items,
             now=now,
             attempt=attempt,
         )
