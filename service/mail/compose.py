@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 from service.mail.wire import MailHeaders, OutgoingMail, multipart_alternative
 from service.models import Digest, Frequency, Paper, ScoredPaper, Subscriber
 from service.settings import Settings
-from service.signup.links import feedback_urls, issue_url, subscriber_url
+from service.signup.links import archive_list_url, feedback_urls, issue_url, subscriber_url
 from service.signup.tokens import TokenPurpose
 from service.templating import template_environment
 
@@ -40,7 +40,9 @@ _MONTHS = (
 class DigestLinks:
     manage_url: str
     unsubscribe_url: str
+    # This issue's "view in browser" copy, and the list of every issue ("Your archive").
     archive_url: str
+    archive_list_url: str
     unsubscribe_mailto: str
     # The feedback page of each paper, by paper id; `?vote=like` or `?vote=dislike` follows.
     feedback_urls: Mapping[str, str] = field(default_factory=dict)
@@ -234,7 +236,7 @@ def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
         "cadence": "weekly" if subscriber.frequency is Frequency.WEEKLY else "daily",
         "items": items,
         "links": links,
-        "long_date": _long_date(digest.issue_date),
+        "long_date": long_date(digest.issue_date),
         "short_date": _short_date(digest.issue_date),
         "top_title": items[0].paper.short_title,
     }
@@ -284,6 +286,7 @@ def digest_links(
         manage_url=manage_url,
         unsubscribe_url=unsubscribe_url,
         archive_url=issue_url(subscriber, issue_date, settings=settings, now=now),
+        archive_list_url=archive_list_url(subscriber, settings=settings),
         unsubscribe_mailto=mailto,
         feedback_urls=feedback_urls(subscriber, paper_ids, settings=settings, now=now),
     )
@@ -457,7 +460,8 @@ def _preheader(items: list[DigestItem]) -> str:
     return shorten("Also: " + " · ".join(item.paper.title for item in items[1:4]), PREHEADER_CHARS)
 
 
-def _long_date(day: date) -> str:
+def long_date(day: date) -> str:
+    """ "Wednesday 25 November 2026", in English whatever the locale."""
     return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
 
 

@@ -5,8 +5,8 @@ Each link token names a subscriber id and its MAC covers that subscriber's `link
 lives in their row only (see `service.signup.tokens`). Reading a link looks the claimed row up first
 and checks the MAC with its key: once a subscriber is erased or removed, every link ever made
 for them is dead, and no later row can answer to it. Manage links, which can read, export and
-erase a subscription, expire (`manage_link_max_age_days`); unsubscribe, archive and feedback
-links never do, so a digest's way out keeps working however old it is.
+erase a subscription, expire (`manage_link_max_age_days`); unsubscribe, archive, feed and
+feedback links never do, so a digest's way out keeps working however old it is.
 """
 
 from collections.abc import Callable, Sequence
@@ -34,8 +34,15 @@ from service.store import Store
 
 T = TypeVar("T")
 
-# The subscriber link purposes whose token carries only the subscriber id.
-SUBSCRIBER_PURPOSES = (TokenPurpose.MANAGE, TokenPurpose.UNSUBSCRIBE)
+# The subscriber link purposes whose token carries only the subscriber id, and the path each
+# page is served under.
+SUBSCRIBER_PATHS = {
+    TokenPurpose.MANAGE: "m",
+    TokenPurpose.UNSUBSCRIBE: "u",
+    TokenPurpose.ARCHIVE_LIST: "archive",
+    TokenPurpose.FEED: "feed",
+}
+SUBSCRIBER_PURPOSES = tuple(SUBSCRIBER_PATHS)
 
 
 def manage_link_max_age(settings: Settings) -> timedelta:
@@ -45,7 +52,8 @@ def manage_link_max_age(settings: Settings) -> timedelta:
 def subscriber_url(
     purpose: TokenPurpose, subscriber: Subscriber, *, settings: Settings, now: datetime
 ) -> str:
-    """The manage (`/m/…`) or unsubscribe (`/u/…`) page of one subscriber."""
+    """The manage (`/m/…`), unsubscribe (`/u/…`), archive (`/archive/…`) or feed (`/feed/…`)
+    page of one subscriber."""
     if purpose not in SUBSCRIBER_PURPOSES:
         raise ValueError(f"{purpose} links name more than a subscriber")
     token = make_subscriber_token(
@@ -55,7 +63,26 @@ def subscriber_url(
         secret_key=settings.secret_key.get_secret_value(),
         now=now,
     )
-    return f"{settings.public_base_url}/{purpose.value[0]}/{token}"
+    return f"{settings.public_base_url}/{SUBSCRIBER_PATHS[purpose]}/{token}"
+
+
+def archive_list_url(subscriber: Subscriber, *, settings: Settings) -> str:
+    """The subscriber's archive: the list of their past issues (`/archive/…`)."""
+    return _lasting_url(TokenPurpose.ARCHIVE_LIST, subscriber, settings=settings)
+
+
+def feed_url(subscriber: Subscriber, *, settings: Settings) -> str:
+    """The subscriber's Atom feed of their issues (`/feed/…`)."""
+    return _lasting_url(TokenPurpose.FEED, subscriber, settings=settings)
+
+
+def _lasting_url(purpose: TokenPurpose, subscriber: Subscriber, *, settings: Settings) -> str:
+    # Made as of the subscriber's signup rather than now: the same URL every time, in every
+    # digest and on every page, which a feed reader keeps polling for years and which a
+    # reader can bookmark. It never expires and dies with the subscriber's row, like the
+    # unsubscribe link; a new secret key changes it, and the old one keeps working while it
+    # is listed in `previous_secret_keys`.
+    return subscriber_url(purpose, subscriber, settings=settings, now=subscriber.created_at)
 
 
 def issue_url(
@@ -109,9 +136,10 @@ def subscriber_for_link(
     now: datetime,
     expires: bool = True,
 ) -> Subscriber:
-    """The subscriber of a manage or unsubscribe link. Raises `InvalidToken` for a link that
-    is not genuine or whose subscriber is gone, `TokenExpired` for a genuine manage link past
-    its lifetime (`expires=False` accepts it: asking for a fresh one by mail)."""
+    """The subscriber of a manage, unsubscribe, archive or feed link. Raises `InvalidToken`
+    for a link that is not genuine or whose subscriber is gone, `TokenExpired` for a genuine
+    manage link past its lifetime (`expires=False` accepts it: asking for a fresh one by
+    mail). Only manage links expire."""
     if purpose not in SUBSCRIBER_PURPOSES:
         raise ValueError(f"{purpose} links name more than a subscriber")
     max_age = manage_link_max_age(settings) if purpose is TokenPurpose.MANAGE and expires else None

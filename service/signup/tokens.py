@@ -1,5 +1,6 @@
-"""Signed, purpose-bound tokens for links in emails (confirm, unsubscribe, manage, archive,
-feedback on a paper) and for the CSRF field of web forms.
+"""Signed, purpose-bound tokens for links in emails (confirm, unsubscribe, manage, an issue's
+archived copy, the archive and its feed, feedback on a paper) and for the CSRF field of web
+forms.
 
 A token is base64url(issued_at[4] + payload + mac[12]) with no padding: a link naming a
 subscriber id is 24 to 30 characters. The MAC is HMAC-SHA256 over the purpose and the rest of
@@ -40,7 +41,11 @@ _MAX_TOKEN_CHARS = 512  # far above any token made here; refuses junk before dec
 class TokenPurpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     MANAGE = "manage"
+    # One issue's "view in browser" copy.
     ARCHIVE = "archive"
+    # The list of a subscriber's past issues, and their Atom feed.
+    ARCHIVE_LIST = "archive-list"
+    FEED = "feed"
     CONFIRM = "confirm"
     CSRF = "csrf"
     FEEDBACK = "feedback"

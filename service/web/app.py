@@ -1,4 +1,5 @@
-"""The web app: signup, confirm, manage, unsubscribe, archive and feedback pages, and a JSON API.
+"""The web app: signup, confirm, manage, unsubscribe, archive, feed and feedback pages, and a
+JSON API.
 
 Thin over `service.signup.subscriptions`: each route reads its input, calls one service function and
 turns the result or the domain error into a page. GETs never change anything (mail scanners
@@ -18,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from service.settings import TEMPLATES_DIR, Settings
 from service.signup.limits import MemoryWindowLimiter, RedisWindowLimiter, WindowLimiter
 from service.store import Store
-from service.web import api, feedback_pages, link_pages, signup_pages
+from service.web import api, archive_pages, feedback_pages, link_pages, signup_pages
 from service.web.deps import WebState
 from service.web.guards import install_web_guards
 from service.web.notices import send_notices_left_unsent
@@ -73,6 +74,7 @@ def create_app(
     install_web_guards(app, settings=settings, headers=page_headers)
     app.include_router(signup_pages.router)
     app.include_router(link_pages.router)
+    app.include_router(archive_pages.router)
     app.include_router(feedback_pages.router)
     app.include_router(api.router)
     return app

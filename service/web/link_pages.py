@@ -14,7 +14,7 @@ from service.errors import UnknownSubscriber
 from service.models import Subscriber
 from service.signup.archive import IssueNotFound, archived_issue_html
 from service.signup.limits import WindowLimiter
-from service.signup.links import subscriber_for_link
+from service.signup.links import archive_list_url, feed_url, subscriber_for_link
 from service.signup.seeds import like_papers
 from service.signup.subscriptions import (
     erase_subscriber,
@@ -77,6 +77,8 @@ async def manage_view(
         # Newest first: the votes are kept oldest first.
         "liked": listed_papers(interests.liked[::-1], stored),
         "disliked": listed_papers(interests.disliked[::-1], stored),
+        "archive_url": archive_list_url(subscriber, settings=pages.settings),
+        "feed_url": feed_url(subscriber, settings=pages.settings),
     }
     return pages.render("manage.html", context, status=status, with_csrf=True)
 

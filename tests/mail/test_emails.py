@@ -119,6 +119,7 @@ def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
         "\n"
         "------------------------------------------------------------------------\n"
         f"View in your browser:  {links.archive_url}\n"
+        f"Your archive:          {links.archive_list_url}\n"
         f"Manage preferences:    {links.manage_url}\n"
         f"Unsubscribe:           {links.unsubscribe_url}\n"
         "\n"
@@ -143,7 +144,7 @@ def test_the_html_part_shows_one_card_per_paper() -> None:
     assert "Why: Matches “diffusion models”; trending this week." in html
     # A paper without a URL keeps its title, unlinked.
     assert "Sparse attention at scale\n</h2>" in html
-    for url in (links.archive_url, links.manage_url, links.unsubscribe_url):
+    for url in (links.archive_url, links.archive_list_url, links.manage_url, links.unsubscribe_url):
         assert f'href="{url}"' in html
 
 
@@ -199,6 +200,7 @@ def test_links_use_the_agreed_url_shapes() -> None:
     assert links.unsubscribe_url.startswith("https://paperwire.test/u/")
     assert links.manage_url.startswith("https://paperwire.test/m/")
     assert links.archive_url.startswith("https://paperwire.test/a/")
+    assert links.archive_list_url.startswith("https://paperwire.test/archive/")
     token = links.unsubscribe_url.rsplit("/", 1)[1]
     assert links.unsubscribe_mailto == (
         f"mailto:digest+unsubscribe@paperwire.test?subject=unsubscribe%20{token}"

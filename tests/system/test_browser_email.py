@@ -161,6 +161,7 @@ def test_the_digest_fits_a_phone_and_links_every_title(
         ("Unsubscribe", links.unsubscribe_url),
         ("Manage preferences", links.manage_url),
         ("View in browser", links.archive_url),
+        ("Your archive", links.archive_list_url),
     ):
         link = page.get_by_role("link", name=name, exact=True)
         assert link.is_visible(), name
