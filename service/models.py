@@ -217,7 +217,8 @@ def check_time_zone(name: str) -> str:
 
 
 class SubscriptionPreferences(BaseModel):
-    """What a subscriber chooses: interests, schedule and the trending/relevance mix."""
+    """What a subscriber chooses: interests, schedule, the trending/relevance mix, and
+    whether issues are emailed or only read in the feed."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -228,6 +229,9 @@ class SubscriptionPreferences(BaseModel):
     weekday: int = Field(0, ge=0, le=6, description="Monday=0; used by weekly subscribers.")
     trending_weight: float = Field(
         DEFAULT_TRENDING_WEIGHT, ge=MIN_TRENDING_WEIGHT, le=MAX_TRENDING_WEIGHT
+    )
+    feed_only: bool = Field(
+        False, description="Issues are made for the archive and the feed; none is emailed."
     )
 
     _known_time_zone = field_validator("time_zone")(check_time_zone)

@@ -75,6 +75,12 @@ def subscribers_add(
         list[str] | None,
         typer.Option("--exclude", help="A topic to leave out; repeat for more."),
     ] = None,
+    feed_only: Annotated[
+        bool,
+        typer.Option(
+            "--feed-only", help="Issues go to the archive and the feed only; none is emailed."
+        ),
+    ] = False,
 ) -> None:
     """Add a confirmed subscriber (the admin vouches for consent)."""
     from service.settings import get_settings
@@ -95,6 +101,7 @@ def subscribers_add(
         frequency=frequency,
         weekday=WEEKDAYS.index(weekday),
         trending_weight=trending_weight,
+        feed_only=feed_only,
     )
     address = normalise_email(email)
     with open_store(settings) as store:

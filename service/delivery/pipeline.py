@@ -120,8 +120,9 @@ async def deliver_digest(
     now: Callable[[], datetime],
     limiter: SendRateLimiter | None = None,
 ) -> tuple[Outcome, str | None]:
-    """Rank, render and send one issue that this sender has claimed, and record the outcome.
-    `voted` holds the papers the subscriber liked and disliked (see voted_papers)."""
+    """Rank, render and send one issue that this sender has claimed, and record the outcome;
+    a feed-only subscriber's is ranked and recorded, never mailed. `voted` holds the papers
+    the subscriber liked and disliked (see voted_papers)."""
     digest = build_digest(
         subscriber,
         day,
@@ -133,6 +134,22 @@ async def deliver_digest(
     if not digest.papers:
         ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
         return DeliveryStatus.SKIPPED, None
+    paper_ids = [scored.paper.id for scored in digest.papers]
+    items = issue_items(digest)
+    if subscriber.feed_only:
+        # Read in the feed and the archive, which rebuild it from its ledger row: no email is
+        # composed, and no SMTP connection is made for it. Sent, with no Message-ID since no
+        # message exists; `sent_at` is when it became readable.
+        ledger.record_sent(
+            subscriber.id,
+            issue_date,
+            message_id=None,
+            paper_ids=paper_ids,
+            items=items,
+            now=now(),
+            attempt=attempt,
+        )
+        return DeliveryStatus.SENT, None
     try:
         mail = compose_digest(digest, settings=settings)
     except ValueError as exc:
@@ -141,9 +158,6 @@ async def deliver_digest(
             subscriber.id, issue_date, error=str(exc), now=now(), refused=True, attempt=attempt
         )
         return DeliveryStatus.REFUSED, str(exc)
-
-    paper_ids = [scored.paper.id for scored in digest.papers]
-    items = issue_items(digest)
 
     def before_data() -> None:
         started = ledger.mark_data_started(

@@ -119,6 +119,7 @@ def apply_preferences(
     row.frequency = preferences.frequency
     row.weekday = preferences.weekday
     row.trending_weight = preferences.trending_weight
+    row.feed_only = preferences.feed_only
 
 
 def consent_json(event: ConsentEvent) -> dict[str, Any]:
@@ -152,6 +153,7 @@ def to_subscriber(row: SubscriberRow) -> Subscriber:
         frequency=Frequency(row.frequency),
         weekday=row.weekday,
         trending_weight=row.trending_weight,
+        feed_only=row.feed_only,
         created_at=row.created_at,
         confirmed_at=row.confirmed_at,
         unsubscribed_at=row.unsubscribed_at,

@@ -176,7 +176,7 @@ async def api_confirm(
         )
     except (InvalidToken, UnknownSubscriber) as exc:
         raise HTTPException(400, detail="link not valid") from exc
-    return subscription_out(subscriber)
+    return subscription_out(subscriber, settings=settings)
 
 
 @router.post("/api/manage-link", status_code=202, tags=["api"], responses=LINK_ERRORS)
@@ -205,7 +205,8 @@ async def api_preferences_get(
     token: str, settings: SettingsDep, store: StoreDep, now: ClockDep
 ) -> SubscriptionOut:
     """The subscription a manage token names."""
-    return subscription_out(await managed(token, store=store, settings=settings, now=now))
+    subscriber = await managed(token, store=store, settings=settings, now=now)
+    return subscription_out(subscriber, settings=settings)
 
 
 @router.put("/api/preferences/{token}", tags=["api"], responses={**LINK_ERRORS, **LIKED_ERRORS})
@@ -235,7 +236,7 @@ async def api_preferences_put(
     await run_in_threadpool(update_preferences, store, subscriber.id, preferences)
     await run_in_threadpool(like_papers, store, subscriber.id, liked)
     updated = await run_in_threadpool(store.get_subscriber, subscriber.id)
-    return subscription_out(updated)
+    return subscription_out(updated, settings=settings)
 
 
 @router.post("/api/unsubscribe/{token}", tags=["api"])

@@ -32,6 +32,7 @@ from service.models import (
 )
 from service.settings import Settings
 from service.signup.limits import WindowLimiter
+from service.signup.links import archive_list_url, feed_url
 from service.signup.seeds import (
     MAX_PAPER_LINE_CHARS,
     MAX_PAPER_LINES,
@@ -57,6 +58,7 @@ PREFERENCE_FIELDS = (
     "weekday",
     "delivery_hour",
     "time_zone",
+    "feed_only",
 )
 # The phrase fields: the form's field, the `Interests` field it fills, and what it allows.
 PHRASE_FIELDS = (
@@ -113,6 +115,9 @@ class PreferencesIn(BaseModel):
         le=MAX_TRENDING_WEIGHT,
         description="0 my topics … 1 trending.",
     )
+    feed_only: bool = Field(
+        False, description="Issues go to the archive and the feed only; none is emailed."
+    )
 
 
 class SignupIn(PreferencesIn):
@@ -142,6 +147,9 @@ class SubscriptionOut(BaseModel):
     delivery_hour: int
     time_zone: str
     trending_weight: float
+    feed_only: bool
+    archive_url: str = Field(description="Every issue sent, newest first (never expires).")
+    feed_url: str = Field(description="The Atom feed of the issues (never expires).")
 
 
 class StatusOut(BaseModel):
@@ -176,6 +184,7 @@ def default_form_values(settings: Settings) -> dict[str, str]:
         "delivery_hour": str(settings.default_delivery_hour),
         "time_zone": settings.default_time_zone,
         "mix": str(DEFAULT_MIX_PERCENT),
+        "feed_only": "",
     }
 
 
@@ -194,6 +203,7 @@ def form_values(subscriber: Subscriber) -> dict[str, str]:
         "delivery_hour": str(subscriber.delivery_hour),
         "time_zone": subscriber.time_zone,
         "mix": str(round(subscriber.trending_weight * 100)),
+        "feed_only": "yes" if subscriber.feed_only else "",
     }
 
 
@@ -240,6 +250,8 @@ def read_preferences_form(form: Mapping[str, Any]) -> FormOutcome:
             frequency=Frequency(values["frequency"]),
             weekday=parsed["weekday"],
             trending_weight=parsed["mix"] / 100,
+            # A checkbox: sent when ticked, absent otherwise.
+            feed_only=values["feed_only"] == "yes",
         )
     except ValidationError:
         errors["about"] = "Write the sentence without control characters."
@@ -307,13 +319,14 @@ def api_preferences(body: PreferencesIn, *, settings: Settings) -> SubscriptionP
             frequency=body.frequency,
             weekday=body.weekday,
             trending_weight=body.trending_weight,
+            feed_only=body.feed_only,
         )
     except ValidationError as exc:
         problems = [str(problem["msg"]).removeprefix("Value error, ") for problem in exc.errors()]
         raise HTTPException(422, detail="; ".join(problems)) from exc
 
 
-def subscription_out(subscriber: Subscriber) -> SubscriptionOut:
+def subscription_out(subscriber: Subscriber, *, settings: Settings) -> SubscriptionOut:
     return SubscriptionOut(
         email=subscriber.email,
         status=subscriber.status,
@@ -328,4 +341,7 @@ def subscription_out(subscriber: Subscriber) -> SubscriptionOut:
         delivery_hour=subscriber.delivery_hour,
         time_zone=subscriber.time_zone,
         trending_weight=subscriber.trending_weight,
+        feed_only=subscriber.feed_only,
+        archive_url=archive_list_url(subscriber, settings=settings),
+        feed_url=feed_url(subscriber, settings=settings),
     )

@@ -3,92 +3,39 @@ as a feed reader), on SQLite and PostgreSQL: issues sent through the SMTP sink k
 why-lines, the archive lists them a page at a time, the feed carries each issue's copy and
 answers 304 while it is current, and the links die with their subscriber."""
 
-import asyncio
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any
 
 import feedparser
 import httpx
 import pytest
 
-from service.delivery.pipeline import run_day
 from service.models import DeliveryStatus, IssueItem, Subscriber
-from service.settings import Settings
 from service.signup.archive import ARCHIVE_PAGE_SIZE
 from service.signup.feed import FEED_ENTRIES
 from service.signup.links import archive_list_url, feed_url, issue_url, subscriber_url
 from service.signup.subscriptions import erase_subscriber
 from service.signup.tokens import TokenPurpose
 from service.store import Store
-from tests.support.factories import (
-    BACKGROUND_PAPERS,
-    NOW,
-    TODAY,
-    add_subscriber,
-    make_paper,
-    make_settings,
-    send_issue,
+from tests.support.archive_web import (
+    ATOM,
+    PAPERS,
+    Web,
+    parse_feed,
+    run_issue,
+    serve_web,
+    store_papers,
 )
-from tests.support.services import free_port, wait_until
+from tests.support.factories import NOW, TODAY, add_subscriber, make_paper, send_issue
+from tests.support.services import wait_until
 from tests.support.smtp_sink import SmtpSink
-from tests.support.web_server import serve
-
-PAPERS = [
-    make_paper(id="2511.00001", title="Consistency models for fast diffusion sampling"),
-    make_paper(
-        id="2511.00002",
-        title="Discrete diffusion models for <text> & code",
-        abstract="Diffusion models over discrete tokens generate text in parallel.",
-        url="https://arxiv.org/abs/2511.00002",
-        upvotes=3,
-    ),
-]
-ATOM = "application/atom+xml"
-
-
-@dataclass
-class Web:
-    url: str
-    settings: Settings
-    store: Store
-    sink: SmtpSink
-
-    def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, follow_redirects=False, **kwargs)
-
-    def path(self, url: str) -> str:
-        assert url.startswith(self.url + "/"), url
-        return url.removeprefix(self.url)
-
-    def archive_path(self, subscriber: Subscriber) -> str:
-        return self.path(archive_list_url(subscriber, settings=self.settings))
-
-    def feed_path(self, subscriber: Subscriber) -> str:
-        return self.path(feed_url(subscriber, settings=self.settings))
 
 
 @pytest.fixture
 def web(store: Store, smtp_sink: SmtpSink) -> Iterator[Web]:
-    port = free_port()
-    settings = make_settings(
-        public_base_url=f"http://127.0.0.1:{port}", mail_url=smtp_sink.url, redis_url=""
-    )
-    for _ in serve(settings, store, port):
-        yield Web(url=f"http://127.0.0.1:{port}", settings=settings, store=store, sink=smtp_sink)
-
-
-def run_issue(web: Web, issue_date: date = TODAY, *, at: datetime = NOW) -> None:
-    """A day's run for every due subscriber, through the SMTP sink."""
-    asyncio.run(run_day(web.store, issue_date=issue_date, settings=web.settings, now=lambda: at))
-
-
-def store_papers(web: Web) -> None:
-    web.store.upsert_papers(BACKGROUND_PAPERS, now=NOW - timedelta(days=60))
-    web.store.upsert_papers(PAPERS, now=NOW - timedelta(hours=3))
+    yield from serve_web(store, smtp_sink)
 
 
 def send_issues(web: Web, subscriber: Subscriber, count: int) -> list[date]:
@@ -107,19 +54,6 @@ def send_issues(web: Web, subscriber: Subscriber, count: int) -> list[date]:
 
 def issue_dates_listed(page: httpx.Response) -> list[str]:
     return re.findall(r'<h2 id="issue-([0-9-]+)">', page.text)
-
-
-def parse_feed(response: httpx.Response) -> Any:
-    """The feed as a feed reader reads it, HTML content as sent (not sanitized)."""
-    assert response.status_code == 200, response.text
-    parsed = feedparser.parse(
-        response.content,
-        response_headers=dict(response.headers),
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
-    assert not parsed.bozo, parsed.get("bozo_exception")
-    return parsed
 
 
 def test_the_archived_copy_shows_the_why_lines_the_email_had(web: Web) -> None:
