@@ -1,4 +1,4 @@
-"""`paperwire subscribers`: add, list, show, remove, export and erase subscribers.
+"""`paperwire subscribers`: add, list, show (or as JSON), remove, export and erase subscribers.
 
 The settings and the signup functions are imported inside the commands that use them, to keep
 them out of the start-up of every other command."""
@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,11 +21,13 @@ from service.models import (
     ConsentEvent,
     Frequency,
     Interests,
+    Subscriber,
     SubscriptionPreferences,
     SubscriptionStatus,
 )
 
 if TYPE_CHECKING:
+    from service.settings import Settings
     from service.store import Store
 
 app = typer.Typer(help="Subscribers and their interests.", no_args_is_help=True)
@@ -145,10 +147,25 @@ def subscribers_list(
 
 
 @app.command("show")
-def subscribers_show(email: str) -> None:
+def subscribers_show(
+    email: str,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="As JSON on stdout, with the URLs of their archive and feed."),
+    ] = False,
+) -> None:
     """One subscriber with their recent issues."""
     from service.signup.addresses import normalise_email
 
+    if as_json:
+        from service.settings import get_settings
+
+        settings = get_settings()
+        with open_store(settings) as store:
+            found = store.find_subscriber(normalise_email(email))
+        data = _subscriber_json(found, settings=settings)
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        return
     with open_store() as store:
         subscriber = store.find_subscriber(normalise_email(email))
         deliveries = store.list_deliveries(subscriber_id=subscriber.id)
@@ -223,6 +240,35 @@ def subscribers_erase(email: str, yes: YesOption = False) -> None:
         confirm(question, doing=f"erasing {address}", yes=yes)
         erase_subscriber(store, subscriber.id, settings=settings, now=datetime.now(UTC))
     out.print(f"erased {address}")
+
+
+def _subscriber_json(subscriber: Subscriber, *, settings: "Settings") -> dict[str, Any]:
+    """What `show --json` prints: the subscription, and their archive and feed as the pages
+    link them (never the link key or the consent record: `export` has everything)."""
+    from service.signup.links import archive_list_url, feed_url
+
+    def moment(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "id": subscriber.id,
+        "email": subscriber.email,
+        "status": subscriber.status.value,
+        "schedule": {
+            "frequency": subscriber.frequency.value,
+            "weekday": WEEKDAYS[subscriber.weekday],
+            "delivery_hour": subscriber.delivery_hour,
+            "time_zone": subscriber.time_zone,
+        },
+        "interests": subscriber.interests.model_dump(mode="json"),
+        "trending_weight": subscriber.trending_weight,
+        "feed_only": subscriber.feed_only,
+        "created_at": moment(subscriber.created_at),
+        "confirmed_at": moment(subscriber.confirmed_at),
+        "unsubscribed_at": moment(subscriber.unsubscribed_at),
+        "archive_url": archive_list_url(subscriber, settings=settings),
+        "feed_url": feed_url(subscriber, settings=settings),
+    }
 
 
 def _stored_papers(store: "Store", typed: list[str]) -> tuple[str, ...]:
