@@ -135,7 +135,7 @@ async def deliver_digest(
         ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
         return DeliveryStatus.SKIPPED, None
     paper_ids = [scored.paper.id for scored in digest.papers]
-    items = issue_items(digest)
+    items = digest_items(digest)
     if subscriber.feed_only:
         # Read in the feed and the archive, which rebuild it from its ledger row: no email is
         # composed, and no SMTP connection is made for it. Sent, with no Message-ID since no
@@ -207,7 +207,7 @@ async def deliver_digest(
     return DeliveryStatus.SENT, None
 
 
-def issue_items(digest: Digest) -> list[IssueItem]:
+def digest_items(digest: Digest) -> list[IssueItem]:
     """What the ledger keeps of each paper of an issue, for its archived copy."""
     return [IssueItem(paper_id=scored.paper.id, why=scored.why) for scored in digest.papers]
 
