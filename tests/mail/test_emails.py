@@ -169,6 +169,8 @@ def test_the_html_part_is_inlined_and_mobile_friendly() -> None:
     assert "max-width: 600px" in html
     assert 'class="card" style="padding: 18px 20px;' in html
     assert "@media only screen and (max-width: 620px)" in html  # kept for clients that read it
+    assert "@media (prefers-color-scheme: dark)" in html
+    assert '<meta name="color-scheme" content="light dark">' in html
     # Everything else went into style attributes.
     assert ".title-link { color: #1d4ed8" not in html
 
