@@ -3,6 +3,7 @@
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -192,6 +193,40 @@ class Paper(BaseModel):
     categories: tuple[str, ...] = ()
     # The paper's Hugging Face page, beside `url` (the arXiv abstract page).
     hf_url: str | None = None
+    # The paper's code repository (Hugging Face's `githubRepo`), as `code_repository_url`
+    # accepts it.
+    github_repo: str | None = None
+
+
+# Hosts whose pages a digest links as a paper's "Code". A source's repository field is typed by
+# whoever submitted the paper, and a link a digest labels "Code" should lead to code, not to any
+# page at all.
+CODE_HOSTS = frozenset({"github.com", "gitlab.com", "codeberg.org", "bitbucket.org"})
+MAX_REPOSITORY_URL_LENGTH = 500
+
+
+def code_repository_url(value: object) -> str | None:
+    """`value` as the https URL of a repository on one of CODE_HOSTS, or None.
+
+    Anything else (another scheme, another host, a user name or port in the address, no path,
+    white space or control characters) is no repository link; an http one becomes https,
+    which every one of those hosts serves."""
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    if not url or len(url) > MAX_REPOSITORY_URL_LENGTH or not url.isprintable() or " " in url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    host = parts.netloc.lower().removeprefix("www.")
+    # The whole netloc must be the host: no "user@", no port.
+    if parts.scheme.lower() not in ("http", "https") or host not in CODE_HOSTS:
+        return None
+    if not parts.path.strip("/"):
+        return None
+    return urlunsplit(("https", parts.netloc.lower(), parts.path, parts.query, parts.fragment))
 
 
 class SignalObservation(BaseModel):

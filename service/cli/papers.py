@@ -217,6 +217,7 @@ def papers_show(paper_id: Annotated[str, typer.Argument(help="The paper's id.")]
         "source": paper.source,
         "arXiv": paper.url or "",
         "Hugging Face": paper.hf_url or "",
+        "code": paper.github_repo or "",
         "categories": ", ".join(paper.categories),
         "keywords": ", ".join(paper.keywords),
         "summary": paper.summary,

@@ -14,10 +14,18 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from service.mail.wire import MailHeaders, OutgoingMail, multipart_alternative
-from service.models import Digest, Frequency, Paper, ScoredPaper, Subscriber
+from service.models import (
+    Digest,
+    Frequency,
+    Paper,
+    ScoredPaper,
+    Subscriber,
+    code_repository_url,
+)
 from service.settings import Settings
 from service.signup.links import archive_list_url, feedback_urls, issue_url, subscriber_url
 from service.signup.tokens import TokenPurpose
+from service.sources.jsonl import ARXIV_ID
 from service.templating import template_environment
 
 SNIPPET_MAX_CHARS = 400
@@ -28,6 +36,8 @@ PREHEADER_CHARS = 140
 FEW_MATCHES = 3
 # Text lines are wrapped at 68 characters and indented by 4 under the list numbers.
 TEXT_WIDTH = 68
+# The text part's link lines line their URLs up after the longest label, "Discussion: ".
+TEXT_LINK_LABEL_WIDTH = 12
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
@@ -54,20 +64,30 @@ class DigestLinks:
 
 
 @dataclass(frozen=True)
+class PaperLink:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
 class PaperView:
     """What every digest shows of a paper: computed once per paper, shared by subscribers."""
 
     title: str
     short_title: str
+    # The title's link: the arXiv abstract page, else the page the source gave.
     url: str | None
-    # The paper's Hugging Face page (discussion, code, upvotes), beside the arXiv link.
-    hf_url: str | None
     meta: str
-    badges: tuple[str, ...]
+    # The trending figures ("87 upvotes · 5 comments"), shown here and nowhere else.
+    counts: str
     snippet: str
+    # Abstract and PDF (arXiv papers), Code, Discussion (the Hugging Face page): each if known.
+    links: tuple[PaperLink, ...]
     text_title: str
     text_meta: str
     text_snippet: str
+    # One line per link, the title's own first when it is not the arXiv abstract page.
+    text_links: str
 
 
 @dataclass(frozen=True)
@@ -315,22 +335,63 @@ def paper_view(paper: Paper) -> PaperView:
     """Cached: a day's digests share a few hundred papers among many subscribers."""
     title = clean_text(paper.title)
     meta = " · ".join(part for part in (_authors_line(paper), _date_line(paper)) if part)
-    badges = _badges(paper)
+    counts = " · ".join(_counts(paper))
     # A source's short summary (Hugging Face's `ai_summary`) reads better than the abstract's
     # first sentences; the abstract is the fallback.
     snippet = abstract_snippet(paper.summary) or abstract_snippet(paper.abstract)
+    arxiv_id = arxiv_id_of(paper)
+    links = _paper_links(paper, arxiv_id)
+    url = _arxiv_url("abs", arxiv_id) if arxiv_id else _safe_url(paper.url)
+    # The text part has no title to click: a title link that is not the abstract page (an
+    # imported paper's own page, or an arXiv title search) gets a line of its own there.
+    text_links = links if arxiv_id or url is None else (PaperLink("Link", url), *links)
     return PaperView(
         title=title,
         short_title=shorten(title, SUBJECT_TITLE_CHARS),
-        url=_safe_url(paper.url),
-        hf_url=_safe_url(paper.hf_url),
+        url=url,
         meta=meta,
-        badges=badges,
+        counts=counts,
         snippet=snippet,
+        links=links,
         text_title=_wrap(title),
-        text_meta=_wrap(" · ".join(part for part in (meta, *badges) if part)),
+        text_meta=_wrap(" · ".join(part for part in (meta, counts) if part)),
         text_snippet=_wrap(snippet),
+        text_links="\n".join(
+            f"{link.label + ':':<{TEXT_LINK_LABEL_WIDTH}}{link.url}" for link in text_links
+        ),
     )
+
+
+# An arXiv abstract page given as a paper's URL, for an imported paper whose id is not its
+# arXiv id.
+_ARXIV_ABSTRACT_URL = re.compile(r"^https?://(?:www\.)?arxiv\.org/abs/(?P<id>[0-9.v]+)$")
+
+
+def _paper_links(paper: Paper, arxiv_id: str | None) -> tuple[PaperLink, ...]:
+    """The links under a paper: its arXiv abstract and PDF (only for a paper on arXiv), its
+    code repository (only a code host's https page), its Hugging Face page ("Discussion")."""
+    candidates = (
+        ("Abstract", _arxiv_url("abs", arxiv_id) if arxiv_id else None),
+        ("PDF", _arxiv_url("pdf", arxiv_id) if arxiv_id else None),
+        ("Code", _safe_url(code_repository_url(paper.github_repo))),
+        ("Discussion", _safe_url(paper.hf_url)),
+    )
+    return tuple(PaperLink(label, url) for label, url in candidates if url)
+
+
+def _arxiv_url(page: str, arxiv_id: str) -> str:
+    return f"https://arxiv.org/{page}/{arxiv_id}"
+
+
+def arxiv_id_of(paper: Paper) -> str | None:
+    """The paper's arXiv id: its own id when that is one (every paper from Hugging Face and
+    arXiv), else the id of an arXiv abstract page given as its URL; None for other papers."""
+    if ARXIV_ID.fullmatch(paper.id):
+        return paper.id
+    match = _ARXIV_ABSTRACT_URL.fullmatch(paper.url or "")
+    if match and ARXIV_ID.fullmatch(match.group("id")):
+        return match.group("id")
+    return None
 
 
 # C0 and C1 control characters left after whitespace is collapsed: never useful in a title.
@@ -398,10 +459,17 @@ def _digest_item(scored: ScoredPaper, feedback_url: str) -> DigestItem:
     )
 
 
+# The trending figures that end a why-line of the ranking (`service.ranking.explain`): "Matches
+# “x” · trending: 87 upvotes, 5 comments", or "Trending: 87 upvotes" alone.
+_FIGURE = r"[0-9][0-9,]* (?:upvotes?|comments?|GitHub stars?)"
+_TRENDING_FIGURES = re.compile(rf"(^Trending| · trending): {_FIGURE}(?:, {_FIGURE})*$")
+
+
 @lru_cache(maxsize=4096)
 def _why_lines(why: str) -> tuple[str, str]:
-    # Reasons repeat across subscribers ("Matches …"), so wrap each one once.
-    cleaned = clean_text(why)
+    # Reasons repeat across subscribers ("Matches …"), so wrap each one once. The figures are
+    # the paper's counts line: the why-line keeps the reason ("· trending") and drops them.
+    cleaned = _TRENDING_FIGURES.sub(r"\1", clean_text(why))
     return cleaned, _wrap(f"Why: {cleaned}") if cleaned else ""
 
 
@@ -421,8 +489,8 @@ def _date_line(paper: Paper) -> str:
     return f"{day.day} {_MONTHS[day.month - 1][:3]} {day.year}" if day else ""
 
 
-def _badges(paper: Paper) -> tuple[str, ...]:
-    # A zero is known but says nothing worth a badge.
+def _counts(paper: Paper) -> tuple[str, ...]:
+    # A zero is known but says nothing worth showing.
     counts = (
         (paper.upvotes, "upvote", "upvotes"),
         (paper.comments, "comment", "comments"),

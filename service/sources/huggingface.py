@@ -13,7 +13,7 @@ from datetime import date, datetime
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from service.models import Paper
+from service.models import Paper, code_repository_url
 from service.settings import Settings
 from service.sources import Rejected, SourcePage, one_line, without_version
 from service.sources.jsonl import ARXIV_ID, paper_url
@@ -53,6 +53,12 @@ class HfPaper(BaseModel):
             raise ValueError("blank title")
         return value
 
+    @field_validator("github_repo", mode="before")
+    @classmethod
+    def _repository_or_none(cls, value: object) -> str | None:
+        # A repository field that is no code host's link is left out; the paper is kept.
+        return code_repository_url(value)
+
 
 class HfDailyPaper(BaseModel):
     """One entry of the Daily Papers list."""
@@ -86,6 +92,7 @@ class HfDailyPaper(BaseModel):
             summary=one_line(paper.ai_summary or ""),
             keywords=keywords,
             hf_url=f"{hf_base_url}/papers/{paper_id}",
+            github_repo=paper.github_repo,
         )
 
 

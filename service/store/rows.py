@@ -45,6 +45,7 @@ def paper_row(paper: Paper, *, now: datetime) -> PaperRow:
         keywords=list(paper.keywords),
         categories=list(paper.categories),
         hf_url=paper.hf_url,
+        github_repo=paper.github_repo,
     )
 
 
@@ -64,7 +65,16 @@ def refresh_paper_row(row: PaperRow, paper: Paper, *, now: datetime) -> None:
         row.abstract = paper.abstract
     if paper.authors:
         row.authors = list(paper.authors)
-    for name in ("authors_count", "published_date", "url", "hf_url", *TRENDING_FIELDS):
+    # A field a source leaves out keeps what is known. For the code repository too: arXiv never
+    # names one, and a repository rarely goes away while a field missing from one answer does.
+    for name in (
+        "authors_count",
+        "published_date",
+        "url",
+        "hf_url",
+        "github_repo",
+        *TRENDING_FIELDS,
+    ):
         value = getattr(paper, name)
         if value is not None:
             setattr(row, name, value)
@@ -97,6 +107,7 @@ def to_paper(row: PaperRow) -> Paper:
         keywords=tuple(row.keywords),
         categories=tuple(row.categories),
         hf_url=row.hf_url,
+        github_repo=row.github_repo,
     )
 
 

@@ -1,5 +1,6 @@
 """Rendering digest emails: the text and HTML parts, headers, and hostile paper data."""
 
+import re
 from datetime import timedelta
 from email import policy
 from email.headerregistry import Address
@@ -60,10 +61,14 @@ def reparse(mail: OutgoingMail) -> EmailMessage:
 
 
 def two_papers() -> list[Paper]:
+    """An arXiv paper with every link, and an imported paper with no arXiv id and no URL."""
     return [
-        make_paper(),
         make_paper(
-            id="2511.00002",
+            hf_url="https://huggingface.co/papers/2511.00001",
+            github_repo="https://github.com/example/consistency",
+        ),
+        make_paper(
+            id="sparse-attention-at-scale",
             title="Sparse attention at scale",
             abstract="Attention is sparse. We exploit it, e.g. in long documents. It is fast.",
             authors=(),
@@ -94,7 +99,6 @@ def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
         "trending, all under “Manage preferences” below.\n"
         "\n"
         "1.  Consistency models for fast diffusion sampling\n"
-        "    https://arxiv.org/abs/2511.00001\n"
         "    Ada Lovelace, Grace Hopper · 24 Nov 2026 · 12 upvotes\n"
         "\n"
         "    We distil diffusion models into consistency models that sample in\n"
@@ -102,6 +106,11 @@ def test_the_text_part_is_a_numbered_list_written_for_people() -> None:
         "    released.\n"
         "\n"
         "    Why: Matches “diffusion models”; trending this week.\n"
+        "\n"
+        "    Abstract:   https://arxiv.org/abs/2511.00001\n"
+        "    PDF:        https://arxiv.org/pdf/2511.00001\n"
+        "    Code:       https://github.com/example/consistency\n"
+        "    Discussion: https://huggingface.co/papers/2511.00001\n"
         "\n"
         f"    👍 More like this: {first}?vote=like\n"
         f"    👎 Less like this: {first}?vote=dislike\n"
@@ -135,14 +144,21 @@ def test_the_html_part_shows_one_card_per_paper() -> None:
     assert html.count('class="card"') == 2
     assert 'href="https://arxiv.org/abs/2511.00001"' in html
     assert ">Consistency models for fast diffusion sampling</a>" in html
-    assert "Ada Lovelace, Grace Hopper · 24 Nov 2026" in html
-    assert ">12 upvotes</span>" in html
-    assert ">1,500 GitHub stars</span>" in html
+    assert "Ada Lovelace, Grace Hopper · 24 Nov 2026</p>" in html
+    assert ">12 upvotes</p>" in html
+    assert ">3 comments · 1,500 GitHub stars</p>" in html
     assert "7 authors" in html
     assert "Code is released.</p>" in html
     assert "A fourth sentence never shows." not in html
     assert "Why: Matches “diffusion models”; trending this week." in html
-    # A paper without a URL keeps its title, unlinked.
+    # The links under a paper, in this order, each only when known.
+    assert re.findall(r'<p class="links"[^>]*>(.*?)</p>', html) == [
+        '<a href="https://arxiv.org/abs/2511.00001" style="color: #1d4ed8;">Abstract</a> · '
+        '<a href="https://arxiv.org/pdf/2511.00001" style="color: #1d4ed8;">PDF</a> · '
+        '<a href="https://github.com/example/consistency" style="color: #1d4ed8;">Code</a> · '
+        '<a href="https://huggingface.co/papers/2511.00001" style="color: #1d4ed8;">Discussion</a>'
+    ]
+    # A paper with no arXiv id and no URL keeps its title, unlinked, and has no links.
     assert "Sparse attention at scale\n</h2>" in html
     for url in (links.archive_url, links.archive_list_url, links.manage_url, links.unsubscribe_url):
         assert f'href="{url}"' in html
@@ -154,7 +170,10 @@ def test_the_html_part_is_inlined_and_mobile_friendly() -> None:
     assert "max-width: 600px" in html
     assert 'class="card" style="padding: 18px 20px;' in html
     assert "@media only screen and (max-width: 620px)" in html  # kept for clients that read it
-    assert ".title-link {" not in html  # everything else went into style attributes
+    assert "@media (prefers-color-scheme: dark)" in html
+    assert '<meta name="color-scheme" content="light dark">' in html
+    # Everything else went into style attributes.
+    assert ".title-link { color: #1d4ed8" not in html
 
 
 @pytest.mark.parametrize(
@@ -668,7 +687,7 @@ def test_css_inlined_once_gives_the_page_inlining_each_message_gave(case: str) -
     before = inliner.inline(per_message.get_template("email/digest.html").render(context))
     after = env.get_template("email/digest.html").render(context)
     assert outline(after) == outline(before)
-    assert "style=" in after and ".title-link {" not in after
+    assert "style=" in after and ".title-link { color: #1d4ed8" not in after
 
 
 def test_a_sources_summary_is_the_snippet_and_its_hugging_face_page_is_linked() -> None:
@@ -679,11 +698,11 @@ def test_a_sources_summary_is_the_snippet_and_its_hugging_face_page_is_linked() 
     text, html = parts(render(make_digest([paper])))
     assert "    A one-line summary from the source.\n" in text
     assert "We distil" not in text
+    assert "    Discussion: https://huggingface.co/papers/2511.00001\n" in text
     assert (
-        "    https://arxiv.org/abs/2511.00001\n    Hugging Face: https://huggingface.co/papers/2511.00001\n"
-        in text
+        '<a href="https://huggingface.co/papers/2511.00001" style="color: #1d4ed8;">Discussion</a>'
+        in html
     )
-    assert 'href="https://huggingface.co/papers/2511.00001"' in html
     assert "A one-line summary from the source." in html
 
 

@@ -29,9 +29,16 @@ def test_it_maps_fields_and_derives_links(tmp_path: Path) -> None:
             "upvotes": 53,
             "comments": 4,
             "github_stars": 120,
+            "github_repo": "https://github.com/example/repo",
             "org": "ignored",
         },
-        {"id": "abc123", "title": "No arXiv id", "published_inferred": "2024-03-16"},
+        {
+            "id": "abc123",
+            "title": "No arXiv id",
+            "published_inferred": "2024-03-16",
+            # Not a code host's link: left out, the paper kept.
+            "github_repo": "javascript:alert(1)",
+        },
     ]
     path = tmp_path / "papers.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
@@ -43,6 +50,7 @@ def test_it_maps_fields_and_derives_links(tmp_path: Path) -> None:
     assert first.authors_count == 2
     assert (first.upvotes, first.comments, first.github_stars) == (53, 4, 120)
     assert first.url == "https://arxiv.org/abs/2501.01234v2"
+    assert (first.github_repo, second.github_repo) == ("https://github.com/example/repo", None)
     assert str(second.published_date) == "2024-03-16"
     assert second.url == paper_url("abc123", "No arXiv id")
     assert "arxiv.org/search" in (second.url or "")

@@ -11,6 +11,7 @@ import pytest
 from service.settings import Settings
 from service.sources.arxiv import QueryRefused, announcement_window, fetch_papers_by_id
 from service.sources.fetch import FetchFailed, FetchSummary, fetch_papers
+from service.sources.huggingface import parse_entries
 from service.sources.remote import make_client, requested_wait
 from service.store import Store
 from tests.support.factories import NOW, make_settings
@@ -76,8 +77,12 @@ def test_it_reads_every_hf_page_until_a_short_one(
     assert (paper.upvotes, paper.comments, paper.github_stars) == (87, 5, 412)
     assert paper.url == "https://arxiv.org/abs/2511.18001"
     assert paper.hf_url == f"{paper_server.url}/papers/2511.18001"
+    assert paper.github_repo == "https://github.com/example/one-step-video"
     assert paper.authors[-1] == "Emmy Noether" and paper.published_date == date(2026, 11, 23)
     assert paper.source == "hf"
+    # An entry without `githubRepo` has no repository.
+    without = sqlite_store.get_paper("2511.18002")
+    assert without is not None and without.github_repo is None
 
 
 def test_missing_optional_fields_unicode_and_latex_are_kept_as_given(
@@ -283,6 +288,8 @@ def test_a_paper_on_both_sources_is_one_paper(store: Store, paper_server: PaperS
     assert paper.categories == ("cs.CV", "cs.LG")
     assert paper.summary.startswith("A consistency distillation recipe")
     assert paper.hf_url == f"{paper_server.url}/papers/2511.18001"
+    # arXiv names no repository; the one Hugging Face gave stays.
+    assert paper.github_repo == "https://github.com/example/one-step-video"
 
 
 def test_a_refetch_updates_signals_and_keeps_their_history(
@@ -306,6 +313,69 @@ def test_a_refetch_updates_signals_and_keeps_their_history(
     assert paper.first_seen_at == NOW
     history = [(s.observed_at, s.upvotes, s.comments) for s in sqlite_store.paper_signals(paper.id)]
     assert history == [(NOW, 87, 5), (later, 130, 9)]
+
+
+def test_a_refetch_without_the_repository_keeps_it_and_a_new_one_replaces_it(
+    sqlite_store: Store, paper_server: PaperServer
+) -> None:
+    settings = source_settings(paper_server, hf_page_size=10)
+    page = json.loads((FIXTURES / "hf/daily_papers_2026-11-24_p0.json").read_text("utf-8"))
+    paper_server.script(HF, Reply(body=json.dumps(page).encode()))
+    fetch(sqlite_store, settings, "hf")
+
+    del page[0]["paper"]["githubRepo"]
+    page[2]["paper"]["githubRepo"] = "https://github.com/example/citing-agents-v2"
+    paper_server.script(HF, Reply(body=json.dumps(page).encode()))
+    fetch(sqlite_store, settings, "hf", now=NOW + timedelta(hours=6))
+
+    kept, replaced = (sqlite_store.get_paper(paper_id) for paper_id in ("2511.18001", "2511.18003"))
+    assert kept is not None and kept.github_repo == "https://github.com/example/one-step-video"
+    assert replaced is not None
+    assert replaced.github_repo == "https://github.com/example/citing-agents-v2"
+
+
+# The `githubRepo` field as the Daily Papers API could carry it, and what is kept of it.
+REPOSITORIES = [
+    ("https://github.com/example/one-step-video", "https://github.com/example/one-step-video"),
+    ("http://github.com/example/repo", "https://github.com/example/repo"),
+    (" https://www.github.com/example/repo/tree/main/src ", "https://www.github.com/example/repo/tree/main/src"),
+    ("https://GitLab.com/group/project", "https://gitlab.com/group/project"),
+    ("https://codeberg.org/owner/repo", "https://codeberg.org/owner/repo"),
+    ("javascript:alert(1)", None),
+    ("JavaScript://github.com/%0Aalert(1)", None),
+    ("data:text/html,<script>alert(1)</script>", None),
+    ("ftp://github.com/example/repo", None),
+    ("github.com/example/repo", None),
+    ("//github.com/example/repo", None),
+    ("https://github.com", None),
+    ("https://github.com/", None),
+    ("https://github.com.evil.example/example/repo", None),
+    ("https://evil.example/github.com/example/repo", None),
+    ("https://github.com@evil.example/example/repo", None),
+    ("https://user@github.com/example/repo", None),
+    ("https://github.com:8443/example/repo", None),
+    ("https://github.com/example/repo\nBcc: x", None),
+    ("https://github.com/example/re po", None),
+    ("https://github.com/example/re\u2028po", None),
+    ("https://example.org/one-step-video", None),
+    ("", None),
+    (None, None),
+    (42, None),
+    (["https://github.com/example/repo"], None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("given", "kept"), REPOSITORIES)
+def test_a_repository_is_kept_only_as_a_code_hosts_web_link(
+    given: object, kept: str | None
+) -> None:
+    entry = {"paper": {"id": "2511.18001", "title": "A paper", "githubRepo": given}}
+
+    page = parse_entries([entry], hf_base_url="https://huggingface.co")
+
+    # Whatever the field holds, the paper itself is kept.
+    assert page.rejected == []
+    assert [paper.github_repo for paper in page.papers] == [kept]
 
 
 def test_arxiv_announces_nothing_on_a_weekend(

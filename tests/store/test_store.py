@@ -487,7 +487,12 @@ def test_a_paper_from_a_second_source_keeps_what_the_first_one_gave(store: Store
     store.upsert_papers(
         [
             make_paper(
-                id="p1", upvotes=5, summary="Short.", keywords=("a b",), hf_url="https://h/p1"
+                id="p1",
+                upvotes=5,
+                summary="Short.",
+                keywords=("a b",),
+                hf_url="https://h/p1",
+                github_repo="https://github.com/example/p1",
             )
         ],
         now=NOW,
@@ -500,6 +505,7 @@ def test_a_paper_from_a_second_source_keeps_what_the_first_one_gave(store: Store
     assert paper is not None
     assert (paper.upvotes, paper.summary, paper.keywords) == (5, "Short.", ("a b",))
     assert (paper.hf_url, paper.categories) == ("https://h/p1", ("cs.LG", "cs.CL"))
+    assert paper.github_repo == "https://github.com/example/p1"
 
 
 def test_migration_0006_keeps_existing_papers(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def test_fetch_then_show_a_paper_from_both_sources(
     assert "One-Step Consistency Distillation for Video Diffusion Models" in shown
     assert "cs.CV, cs.LG" in shown and "https://arxiv.org/abs/2511.18001" in shown
     assert f"{paper_server.url}/papers/2511.18001" in shown
+    assert "https://github.com/example/one-step-video" in shown
     assert "trending signals" in shown and "412" in shown
     unknown = run(tmp_path, paper_server, "papers", "show", "2511.99999", exit_code=2)
     assert unknown.stderr.strip() == "error: no paper with id '2511.99999'"

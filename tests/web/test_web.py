@@ -750,6 +750,9 @@ def test_the_archive_shows_a_sent_issue(web: Web) -> None:
     assert shown.status_code == 200
     assert "Consistency &lt;models&gt; &amp; friends" in shown.text
     assert "script-src" not in shown.headers["content-security-policy"]
+    # The email's own HTML, dark scheme included, whose <style> the page's policy lets apply.
+    assert "@media (prefers-color-scheme: dark)" in shown.text
+    assert "style-src 'unsafe-inline'" in shown.headers["content-security-policy"]
     # The copy keeps the way out, but never mints a manage link: its own link never expires.
     assert "/u/" in shown.text and "/m/" not in shown.text
     assert missing.status_code == 400
