@@ -466,10 +466,15 @@ _TRENDING_FIGURES = re.compile(rf"(^Trending| · trending): {_FIGURE}(?:, {_FIGU
 
 
 @lru_cache(maxsize=4096)
+def shown_why(why: str) -> str:
+    """The why-line as a reader sees it: the figures are the paper's counts line, so the
+    why-line keeps the reason ("· trending") and drops them."""
+    return _TRENDING_FIGURES.sub(r"\1", clean_text(why))
+
+
 def _why_lines(why: str) -> tuple[str, str]:
-    # Reasons repeat across subscribers ("Matches …"), so wrap each one once. The figures are
-    # the paper's counts line: the why-line keeps the reason ("· trending") and drops them.
-    cleaned = _TRENDING_FIGURES.sub(r"\1", clean_text(why))
+    # Reasons repeat across subscribers ("Matches …"), so wrap each one once.
+    cleaned = shown_why(why)
     return cleaned, _wrap(f"Why: {cleaned}") if cleaned else ""
 
 

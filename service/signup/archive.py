@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from service.errors import PaperwireError, UnknownSubscriber
-from service.mail.compose import clean_text, digest_context, digest_links, long_date, paper_view
+from service.mail.compose import digest_context, digest_links, long_date, paper_view, shown_why
 from service.models import (
     ARCHIVED_STATUSES,
     Delivery,
@@ -171,7 +171,7 @@ def _listed_issue(
         if paper is None:
             continue  # deleted since, as its copy leaves it out
         view = paper_view(paper)
-        listed.append(ArchivedPaper(title=view.title, url=view.url, why=clean_text(item.why)))
+        listed.append(ArchivedPaper(title=view.title, url=view.url, why=shown_why(item.why)))
     url = (
         issue_url(
             subscriber, delivery.issue_date, settings=settings, now=issue_links_made_at(delivery)
