@@ -18,7 +18,7 @@ from service.delivery.day_papers import (
     voted_papers,
 )
 from service.delivery.planning import due_subscribers, plan_day
-from service.mail.compose import compose_digest, render_digest
+from service.mail.digest_size import compose_digest_within
 from service.mail.ratelimit import SendRateLimiter
 from service.mail.sending import DeliveryError, MailTransport
 from service.mail.transport import open_transport
@@ -102,7 +102,8 @@ def preview_digest(
     digest = _digest_for(store, subscriber, day, issue_date=issue_date, settings=settings)
     if not digest.papers:
         return digest, None
-    return digest, render_digest(digest, settings=settings)
+    digest, mail = compose_digest_within(digest, settings=settings)
+    return digest, mail.as_email_message()
 
 
 async def deliver_digest(
@@ -133,7 +134,8 @@ async def deliver_digest(
         ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
         return DeliveryStatus.SKIPPED, None
     try:
-        mail = compose_digest(digest, settings=settings)
+        # What is sent is what is recorded: a digest too large loses its last papers here.
+        digest, mail = compose_digest_within(digest, settings=settings)
     except ValueError as exc:
         # An address that cannot be put in a header safely will not become sendable later.
         ledger.record_failure(

@@ -77,6 +77,16 @@ class DigestItem:
     feedback_url: str = ""
 
 
+@dataclass(frozen=True)
+class SectionView:
+    """The papers of one profile in an issue; `name` is "" when the issue has one profile
+    only, which reads as a digest without sections."""
+
+    name: str
+    items: tuple[DigestItem, ...]
+    text_heading: str = ""
+
+
 def render_digest(
     digest: Digest, *, settings: Settings, now: datetime | None = None
 ) -> EmailMessage:
@@ -225,7 +235,17 @@ def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
     """What the digest templates are rendered with."""
     subscriber = digest.subscriber
     feedback = links.feedback_urls
-    items = [_digest_item(scored, feedback.get(scored.paper.id, "")) for scored in digest.papers]
+    # Headings and the line naming the profiles only for a reader of several profiles: with
+    # one, the issue reads as it did before profiles.
+    profiles = digest.ranked_for if len(digest.ranked_for) > 1 else ()
+    sections = [
+        _section_view(
+            section.name if profiles else "",
+            [_digest_item(scored, feedback.get(scored.paper.id, "")) for scored in section.papers],
+        )
+        for section in digest.sections
+    ]
+    items = [item for section in sections for item in section.items]
     context: dict[str, Any] = {
         "count": len(items),
         "trending_only": subscriber.interests.is_empty,
@@ -233,11 +253,18 @@ def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
         "few_matches": not subscriber.interests.is_empty and len(items) < FEW_MATCHES,
         "cadence": "weekly" if subscriber.frequency is Frequency.WEEKLY else "daily",
         "items": items,
+        "sections": sections,
+        "profiles": profiles,
         "links": links,
         "long_date": _long_date(digest.issue_date),
         "short_date": _short_date(digest.issue_date),
         "top_title": items[0].paper.short_title,
     }
+    if profiles:
+        context["profiles_text"] = _wrap(
+            f"Ranked for your profiles: {' · '.join(map(clean_text, profiles))}. Edit them under "
+            "“Manage preferences” below."
+        )
     if context["few_matches"]:
         context["few_matches_text"] = _wrap(_few_matches_text(len(items)))
     subject = template_environment().get_template("email/digest.subject.txt").render(context)
@@ -386,6 +413,13 @@ def abstract_snippet(abstract: str) -> str:
             break
         snippet = longer
     return snippet or shorten(sentences[0], SNIPPET_MAX_CHARS)
+
+
+def _section_view(name: str, items: list[DigestItem]) -> SectionView:
+    heading = clean_text(name)
+    # The text part underlines a heading, as far as it is wide in a fixed-width font.
+    text_heading = f"{heading}\n{'=' * min(len(heading), TEXT_WIDTH)}" if heading else ""
+    return SectionView(name=heading, items=tuple(items), text_heading=text_heading)
 
 
 def _digest_item(scored: ScoredPaper, feedback_url: str) -> DigestItem:

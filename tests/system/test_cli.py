@@ -348,7 +348,7 @@ def test_a_env_file_in_the_checkout_is_never_read(
     monkeypatch.chdir(PROJECT_ROOT)
     with _file_in_the_checkout(".env", HOSTILE_ENV):
         settings = make_settings()
-        assert (settings.environment, settings.digest_size) == ("development", 10)
+        assert (settings.environment, settings.digest_size) == ("development", 30)
         defaults = Settings.model_fields
         assert settings.database_url == defaults["database_url"].default
         assert settings.mail_url == defaults["mail_url"].default
