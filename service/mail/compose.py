@@ -103,8 +103,19 @@ def compose_digest(
     now = now or datetime.now(UTC)
     subscriber = digest.subscriber
     paper_ids = [scored.paper.id for scored in digest.papers]
+    profile_ids = {
+        scored.paper.id: section.profile_id
+        for section in digest.sections
+        if section.profile_id is not None
+        for scored in section.papers
+    }
     links = digest_links(
-        subscriber, digest.issue_date, settings=settings, now=now, paper_ids=paper_ids
+        subscriber,
+        digest.issue_date,
+        settings=settings,
+        now=now,
+        paper_ids=paper_ids,
+        profile_ids=profile_ids,
     )
     context = digest_context(digest, links=links)
     env = template_environment()
@@ -289,9 +300,11 @@ def digest_links(
     now: datetime,
     with_manage_link: bool = True,
     paper_ids: Sequence[str] = (),
+    profile_ids: Mapping[str, int] | None = None,
 ) -> DigestLinks:
     """The links of one issue, each made for this subscriber alone (`service.signup.links`),
-    with a feedback link for each of `paper_ids`.
+    with a feedback link for each of `paper_ids`, which trains the profile `profile_ids`
+    gives for the paper (its section's), if any.
 
     `with_manage_link=False` leaves the manage link out, for the "view in browser" copy: its
     link never expires, and must not hand out a fresh manage link whenever it is opened.
@@ -312,8 +325,30 @@ def digest_links(
         unsubscribe_url=unsubscribe_url,
         archive_url=issue_url(subscriber, issue_date, settings=settings, now=now),
         unsubscribe_mailto=mailto,
-        feedback_urls=feedback_urls(subscriber, paper_ids, settings=settings, now=now),
+        feedback_urls=_feedback_urls(
+            subscriber, paper_ids, profile_ids or {}, settings=settings, now=now
+        ),
     )
+
+
+def _feedback_urls(
+    subscriber: Subscriber,
+    paper_ids: Sequence[str],
+    profile_ids: Mapping[str, int],
+    *,
+    settings: Settings,
+    now: datetime,
+) -> dict[str, str]:
+    """Each paper's feedback link, made a profile's papers at a time."""
+    by_profile: dict[int | None, list[str]] = {}
+    for paper_id in paper_ids:
+        by_profile.setdefault(profile_ids.get(paper_id), []).append(paper_id)
+    urls: dict[str, str] = {}
+    for profile_id, papers in by_profile.items():
+        urls.update(
+            feedback_urls(subscriber, papers, settings=settings, now=now, profile_id=profile_id)
+        )
+    return urls
 
 
 def recipient_address(email: str) -> Address:

@@ -2,6 +2,7 @@
 profiles the issue was ranked for, and a message that stays under the clipping limit whatever
 the sizes chosen."""
 
+import re
 from datetime import timedelta
 from email.message import EmailMessage
 
@@ -102,7 +103,12 @@ def test_each_profile_heads_its_section_in_the_readers_order() -> None:
 def test_one_profile_reads_as_a_digest_without_sections() -> None:
     plain = render_digest(make_digest([paper(1), paper(2)]), settings=SETTINGS, now=NOW)
     named = sectioned({"My interests": [paper(1), paper(2)]})
-    assert parts(render_digest(named, settings=SETTINGS, now=NOW)) == parts(plain)
+
+    def layout(message: EmailMessage) -> tuple[str, ...]:
+        # Its 👍/👎 links name the profile they train: the rest is the same, byte for byte.
+        return tuple(re.sub(r"/f/[A-Za-z0-9_-]+", "/f/…", part) for part in parts(message))
+
+    assert layout(render_digest(named, settings=SETTINGS, now=NOW)) == layout(plain)
     text, html = parts(plain)
     assert "Ranked for" not in text + html and "section-heading" not in html
 
