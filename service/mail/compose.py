@@ -257,11 +257,12 @@ def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
         for section in digest.sections
     ]
     items = [item for section in sections for item in section.items]
+    trending_only = all(profile.interests.is_empty for profile in subscriber.profiles)
     context: dict[str, Any] = {
         "count": len(items),
-        "trending_only": subscriber.interests.is_empty,
+        "trending_only": trending_only,
         # The relevance floor let few papers through: say so, and how to widen the interests.
-        "few_matches": not subscriber.interests.is_empty and len(items) < FEW_MATCHES,
+        "few_matches": not trending_only and len(items) < FEW_MATCHES,
         "cadence": "weekly" if subscriber.frequency is Frequency.WEEKLY else "daily",
         "items": items,
         "sections": sections,

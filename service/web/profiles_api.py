@@ -11,7 +11,6 @@ from starlette.concurrency import run_in_threadpool
 from service.errors import InvalidInput, UnknownProfile, UnknownSubscriber
 from service.models import (
     DEFAULT_PAPERS_PER_ISSUE,
-    DEFAULT_PROFILE_NAME,
     DEFAULT_TRENDING_WEIGHT,
     MAX_AUTHORS,
     MAX_EXCLUDED_TOPICS,
@@ -49,7 +48,7 @@ class ProfileIn(BaseModel):
     """An interest profile as the API takes it: a PUT replaces all of it but the papers liked
     and disliked, which only grow by `liked` (and change one 👍/👎 at a time)."""
 
-    name: str = Field(DEFAULT_PROFILE_NAME, max_length=200)
+    name: str = Field(max_length=200, description="Heads the profile's digest section.")
     interests: list[Phrase] = Field(default_factory=list, max_length=MAX_KEYWORDS)
     interests_text: str = Field("", max_length=MAX_INTERESTS_TEXT_LENGTH)
     authors: list[Phrase] = Field(default_factory=list, max_length=MAX_AUTHORS)

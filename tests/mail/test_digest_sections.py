@@ -167,3 +167,24 @@ def test_a_smaller_limit_drops_from_the_end_of_the_longest_sections() -> None:
     short, long = fitted.sections
     assert short.papers == digest.sections[0].papers
     assert 3 <= len(long.papers) < 20
+
+
+def test_a_trending_profile_beside_a_topical_one_is_no_trending_digest() -> None:
+    digest = sectioned({"Trending": [paper(1)], "Diffusion": [paper(2)]})
+    profiles = digest.subscriber.profiles
+    trending = profiles[0].model_copy(update={"interests": Interests()})
+    subscriber = digest.subscriber.model_copy(update={"profiles": (trending, profiles[1])})
+    text, _ = parts(
+        render_digest(digest.model_copy(update={"subscriber": subscriber}), settings=SETTINGS)
+    )
+    assert "2 papers picked for your interests." in text
+    assert "trending papers" not in text
+    everything_trending = subscriber.model_copy(
+        update={"profiles": (trending, profiles[1].model_copy(update={"interests": Interests()}))}
+    )
+    text, _ = parts(
+        render_digest(
+            digest.model_copy(update={"subscriber": everything_trending}), settings=SETTINGS
+        )
+    )
+    assert "2 trending papers." in text

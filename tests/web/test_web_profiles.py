@@ -97,6 +97,7 @@ def test_profiles_are_added_replaced_reordered_and_removed(web: Web) -> None:
         ("POST", "", {"name": "my INTERESTS"}, 409, "already"),
         ("POST", "", {"name": "Big", "papers_per_issue": 31}, 422, "less than or equal to 30"),
         ("POST", "", {"name": " "}, 422, "needs a name"),
+        ("POST", "", {"interests": ["bandits"]}, 422, ""),
         ("POST", "", {"name": "Seeds", "liked": ["no such title at all"]}, 422, "liked"),
         ("PUT", "/999999", {"name": "Gone"}, 404, "no interest profile"),
         ("PUT", "/order", {"profile_ids": [1, 2]}, 409, "each of the subscriber's profiles"),
