@@ -19,3 +19,7 @@ class UnknownSubscriber(PaperwireError):
 
 class ServiceUnavailable(PaperwireError):
     """A service Paperwire needs (the broker, the relay) cannot be reached now."""
+
+
+class UnknownProfile(PaperwireError):
+    """The subscriber has no interest profile with that id or name."""

@@ -2,11 +2,11 @@
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_KEYWORDS = 30
 MAX_KEYWORD_LENGTH = 100
@@ -24,6 +24,13 @@ PAPER_ID_PATTERN = r"^[A-Za-z0-9._:/-]{1,64}$"
 MIN_TRENDING_WEIGHT = 0.0
 MAX_TRENDING_WEIGHT = 1.0
 DEFAULT_TRENDING_WEIGHT = 0.3
+
+# Interest profiles: each one a section of the digest, with its own number of papers.
+DEFAULT_PROFILE_NAME = "My interests"
+MAX_PROFILE_NAME_LENGTH = 60
+MIN_PAPERS_PER_ISSUE = 1
+MAX_PAPERS_PER_ISSUE = 30
+DEFAULT_PAPERS_PER_ISSUE = 10
 
 # Control characters (C0, DEL, C1) left once white space is collapsed: no reader types them, a
 # NUL cannot even be stored in PostgreSQL text, and they would end up in emails and pages.
@@ -251,17 +258,26 @@ def check_time_zone(name: str) -> str:
     return name
 
 
-class SubscriptionPreferences(BaseModel):
-    """What a subscriber chooses: interests, schedule, the trending/relevance mix, and
-    whether issues are emailed or only read in the feed."""
+class DeliveryPreferences(BaseModel):
+    """When a subscriber gets their issues: time zone, hour, daily or weekly."""
 
     model_config = ConfigDict(frozen=True)
 
-    interests: Interests = Interests()
     time_zone: str = "UTC"
     delivery_hour: int = Field(8, ge=0, le=23)
     frequency: Frequency = Frequency.DAILY
     weekday: int = Field(0, ge=0, le=6, description="Monday=0; used by weekly subscribers.")
+
+    _known_time_zone = field_validator("time_zone")(check_time_zone)
+
+
+class SubscriptionPreferences(DeliveryPreferences):
+    """What a subscriber chooses on the one-profile forms (signup, the manage page's
+    preferences, `subscribers add`): the schedule, the interests and trending/relevance mix
+    of their first interest profile, and whether issues are emailed or only read in the
+    feed."""
+
+    interests: Interests = Interests()
     trending_weight: float = Field(
         DEFAULT_TRENDING_WEIGHT, ge=MIN_TRENDING_WEIGHT, le=MAX_TRENDING_WEIGHT
     )
@@ -269,7 +285,41 @@ class SubscriptionPreferences(BaseModel):
         False, description="Issues are made for the archive and the feed; none is emailed."
     )
 
-    _known_time_zone = field_validator("time_zone")(check_time_zone)
+
+def check_profile_name(value: str) -> str:
+    """A profile's name as shown: white space collapsed, 1 to MAX_PROFILE_NAME_LENGTH
+    characters, no control characters (it heads a section of an email)."""
+    name = refuse_control_characters(" ".join(value.split()), what="a profile name")
+    if not name:
+        raise ValueError("a profile needs a name")
+    if len(name) > MAX_PROFILE_NAME_LENGTH:
+        raise ValueError(f"a profile name is at most {MAX_PROFILE_NAME_LENGTH} characters")
+    return name
+
+
+class ProfilePreferences(BaseModel):
+    """What one interest profile holds: a name, what an interest holds, its own mix of
+    trending and relevance, and how many papers its section of an issue may have."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = DEFAULT_PROFILE_NAME
+    interests: Interests = Interests()
+    trending_weight: float = Field(
+        DEFAULT_TRENDING_WEIGHT, ge=MIN_TRENDING_WEIGHT, le=MAX_TRENDING_WEIGHT
+    )
+    papers_per_issue: int = Field(
+        DEFAULT_PAPERS_PER_ISSUE, ge=MIN_PAPERS_PER_ISSUE, le=MAX_PAPERS_PER_ISSUE
+    )
+
+    _clean_name = field_validator("name")(check_profile_name)
+
+
+class InterestProfile(ProfilePreferences):
+    """A stored profile: its id is never given again, so a link naming it cannot reach a
+    later one."""
+
+    id: int
 
 
 class ConsentEvent(BaseModel):
@@ -284,7 +334,7 @@ class ConsentEvent(BaseModel):
     via: str = ""  # the form or API endpoint, e.g. "web signup form"
 
 
-class Subscriber(SubscriptionPreferences):
+class Subscriber(DeliveryPreferences):
     id: int
     email: str
     status: SubscriptionStatus
@@ -295,6 +345,42 @@ class Subscriber(SubscriptionPreferences):
     # Random, made with the row and covered by the MAC of each of its links (never in a link):
     # a link works for this row only. None only for rows from before link keys existed.
     link_key: str | None = Field(None, repr=False)
+    # In the reader's order; a subscriber has at least one (the store never removes the last).
+    profiles: tuple[InterestProfile, ...] = ()
+    # Issues are made for the archive and the feed; none is emailed.
+    feed_only: bool = False
+
+    @property
+    def first_profile(self) -> InterestProfile:
+        """The profile the one-profile pages show and edit (and signup made)."""
+        if not self.profiles:
+            return InterestProfile(id=0)
+        return self.profiles[0]
+
+    @property
+    def interests(self) -> Interests:
+        """The first profile's interests."""
+        return self.first_profile.interests
+
+    @property
+    def trending_weight(self) -> float:
+        """The first profile's mix."""
+        return self.first_profile.trending_weight
+
+    def preferences(self) -> SubscriptionPreferences:
+        """What the one-profile forms show: the schedule and the first profile."""
+        return SubscriptionPreferences(
+            interests=self.interests,
+            trending_weight=self.trending_weight,
+            time_zone=self.time_zone,
+            delivery_hour=self.delivery_hour,
+            frequency=self.frequency,
+            weekday=self.weekday,
+            feed_only=self.feed_only,
+        )
+
+    def profile(self, profile_id: int) -> InterestProfile | None:
+        return next((profile for profile in self.profiles if profile.id == profile_id), None)
 
 
 class ScoredPaper(BaseModel):
@@ -310,14 +396,44 @@ class ScoredPaper(BaseModel):
     matched_terms: tuple[str, ...] = ()
 
 
+class DigestSection(BaseModel):
+    """The papers of an issue picked for one interest profile, best first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = ""
+    # None in a digest built from papers alone (previews of a ranking, archived copies).
+    profile_id: int | None = None
+    papers: tuple[ScoredPaper, ...] = ()
+
+
 class Digest(BaseModel):
-    """One issue for one subscriber: the pair (subscriber, issue_date) identifies it."""
+    """One issue for one subscriber: the pair (subscriber, issue_date) identifies it. Its
+    papers come in sections, one per profile that found any, in the reader's order; built
+    from `papers=` alone it has one unnamed section."""
 
     model_config = ConfigDict(frozen=True)
 
     subscriber: Subscriber
     issue_date: date
-    papers: tuple[ScoredPaper, ...]
+    sections: tuple[DigestSection, ...] = ()
+    # Every profile the issue was ranked for, in the reader's order, also those that found
+    # nothing: what the issue's header line names.
+    ranked_for: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _papers_as_one_section(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "papers" in data:
+            data = dict(data)
+            papers = data.pop("papers")
+            data.setdefault("sections", (DigestSection(papers=tuple(papers)),))
+        return data
+
+    @property
+    def papers(self) -> tuple[ScoredPaper, ...]:
+        """Every paper of the issue, section by section."""
+        return tuple(scored for section in self.sections for scored in section.papers)
 
 
 class ReadingHistory(BaseModel):

@@ -154,7 +154,22 @@ class Settings(BaseSettings):
         description="UTC time of day (HH:MM) at which beat runs `fetch-papers`, before the "
         "first delivery hours.",
     )
-    digest_size: int = Field(10, ge=1, le=50, description="Most papers in one digest.")
+    digest_size: int = Field(
+        30,
+        ge=1,
+        le=30,
+        description="Most papers in one section of a digest, whatever its profile asks for "
+        "(each profile chooses 1 to 30, 10 unless it says).",
+    )
+    max_profiles: int = Field(
+        5, ge=1, le=20, description="Most interest profiles (digest sections) per subscriber."
+    )
+    digest_max_bytes: int = Field(
+        100_000,
+        ge=20_000,
+        description="Largest digest email, in bytes as sent: the lowest-ranked papers are left "
+        "out until it fits (Gmail clips messages past about 102 KB).",
+    )
     default_delivery_hour: int = Field(
         8, ge=0, le=23, description="Local hour at which new subscribers get their digest."
     )

@@ -59,7 +59,7 @@ def test_the_env_file_is_dot_env_or_the_one_named(
     monkeypatch.setenv(ENV_FILE_VARIABLE, str(tmp_path / "paperwire.env"))
     assert Settings().digest_size == 4
     monkeypatch.setenv(ENV_FILE_VARIABLE, "")
-    assert Settings().digest_size == 10
+    assert Settings().digest_size == 30
     monkeypatch.delenv(ENV_FILE_VARIABLE)
     assert Settings().digest_size == 7
 

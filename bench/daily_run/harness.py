@@ -21,11 +21,18 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 
 from bench.ranking_speed import make_candidates
-from service.models import Frequency, Interests, Paper, SubscriptionStatus
+from service.models import (
+    DEFAULT_PAPERS_PER_ISSUE,
+    DEFAULT_PROFILE_NAME,
+    Frequency,
+    Interests,
+    Paper,
+    SubscriptionStatus,
+)
 from service.settings import Settings, get_settings
 from service.sources.jsonl import read_papers_file
 from service.store import Store, new_link_key
-from service.store.tables import SubscriberRow
+from service.store.tables import ProfileRow, SubscriberRow
 from tests.support.factories import draw_title_phrases, title_phrases
 from tests.support.services import CeleryWorker, RedisServer
 
@@ -256,19 +263,17 @@ def insert_subscribers(
 ) -> None:
     """Confirmed subscribers, in bulk: one executemany per chunk instead of a transaction each."""
     rows: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
     for number in range(first_number, first_number + count):
         interests, trending_weight = draw()
         rows.append(
             {
                 "email": f"reader{number}@example.org",
                 "status": SubscriptionStatus.CONFIRMED.value,
-                "keywords": list(interests.keywords),
-                "interests_text": interests.text,
                 "time_zone": "UTC",
                 "delivery_hour": delivery_hour,
                 "frequency": frequency.value,
                 "weekday": weekday,
-                "trending_weight": trending_weight,
                 "hard_bounces": 0,
                 "created_at": now,
                 "confirmed_at": now,
@@ -277,9 +282,30 @@ def insert_subscribers(
                 "link_key": new_link_key(),
             }
         )
+        # One interest profile each, as signup makes it.
+        profiles.append(
+            {
+                "position": 0,
+                "name": DEFAULT_PROFILE_NAME,
+                "keywords": list(interests.keywords),
+                "interests_text": interests.text,
+                "trending_weight": trending_weight,
+                "papers_per_issue": DEFAULT_PAPERS_PER_ISSUE,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     with store.engine.begin() as connection:
         for start in range(0, len(rows), INSERT_CHUNK):
-            connection.execute(insert(SubscriberRow), rows[start : start + INSERT_CHUNK])
+            ids = connection.execute(
+                insert(SubscriberRow).returning(SubscriberRow.id, sort_by_parameter_order=True),
+                rows[start : start + INSERT_CHUNK],
+            ).scalars()
+            chunk = profiles[start : start + INSERT_CHUNK]
+            connection.execute(
+                insert(ProfileRow),
+                [profile | {"subscriber_id": id_} for profile, id_ in zip(chunk, ids, strict=True)],
+            )
 
 
 def seed_day(

@@ -18,7 +18,7 @@ from typing import Any
 
 from service.delivery.day_papers import build_digest, load_day_papers
 from service.delivery.schedule import Schedule
-from service.mail.compose import compose_digest
+from service.mail.digest_size import compose_digest_within
 from service.models import Frequency, ReadingHistory
 from service.settings import Settings
 from service.store import Ledger, Store
@@ -82,7 +82,7 @@ def measure_stages(
         if not digest.papers:
             empty += 1
             continue
-        mail = compose_digest(digest, settings=settings)
+        _, mail = compose_digest_within(digest, settings=settings)
         mark = add("render", mark)
         payloads.append(mail.data)  # written as bytes while composing: nothing left to do
         add("serialize", mark)
@@ -167,7 +167,7 @@ def _stage_targets() -> list[tuple[str, Any, str]]:
     targets: list[tuple[str, Any, str]] = [
         ("rank: day's papers (load_day_papers)", service.delivery.day_papers, "load_day_papers"),
         ("rank: build_digest", service.delivery.pipeline, "build_digest"),
-        ("render: compose_digest", service.delivery.pipeline, "compose_digest"),
+        ("render: compose_digest_within", service.delivery.pipeline, "compose_digest_within"),
         (
             "serialize: seven_bit_data (relays without 8BITMIME)",
             service.mail.wire.OutgoingMail,

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from service.cli import db, deliveries, demo, digest, papers, serve, subscribers
+from service.cli import db, deliveries, demo, digest, papers, profiles, serve, subscribers
 from service.cli.common import err, fail, out
 from service.errors import PaperwireError
 
@@ -26,6 +26,7 @@ app.command("demo")(demo.demo)
 app.add_typer(db.app, name="db")
 app.add_typer(papers.app, name="papers")
 app.add_typer(subscribers.app, name="subscribers")
+app.add_typer(profiles.app, name="profiles")
 app.add_typer(digest.app, name="digest")
 app.add_typer(deliveries.app, name="deliveries")
 

@@ -1,5 +1,5 @@
-"""`paperwire demo`: a fresh store in ./var with the sample papers and five subscribers, and
-today's issues written to a file outbox."""
+"""`paperwire demo`: a fresh store in ./var with the sample papers and five subscribers (one of
+them with two interest profiles), and today's issues written to a file outbox."""
 
 import shutil
 from datetime import UTC, datetime
@@ -11,7 +11,12 @@ import typer
 from service.cli.common import counted, open_store, out
 from service.cli.digest import run_day_with_progress
 from service.cli.papers import import_papers_file
-from service.models import Interests, SubscriptionPreferences, SubscriptionStatus
+from service.models import (
+    Interests,
+    ProfilePreferences,
+    SubscriptionPreferences,
+    SubscriptionStatus,
+)
 
 SAMPLE_PAPERS = Path(__file__).parent.parent / "sample_data" / "papers.jsonl"
 
@@ -59,6 +64,18 @@ DEMO_SUBSCRIBERS: tuple[tuple[str, SubscriptionPreferences], ...] = (
     ),
 )
 
+# Second profiles: their readers' issues have a section each.
+DEMO_PROFILES: tuple[tuple[str, ProfilePreferences], ...] = (
+    (
+        "grace@example.org",
+        ProfilePreferences(
+            name="Agents",
+            interests=Interests(keywords=("language agents", "tool use")),
+            papers_per_issue=5,
+        ),
+    ),
+)
+
 
 def demo(
     var_dir: Annotated[Path, typer.Option("--var", help="Folder for the demo's state.")] = Path(
@@ -82,6 +99,9 @@ def demo(
         import_papers_file(store, SAMPLE_PAPERS, now=now)
         for email, preferences in DEMO_SUBSCRIBERS:
             store.add_subscriber(email, preferences, status=SubscriptionStatus.CONFIRMED, now=now)
+        for email, profile in DEMO_PROFILES:
+            subscriber = store.find_subscriber(email)
+            store.add_profile(subscriber.id, profile, max_profiles=settings.max_profiles, now=now)
         out.print(f"{counted(len(DEMO_SUBSCRIBERS), 'sample subscriber')} added")
         run_day_with_progress(store, settings, now.date(), dry_run=False)
     out.print(f"open {(outbox / 'index.html').resolve()}")

@@ -5,6 +5,7 @@ them out of the start-up of every other command."""
 
 import json
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from service.cli.common import YesOption, confirm, open_store, out, shorten
+from service.cli.common import YesOption, confirm, counted, open_store, out, shorten
 from service.errors import InvalidInput
 from service.models import (
     DEFAULT_TRENDING_WEIGHT,
@@ -21,6 +22,7 @@ from service.models import (
     ConsentEvent,
     Frequency,
     Interests,
+    Paper,
     Subscriber,
     SubscriptionPreferences,
     SubscriptionStatus,
@@ -84,7 +86,8 @@ def subscribers_add(
         ),
     ] = False,
 ) -> None:
-    """Add a confirmed subscriber (the admin vouches for consent)."""
+    """Add a confirmed subscriber (the admin vouches for consent), with a first interest
+    profile from the options; `profiles add` adds more."""
     from service.settings import get_settings
     from service.signup.addresses import normalise_email
     from service.signup.subscriptions import is_suppressed
@@ -112,7 +115,7 @@ def subscribers_add(
                 f"{address} was erased at its owner's request; only they can sign up again"
             )
         if like:
-            liked = _stored_papers(store, like)
+            liked = stored_papers(store, like)
             preferences = preferences.model_copy(
                 update={"interests": Interests(**interests.model_dump() | {"liked": liked})}
             )
@@ -132,13 +135,23 @@ def subscribers_list(
     """All subscribers, or those with one status."""
     with open_store() as store:
         subscribers = store.list_subscribers(status=status)
-    table = Table("id", "email", "status", "interests", "schedule", "trending", title="subscribers")
+    table = Table(
+        "id",
+        "email",
+        "status",
+        "interests",
+        "profiles",
+        "schedule",
+        "trending",
+        title="subscribers",
+    )
     for subscriber in subscribers:
         table.add_row(
             str(subscriber.id),
             subscriber.email,
             subscriber.status,
-            shorten(_describe_interests(subscriber.interests), 50),
+            shorten(describe_interests(subscriber.interests), 50),
+            str(len(subscriber.profiles)),
             _describe_schedule(subscriber.frequency, subscriber.weekday, subscriber.delivery_hour)
             + f" {subscriber.time_zone}",
             f"{subscriber.trending_weight:.2f}",
@@ -169,23 +182,25 @@ def subscribers_show(
     with open_store() as store:
         subscriber = store.find_subscriber(normalise_email(email))
         deliveries = store.list_deliveries(subscriber_id=subscriber.id)
-        papers = store.get_papers([*subscriber.interests.liked, *subscriber.interests.disliked])
+        papers = store.get_papers(
+            [
+                paper_id
+                for profile in subscriber.profiles
+                for paper_id in (*profile.interests.liked, *profile.interests.disliked)
+            ]
+        )
     out.print(f"[bold]{subscriber.email}[/bold] (id {subscriber.id}) — {subscriber.status}")
-    out.print(f"interests: {_describe_interests(subscriber.interests)}", markup=False)
     schedule = _describe_schedule(
         subscriber.frequency, subscriber.weekday, subscriber.delivery_hour
     )
     out.print(f"schedule: {schedule} {subscriber.time_zone}")
-    out.print(f"trending weight: {subscriber.trending_weight:.2f}")
-    interests = subscriber.interests
-    out.print(f"authors: {_quoted(interests.authors)}", markup=False)
-    out.print(f"excluded: {_quoted(interests.excluded)}", markup=False)
-    for name, paper_ids in (("liked", interests.liked), ("disliked", interests.disliked)):
-        out.print(f"{name}: {len(paper_ids) or 'none'}")
-        for paper_id in paper_ids:
-            paper = papers.get(paper_id)
-            title = paper.title if paper is not None else "(not stored)"
-            out.print(f"  {paper_id}  {shorten(title, 100)}", markup=False)
+    for number, profile in enumerate(subscriber.profiles, start=1):
+        out.print(
+            f"profile {number}: “{profile.name}”, {counted(profile.papers_per_issue, 'paper')},"
+            f" trending weight {profile.trending_weight:.2f}",
+            markup=False,
+        )
+        _print_interests(profile.interests, papers)
     out.print(f"subscribed: {subscriber.created_at:%Y-%m-%d %H:%M} UTC")
     table = Table("issue", "status", "papers", "attempts", "message id", "error", title="issues")
     for delivery in deliveries[-14:]:
@@ -260,8 +275,7 @@ def _subscriber_json(subscriber: Subscriber, *, settings: "Settings") -> dict[st
             "delivery_hour": subscriber.delivery_hour,
             "time_zone": subscriber.time_zone,
         },
-        "interests": subscriber.interests.model_dump(mode="json"),
-        "trending_weight": subscriber.trending_weight,
+        "profiles": [profile.model_dump(mode="json") for profile in subscriber.profiles],
         "feed_only": subscriber.feed_only,
         "created_at": moment(subscriber.created_at),
         "confirmed_at": moment(subscriber.confirmed_at),
@@ -271,7 +285,7 @@ def _subscriber_json(subscriber: Subscriber, *, settings: "Settings") -> dict[st
     }
 
 
-def _stored_papers(store: "Store", typed: list[str]) -> tuple[str, ...]:
+def stored_papers(store: "Store", typed: list[str]) -> tuple[str, ...]:
     """The stored papers `--like` names (ids or links; nothing is looked up on arXiv)."""
     from service.signup.seeds import MAX_PAPER_LINES, resolve_papers
 
@@ -284,7 +298,19 @@ def _stored_papers(store: "Store", typed: list[str]) -> tuple[str, ...]:
     return resolved.paper_ids
 
 
-def _describe_interests(interests: Interests) -> str:
+def _print_interests(interests: Interests, papers: Mapping[str, Paper]) -> None:
+    out.print(f"interests: {describe_interests(interests)}", markup=False)
+    out.print(f"authors: {_quoted(interests.authors)}", markup=False)
+    out.print(f"excluded: {_quoted(interests.excluded)}", markup=False)
+    for name, paper_ids in (("liked", interests.liked), ("disliked", interests.disliked)):
+        out.print(f"{name}: {len(paper_ids) or 'none'}")
+        for paper_id in paper_ids:
+            paper = papers.get(paper_id)
+            title = paper.title if paper is not None else "(not stored)"
+            out.print(f"  {paper_id}  {shorten(title, 100)}", markup=False)
+
+
+def describe_interests(interests: Interests) -> str:
     if interests.is_empty:
         return "(none: trending digest)"
     parts = [f"“{keyword}”" for keyword in interests.keywords]

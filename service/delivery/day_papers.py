@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType
 
-from service.models import Digest, Paper, ReadingHistory, Subscriber
+from service.delivery.sections import pick_sections
+from service.models import Digest, DigestSection, Paper, ReadingHistory, ScoredPaper, Subscriber
 from service.ranking import (
     PreparedCandidates,
     build_corpus_stats,
@@ -98,13 +99,15 @@ def reading_histories(
 
 
 def voted_papers(store: Store, subscribers: Iterable[Subscriber]) -> dict[str, Paper]:
-    """The stored papers these subscribers liked or disliked, by id, in one query for a batch;
-    ids of papers not stored are left out (their votes still keep them out of digests)."""
+    """The stored papers these subscribers' profiles liked or disliked, by id, in one query for
+    a batch; ids of papers not stored are left out (their votes still keep them out of
+    digests)."""
     ids = sorted(
         {
             paper_id
             for subscriber in subscribers
-            for paper_id in (*subscriber.interests.liked, *subscriber.interests.disliked)
+            for profile in subscriber.profiles
+            for paper_id in (*profile.interests.liked, *profile.interests.disliked)
         }
     )
     papers: dict[str, Paper] = {}
@@ -122,16 +125,38 @@ def build_digest(
     limit: int,
     voted: Mapping[str, Paper] = NO_VOTED_PAPERS,
 ) -> Digest:
-    """Rank the subscriber's candidate papers; pure apart from the data passed in. `voted`
-    holds the papers the subscriber liked and disliked (voted_papers, for a whole batch)."""
-    interests = subscriber.interests
-    ranked = rank_prepared(
-        day.prepared,
-        interests,
-        trending_weight=subscriber.trending_weight,
-        limit=limit,
-        exclude_ids=day.seen_by(history),
-        liked=[voted[paper_id] for paper_id in interests.liked if paper_id in voted],
-        disliked=[voted[paper_id] for paper_id in interests.disliked if paper_id in voted],
+    """Rank the subscriber's candidate papers for each of their profiles, a section each with
+    the profile's number of papers (at most `limit`); pure apart from the data passed in.
+    `voted` holds the papers the subscriber liked and disliked (voted_papers, for a whole
+    batch)."""
+    profiles = subscriber.profiles
+    # A paper voted on in one profile was seen, like one sent: no section brings it.
+    exclude_ids = day.seen_by(history).union(
+        *(profile.interests.liked + profile.interests.disliked for profile in profiles)
     )
-    return Digest(subscriber=subscriber, issue_date=issue_date, papers=tuple(ranked))
+
+    def rank(number: int, papers: int) -> list[ScoredPaper]:
+        interests = profiles[number].interests
+        return rank_prepared(
+            day.prepared,
+            interests,
+            trending_weight=profiles[number].trending_weight,
+            limit=papers,
+            exclude_ids=exclude_ids,
+            liked=[voted[paper_id] for paper_id in interests.liked if paper_id in voted],
+            disliked=[voted[paper_id] for paper_id in interests.disliked if paper_id in voted],
+        )
+
+    sizes = [min(profile.papers_per_issue, limit) for profile in profiles]
+    picked = pick_sections(sizes, rank)
+    sections = tuple(
+        DigestSection(name=profile.name, profile_id=profile.id, papers=tuple(papers))
+        for profile, papers in zip(profiles, picked, strict=True)
+        if papers
+    )
+    return Digest(
+        subscriber=subscriber,
+        issue_date=issue_date,
+        sections=sections,
+        ranked_for=tuple(profile.name for profile in profiles),
+    )

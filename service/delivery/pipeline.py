@@ -18,7 +18,7 @@ from service.delivery.day_papers import (
     voted_papers,
 )
 from service.delivery.planning import due_subscribers, plan_day
-from service.mail.compose import compose_digest, render_digest
+from service.mail.digest_size import compose_digest_within
 from service.mail.ratelimit import SendRateLimiter
 from service.mail.sending import DeliveryError, MailTransport
 from service.mail.transport import open_transport
@@ -103,7 +103,8 @@ def preview_digest(
     digest = _digest_for(store, subscriber, day, issue_date=issue_date, settings=settings)
     if not digest.papers:
         return digest, None
-    return digest, render_digest(digest, settings=settings)
+    digest, mail = compose_digest_within(digest, settings=settings)
+    return digest, mail.as_email_message()
 
 
 async def deliver_digest(
@@ -134,8 +135,6 @@ async def deliver_digest(
     if not digest.papers:
         ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
         return DeliveryStatus.SKIPPED, None
-    paper_ids = [scored.paper.id for scored in digest.papers]
-    items = digest_items(digest)
     if subscriber.feed_only:
         # Read in the feed and the archive, which rebuild it from its ledger row: no email is
         # composed, and no SMTP connection is made for it. Sent, with no Message-ID since no
@@ -144,20 +143,23 @@ async def deliver_digest(
             subscriber.id,
             issue_date,
             message_id=None,
-            paper_ids=paper_ids,
-            items=items,
+            paper_ids=[scored.paper.id for scored in digest.papers],
+            items=digest_items(digest),
             now=now(),
             attempt=attempt,
         )
         return DeliveryStatus.SENT, None
     try:
-        mail = compose_digest(digest, settings=settings)
+        # What is sent is what is recorded: a digest too large loses its last papers here.
+        digest, mail = compose_digest_within(digest, settings=settings)
     except ValueError as exc:
         # An address that cannot be put in a header safely will not become sendable later.
         ledger.record_failure(
             subscriber.id, issue_date, error=str(exc), now=now(), refused=True, attempt=attempt
         )
         return DeliveryStatus.REFUSED, str(exc)
+    paper_ids = [scored.paper.id for scored in digest.papers]
+    items = digest_items(digest)
 
     def before_data() -> None:
         started = ledger.mark_data_started(
@@ -208,8 +210,14 @@ async def deliver_digest(
 
 
 def digest_items(digest: Digest) -> list[IssueItem]:
-    """What the ledger keeps of each paper of an issue, for its archived copy."""
-    return [IssueItem(paper_id=scored.paper.id, why=scored.why) for scored in digest.papers]
+    """What the ledger keeps of each paper of an issue, for its archived copy: its why-line
+    and, in an issue of several sections, the name of the profile it was picked for."""
+    named = len(digest.sections) > 1
+    return [
+        IssueItem(paper_id=scored.paper.id, why=scored.why, section=section.name if named else "")
+        for section in digest.sections
+        for scored in section.papers
+    ]
 
 
 def _record_failure(

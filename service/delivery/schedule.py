@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from service.models import Frequency, SubscriptionPreferences
+from service.models import DeliveryPreferences, Frequency
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class Schedule:
     weekday: int
 
     @classmethod
-    def of(cls, preferences: SubscriptionPreferences) -> "Schedule":
+    def of(cls, preferences: DeliveryPreferences) -> "Schedule":
         """The schedule a subscriber chose."""
         return cls(
             time_zone=preferences.time_zone,

@@ -99,6 +99,16 @@ class DigestItem:
     feedback_url: str = ""
 
 
+@dataclass(frozen=True)
+class SectionView:
+    """The papers of one profile in an issue; `name` is "" when the issue has one profile
+    only, which reads as a digest without sections."""
+
+    name: str
+    items: tuple[DigestItem, ...]
+    text_heading: str = ""
+
+
 def render_digest(
     digest: Digest, *, settings: Settings, now: datetime | None = None
 ) -> EmailMessage:
@@ -115,8 +125,19 @@ def compose_digest(
     now = now or datetime.now(UTC)
     subscriber = digest.subscriber
     paper_ids = [scored.paper.id for scored in digest.papers]
+    profile_ids = {
+        scored.paper.id: section.profile_id
+        for section in digest.sections
+        if section.profile_id is not None
+        for scored in section.papers
+    }
     links = digest_links(
-        subscriber, digest.issue_date, settings=settings, now=now, paper_ids=paper_ids
+        subscriber,
+        digest.issue_date,
+        settings=settings,
+        now=now,
+        paper_ids=paper_ids,
+        profile_ids=profile_ids,
     )
     context = digest_context(digest, links=links)
     env = template_environment()
@@ -247,19 +268,37 @@ def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
     """What the digest templates are rendered with."""
     subscriber = digest.subscriber
     feedback = links.feedback_urls
-    items = [_digest_item(scored, feedback.get(scored.paper.id, "")) for scored in digest.papers]
+    # Headings and the line naming the profiles only for a reader of several profiles: with
+    # one, the issue reads as it did before profiles.
+    profiles = digest.ranked_for if len(digest.ranked_for) > 1 else ()
+    sections = [
+        _section_view(
+            section.name if profiles else "",
+            [_digest_item(scored, feedback.get(scored.paper.id, "")) for scored in section.papers],
+        )
+        for section in digest.sections
+    ]
+    items = [item for section in sections for item in section.items]
+    trending_only = all(profile.interests.is_empty for profile in subscriber.profiles)
     context: dict[str, Any] = {
         "count": len(items),
-        "trending_only": subscriber.interests.is_empty,
+        "trending_only": trending_only,
         # The relevance floor let few papers through: say so, and how to widen the interests.
-        "few_matches": not subscriber.interests.is_empty and len(items) < FEW_MATCHES,
+        "few_matches": not trending_only and len(items) < FEW_MATCHES,
         "cadence": "weekly" if subscriber.frequency is Frequency.WEEKLY else "daily",
         "items": items,
+        "sections": sections,
+        "profiles": profiles,
         "links": links,
         "long_date": long_date(digest.issue_date),
         "short_date": _short_date(digest.issue_date),
         "top_title": items[0].paper.short_title,
     }
+    if profiles:
+        context["profiles_text"] = _wrap(
+            f"Ranked for your profiles: {' · '.join(map(clean_text, profiles))}. Edit them under "
+            "“Manage preferences” below."
+        )
     if context["few_matches"]:
         context["few_matches_text"] = _wrap(_few_matches_text(len(items)))
     subject = template_environment().get_template("email/digest.subject.txt").render(context)
@@ -284,9 +323,11 @@ def digest_links(
     now: datetime,
     with_manage_link: bool = True,
     paper_ids: Sequence[str] = (),
+    profile_ids: Mapping[str, int] | None = None,
 ) -> DigestLinks:
     """The links of one issue, each made for this subscriber alone (`service.signup.links`),
-    with a feedback link for each of `paper_ids`.
+    with a feedback link for each of `paper_ids`, which trains the profile `profile_ids`
+    gives for the paper (its section's), if any.
 
     `with_manage_link=False` leaves the manage link out, for the "view in browser" copy: its
     link never expires, and must not hand out a fresh manage link whenever it is opened.
@@ -308,8 +349,30 @@ def digest_links(
         archive_url=issue_url(subscriber, issue_date, settings=settings, now=now),
         archive_list_url=archive_list_url(subscriber, settings=settings),
         unsubscribe_mailto=mailto,
-        feedback_urls=feedback_urls(subscriber, paper_ids, settings=settings, now=now),
+        feedback_urls=_feedback_urls(
+            subscriber, paper_ids, profile_ids or {}, settings=settings, now=now
+        ),
     )
+
+
+def _feedback_urls(
+    subscriber: Subscriber,
+    paper_ids: Sequence[str],
+    profile_ids: Mapping[str, int],
+    *,
+    settings: Settings,
+    now: datetime,
+) -> dict[str, str]:
+    """Each paper's feedback link, made a profile's papers at a time."""
+    by_profile: dict[int | None, list[str]] = {}
+    for paper_id in paper_ids:
+        by_profile.setdefault(profile_ids.get(paper_id), []).append(paper_id)
+    urls: dict[str, str] = {}
+    for profile_id, papers in by_profile.items():
+        urls.update(
+            feedback_urls(subscriber, papers, settings=settings, now=now, profile_id=profile_id)
+        )
+    return urls
 
 
 def recipient_address(email: str) -> Address:
@@ -450,6 +513,13 @@ def abstract_snippet(abstract: str) -> str:
             break
         snippet = longer
     return snippet or shorten(sentences[0], SNIPPET_MAX_CHARS)
+
+
+def _section_view(name: str, items: list[DigestItem]) -> SectionView:
+    heading = clean_text(name)
+    # The text part underlines a heading, as far as it is wide in a fixed-width font.
+    text_heading = f"{heading}\n{'=' * min(len(heading), TEXT_WIDTH)}" if heading else ""
+    return SectionView(name=heading, items=tuple(items), text_heading=text_heading)
 
 
 def _digest_item(scored: ScoredPaper, feedback_url: str) -> DigestItem:

@@ -12,6 +12,7 @@ from service.models import (
     ARCHIVED_STATUSES,
     Delivery,
     Digest,
+    DigestSection,
     IssueItem,
     Paper,
     ScoredPaper,
@@ -107,23 +108,35 @@ def render_issue(
 ) -> RenderedIssue | None:
     """The subject and the "view in browser" HTML of an issue, from the `papers` stored; None
     when none of its papers is stored any more."""
-    scored = tuple(
-        ScoredPaper(
+    # Consecutive items of one section make it up again, headed as sent.
+    sections: list[DigestSection] = []
+    for item in issue_items(delivery):
+        if item.paper_id not in papers:
+            continue
+        scored = ScoredPaper(
             paper=papers[item.paper_id], score=0.0, relevance=0.0, trending=0.0, why=item.why
         )
-        for item in issue_items(delivery)
-        if item.paper_id in papers
-    )
-    if not scored:
+        if sections and sections[-1].name == item.section:
+            last = sections[-1]
+            sections[-1] = last.model_copy(update={"papers": (*last.papers, scored)})
+        else:
+            sections.append(DigestSection(name=item.section, papers=(scored,)))
+    if not sections:
         return None
-    digest = Digest(subscriber=subscriber, issue_date=delivery.issue_date, papers=scored)
+    digest = Digest(
+        subscriber=subscriber,
+        issue_date=delivery.issue_date,
+        sections=tuple(sections),
+        ranked_for=tuple(section.name for section in sections) if len(sections) > 1 else (),
+    )
+    scored_papers = digest.papers
     links = digest_links(
         subscriber,
         delivery.issue_date,
         settings=settings,
         now=issue_links_made_at(delivery),
         with_manage_link=False,
-        paper_ids=[scored_paper.paper.id for scored_paper in scored],
+        paper_ids=[scored_paper.paper.id for scored_paper in scored_papers],
     )
     context = digest_context(digest, links=links)
     html = template_environment().get_template("email/digest.html").render(context)

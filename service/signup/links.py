@@ -25,8 +25,8 @@ from service.signup.tokens import (
     make_issue_token,
     make_subscriber_token,
     read_confirm_token,
-    read_feedback_token,
     read_issue_token,
+    read_section_feedback_token,
     read_subscriber_token,
     token_issued_at,
 )
@@ -112,16 +112,23 @@ def confirm_url(subscriber: Subscriber, nonce: str, *, settings: Settings, now: 
 
 
 def feedback_urls(
-    subscriber: Subscriber, paper_ids: Sequence[str], *, settings: Settings, now: datetime
+    subscriber: Subscriber,
+    paper_ids: Sequence[str],
+    *,
+    settings: Settings,
+    now: datetime,
+    profile_id: int | None = None,
 ) -> dict[str, str]:
     """The feedback page (`/f/…`) of each paper of an issue, by paper id; the verdict goes in
-    the query (`?vote=like`), so one token serves both buttons."""
+    the query (`?vote=like`), so one token serves both buttons. With `profile_id`, the verdict
+    trains that profile (the section the papers are in)."""
     tokens = make_feedback_tokens(
         subscriber.id,
         paper_ids,
         link_key=subscriber.link_key,
         secret_key=settings.secret_key.get_secret_value(),
         now=now,
+        profile_id=profile_id,
     )
     base = f"{settings.public_base_url}/f/"
     return {paper_id: base + token for paper_id, token in zip(paper_ids, tokens, strict=True)}
@@ -174,16 +181,17 @@ def issue_for_link(
 
 def feedback_for_link(
     store: Store, token: str, *, settings: Settings, now: datetime
-) -> tuple[Subscriber, str]:
-    """The subscriber and paper id of a feedback link; raises `InvalidToken`."""
-    subscriber, (_, paper_id) = _read_linked(
+) -> tuple[Subscriber, int | None, str]:
+    """The subscriber, profile id (None for a link that names none) and paper id of a
+    feedback link; raises `InvalidToken`."""
+    subscriber, (_, profile_id, paper_id) = _read_linked(
         store,
         token,
-        lambda link_key: read_feedback_token(
+        lambda link_key: read_section_feedback_token(
             token, link_key=link_key, secret_keys=settings.secret_keys, now=now
         ),
     )
-    return subscriber, paper_id
+    return subscriber, profile_id, paper_id
 
 
 def signup_for_link(

@@ -150,12 +150,15 @@ def arxiv_lookup(
     return look_up
 
 
-def like_papers(store: Store, subscriber_id: int, paper_ids: Sequence[str]) -> int:
-    """Add `paper_ids` to the papers a subscriber likes (a 👎 on one becomes a 👍); how many
-    were not liked before."""
+def like_papers(
+    store: Store, subscriber_id: int, paper_ids: Sequence[str], *, profile_id: int | None = None
+) -> int:
+    """Add `paper_ids` to the papers a subscriber's profile likes (their first one unless
+    `profile_id`; a 👎 on one becomes a 👍); how many were not liked before."""
     added = 0
     for paper_id in paper_ids:
-        if store.set_paper_vote(subscriber_id, paper_id, Vote.LIKE) is not Vote.LIKE:
+        vote = store.set_paper_vote(subscriber_id, paper_id, Vote.LIKE, profile_id=profile_id)
+        if vote is not Vote.LIKE:
             added += 1
     return added
 

@@ -49,6 +49,8 @@ class TokenPurpose(StrEnum):
     CONFIRM = "confirm"
     CSRF = "csrf"
     FEEDBACK = "feedback"
+    # A 👍/👎 from a section of a digest: also names the interest profile it trains.
+    PROFILE_FEEDBACK = "profile-feedback"
 
 
 # Mailman keeps a pending subscription three days; a confirmation link lives as long.
@@ -251,12 +253,18 @@ def make_feedback_tokens(
     link_key: str | None,
     secret_key: str,
     now: datetime | None = None,
+    profile_id: int | None = None,
 ) -> list[str]:
     """The FEEDBACK tokens of one digest, one per paper, in order: the key and the
-    subscriber's binding are prepared once for all of them."""
+    subscriber's binding are prepared once for all of them. With `profile_id`, they are
+    PROFILE_FEEDBACK tokens, which also name the profile whose section showed the papers."""
     issued_at = int((now or datetime.now(UTC)).timestamp()).to_bytes(_TIMESTAMP_BYTES, "big")
     prefix = issued_at + f"{subscriber_id}:".encode("ascii")
-    keyed = _keyed_mac(TokenPurpose.FEEDBACK, secret_key, link_key)
+    purpose = TokenPurpose.FEEDBACK
+    if profile_id is not None:
+        prefix += f"{profile_id}:".encode("ascii")
+        purpose = TokenPurpose.PROFILE_FEEDBACK
+    keyed = _keyed_mac(purpose, secret_key, link_key)
     tokens = []
     for paper_id in paper_ids:
         body = prefix + pack_paper_id(paper_id)
@@ -282,6 +290,36 @@ def read_feedback_token(
     if not subscriber.isdigit() or not paper:
         raise InvalidToken("token does not name a paper")
     return int(subscriber), unpack_paper_id(paper)
+
+
+def read_section_feedback_token(
+    token: str,
+    *,
+    link_key: str | None,
+    secret_keys: Sequence[str],
+    now: datetime | None = None,
+) -> tuple[int, int | None, str]:
+    """(subscriber id, profile id, paper id) of a PROFILE_FEEDBACK token, or of a FEEDBACK
+    token with no profile (None): links from before profiles, or from a digest that named
+    none, stay readable."""
+    try:
+        payload = _read(
+            TokenPurpose.PROFILE_FEEDBACK,
+            token,
+            secret_keys=secret_keys,
+            now=now,
+            binding=link_key,
+        )
+    except InvalidToken:
+        subscriber_id, paper_id = read_feedback_token(
+            token, link_key=link_key, secret_keys=secret_keys, now=now
+        )
+        return subscriber_id, None, paper_id
+    subscriber, _, rest = payload.partition(b":")
+    profile, _, paper = rest.partition(b":")
+    if not subscriber.isdigit() or not profile.isdigit() or not paper:
+        raise InvalidToken("token does not name a paper of a profile")
+    return int(subscriber), int(profile), unpack_paper_id(paper)
 
 
 # An arXiv id since 2007 (YYMM.NNNN, or YYMM.NNNNN from 2015), as the sources store it: no version.

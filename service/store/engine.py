@@ -1,5 +1,5 @@
 """The store: one SQL database (SQLite or PostgreSQL) behind one object, `Store`, made of its
-parts: papers, subscribers, notices and the delivery ledger."""
+parts: papers, subscribers, interest profiles, notices and the delivery ledger."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,11 +14,13 @@ from service.store.deliveries import DeliveryStore
 from service.store.ledger import Ledger
 from service.store.notices import NoticeStore
 from service.store.papers import PaperStore
+from service.store.profiles import ProfileStore
 from service.store.subscribers import SubscriberStore
 
 
-class Store(PaperStore, SubscriberStore, NoticeStore, DeliveryStore):
-    """Papers, subscribers and the delivery ledger in one SQL database."""
+class Store(PaperStore, SubscriberStore, ProfileStore, NoticeStore, DeliveryStore):
+    """Papers, subscribers with their interest profiles, and the delivery ledger in one SQL
+    database."""
 
     def __init__(self, database_url: str) -> None:
         url = make_url(database_url)

@@ -1,5 +1,5 @@
-"""Rows to models and back: papers, subscribers (their preferences and consent record) and
-ledger rows, and any row as JSON-able data."""
+"""Rows to models and back: papers, subscribers (their preferences, interest profiles and
+consent record) and ledger rows, and any row as JSON-able data."""
 
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -10,14 +10,16 @@ from service.models import (
     Delivery,
     DeliveryStatus,
     Frequency,
+    InterestProfile,
     Interests,
     IssueItem,
     Paper,
+    ProfilePreferences,
     Subscriber,
     SubscriptionPreferences,
     SubscriptionStatus,
 )
-from service.store.tables import DeliveryRow, PaperRow, PaperSignalRow, SubscriberRow
+from service.store.tables import DeliveryRow, PaperRow, PaperSignalRow, ProfileRow, SubscriberRow
 
 # Events a consent record keeps: the first and the newest others.
 MAX_CONSENT_EVENTS = 20
@@ -112,25 +114,56 @@ def to_paper(row: PaperRow) -> Paper:
 
 
 def apply_preferences(
-    row: SubscriberRow, preferences: SubscriptionPreferences, *, with_votes: bool
+    row: SubscriberRow, preferences: SubscriptionPreferences, *, with_votes: bool, now: datetime
 ) -> None:
-    """Write the preferences to the row. The liked and disliked papers only `with_votes`: a
-    new subscriber's seeds; later they change one vote at a time (`set_paper_vote`), so that
-    saving a form that does not show them never loses one."""
-    interests = preferences.interests
-    row.keywords = list(interests.keywords)
-    row.interests_text = interests.text
-    row.followed_authors = list(interests.authors)
-    row.excluded_topics = list(interests.excluded)
-    if with_votes:
-        row.liked_papers = list(interests.liked)
-        row.disliked_papers = list(interests.disliked)
+    """Write the schedule to the row and the interests and mix to its first profile (made if
+    there is none). The liked and disliked papers only `with_votes`: a new subscriber's seeds;
+    later they change one vote at a time (`set_paper_vote`), so that saving a form that does
+    not show them never loses one."""
     row.time_zone = preferences.time_zone
     row.delivery_hour = preferences.delivery_hour
     row.frequency = preferences.frequency
     row.weekday = preferences.weekday
-    row.trending_weight = preferences.trending_weight
     row.feed_only = preferences.feed_only
+    if not row.profiles:
+        row.profiles.append(
+            new_profile_row(ProfilePreferences(), position=0, now=now, with_votes=False)
+        )
+    profile = row.profiles[0]
+    apply_interests(profile, preferences.interests, with_votes=with_votes)
+    profile.trending_weight = preferences.trending_weight
+    profile.updated_at = now
+
+
+def apply_interests(profile: ProfileRow, interests: Interests, *, with_votes: bool) -> None:
+    profile.keywords = list(interests.keywords)
+    profile.interests_text = interests.text
+    profile.followed_authors = list(interests.authors)
+    profile.excluded_topics = list(interests.excluded)
+    if with_votes:
+        profile.liked_papers = list(interests.liked)
+        profile.disliked_papers = list(interests.disliked)
+
+
+def apply_profile(profile: ProfileRow, preferences: ProfilePreferences, *, now: datetime) -> None:
+    """Write a profile's name, interests (votes apart) and numbers."""
+    profile.name = preferences.name
+    apply_interests(profile, preferences.interests, with_votes=False)
+    profile.trending_weight = preferences.trending_weight
+    profile.papers_per_issue = preferences.papers_per_issue
+    profile.updated_at = now
+
+
+def new_profile_row(
+    preferences: ProfilePreferences, *, position: int, now: datetime, with_votes: bool
+) -> ProfileRow:
+    profile = ProfileRow(
+        position=position, liked_papers=[], disliked_papers=[], created_at=now, updated_at=now
+    )
+    apply_profile(profile, preferences, now=now)
+    if with_votes:
+        apply_interests(profile, preferences.interests, with_votes=True)
+    return profile
 
 
 def consent_json(event: ConsentEvent) -> dict[str, Any]:
@@ -151,6 +184,24 @@ def to_subscriber(row: SubscriberRow) -> Subscriber:
         id=row.id,
         email=row.email,
         status=SubscriptionStatus(row.status),
+        time_zone=row.time_zone,
+        delivery_hour=row.delivery_hour,
+        frequency=Frequency(row.frequency),
+        weekday=row.weekday,
+        created_at=row.created_at,
+        confirmed_at=row.confirmed_at,
+        unsubscribed_at=row.unsubscribed_at,
+        consent=tuple(ConsentEvent.model_validate(event) for event in row.consent or ()),
+        link_key=row.link_key,
+        profiles=tuple(to_profile(profile) for profile in row.profiles),
+        feed_only=row.feed_only,
+    )
+
+
+def to_profile(row: ProfileRow) -> InterestProfile:
+    return InterestProfile(
+        id=row.id,
+        name=row.name,
         interests=Interests(
             keywords=tuple(_without_controls(keyword) for keyword in row.keywords),
             text=_without_controls(row.interests_text),
@@ -159,17 +210,8 @@ def to_subscriber(row: SubscriberRow) -> Subscriber:
             liked=tuple(row.liked_papers or ()),
             disliked=tuple(row.disliked_papers or ()),
         ),
-        time_zone=row.time_zone,
-        delivery_hour=row.delivery_hour,
-        frequency=Frequency(row.frequency),
-        weekday=row.weekday,
         trending_weight=row.trending_weight,
-        feed_only=row.feed_only,
-        created_at=row.created_at,
-        confirmed_at=row.confirmed_at,
-        unsubscribed_at=row.unsubscribed_at,
-        consent=tuple(ConsentEvent.model_validate(event) for event in row.consent or ()),
-        link_key=row.link_key,
+        papers_per_issue=row.papers_per_issue,
     )
 
 

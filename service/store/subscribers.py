@@ -1,10 +1,11 @@
-"""The store's subscribers: signup, confirmation, preferences and status, their schedules,
+"""The store's subscribers: signup, confirmation, preferences (the schedule and the first
+interest profile; `profiles` keeps the others) and status, their schedules, votes,
 erasure with its suppression list, and the record a data-access request is owed."""
 
 import re
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -33,7 +34,13 @@ from service.store.rows import (
     subscriber_row_json,
     to_subscriber,
 )
-from service.store.tables import DeliveryRow, NoticeRow, SubscriberRow, SuppressionRow
+from service.store.tables import (
+    DeliveryRow,
+    NoticeRow,
+    ProfileRow,
+    SubscriberRow,
+    SuppressionRow,
+)
 
 
 class SubscriberStore(Database):
@@ -60,7 +67,7 @@ class SubscriberStore(Database):
             consent=[consent_json(event) for event in consent],
             link_key=new_link_key(),
         )
-        apply_preferences(row, preferences, with_votes=True)
+        apply_preferences(row, preferences, with_votes=True, now=now)
         try:
             with self._session() as session:
                 session.add(row)
@@ -108,7 +115,7 @@ class SubscriberStore(Database):
             # Delete children explicitly: SQLite enforces ON DELETE CASCADE only with a pragma.
             session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == row.id))
             session.execute(delete(NoticeRow).where(NoticeRow.subscriber_id == row.id))
-            session.delete(row)
+            session.delete(row)  # and its profiles, which the session has loaded with it
         self._forget_deleted()
 
     def renew_signup(
@@ -123,9 +130,9 @@ class SubscriberStore(Database):
         `confirm_nonce` makes earlier links stale, and the preferences asked for now are what
         the new link confirms. A pending row takes them at once (it receives nothing yet)."""
         with self._session() as session:
-            row = _locked_subscriber(session, subscriber_id)
+            row = locked_subscriber(session, subscriber_id)
             if row.status == SubscriptionStatus.PENDING:
-                apply_preferences(row, preferences, with_votes=True)
+                apply_preferences(row, preferences, with_votes=True, now=consent.at)
                 # A fresh link: the pending row lives as long as the link, not from the
                 # first request (pending rows are pruned by age).
                 row.created_at = consent.at
@@ -147,10 +154,10 @@ class SubscriberStore(Database):
                 return False
             if row.requested_preferences is not None:
                 requested = SubscriptionPreferences.model_validate(row.requested_preferences)
-                apply_preferences(row, requested, with_votes=False)
-                # Papers liked on the new signup join those liked before.
+                apply_preferences(row, requested, with_votes=False, now=consent.at)
+                # Papers liked on the new signup join those the first profile liked before.
                 for paper_id in requested.interests.liked:
-                    _write_vote(row, paper_id, Vote.LIKE)
+                    write_vote(row.profiles[0], paper_id, Vote.LIKE)
             row.status = SubscriptionStatus.CONFIRMED
             row.confirmed_at = consent.at
             row.unsubscribed_at = None
@@ -171,23 +178,43 @@ class SubscriberStore(Database):
                 return None
             if row.requested_preferences is not None:
                 return SubscriptionPreferences.model_validate(row.requested_preferences)
-            return to_subscriber(row)
+            return to_subscriber(row).preferences()
 
-    def update_preferences(self, subscriber_id: int, preferences: SubscriptionPreferences) -> None:
-        """Replace the preferences, except the liked and disliked papers (`set_paper_vote`)."""
+    def update_preferences(
+        self,
+        subscriber_id: int,
+        preferences: SubscriptionPreferences,
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        """Replace the schedule and the first profile's interests and mix, except its liked
+        and disliked papers (`set_paper_vote`)."""
         with self._session() as session:
-            row = _locked_subscriber(session, subscriber_id)
-            apply_preferences(row, preferences, with_votes=False)
+            row = locked_subscriber(session, subscriber_id)
+            apply_preferences(row, preferences, with_votes=False, now=now or datetime.now(UTC))
 
-    def set_paper_vote(self, subscriber_id: int, paper_id: str, vote: Vote | None) -> Vote | None:
-        """Make `vote` the subscriber's one verdict on `paper_id` (None takes it back); return
-        the verdict it replaces. Setting the same vote twice changes nothing."""
+    def set_paper_vote(
+        self,
+        subscriber_id: int,
+        paper_id: str,
+        vote: Vote | None,
+        *,
+        profile_id: int | None = None,
+    ) -> Vote | None:
+        """Make `vote` the one verdict of a profile on `paper_id` (None takes it back); return
+        the verdict it replaces. Setting the same vote twice changes nothing. The profile is
+        `profile_id` if the subscriber still has it, else their first one."""
         if not re.fullmatch(PAPER_ID_PATTERN, paper_id):
             # Stored, it would make the subscriber's interests unreadable.
             raise InvalidInput(f"not a paper id: {paper_id[:80]!r}")
         with self._session() as session:
-            row = _locked_subscriber(session, subscriber_id)
-            return _write_vote(row, paper_id, vote)
+            row = locked_subscriber(session, subscriber_id)
+            profile = next((p for p in row.profiles if p.id == profile_id), None)
+            if profile is None and row.profiles:
+                profile = row.profiles[0]
+            if profile is None:
+                raise UnknownSubscriber(f"subscriber {subscriber_id} has no interest profile")
+            return write_vote(profile, paper_id, vote)
 
     def change_status(
         self,
@@ -200,7 +227,7 @@ class SubscriberStore(Database):
         """Move a subscriber to `status` if their status is one of `allowed_from`; False (and
         nothing written) otherwise. Unsubscribing also voids any confirmation link."""
         with self._session() as session:
-            row = _locked_subscriber(session, subscriber_id)
+            row = locked_subscriber(session, subscriber_id)
             if row.status not in allowed_from:
                 return False
             row.status = status
@@ -217,6 +244,7 @@ class SubscriberStore(Database):
         with self._session() as session:
             session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == subscriber_id))
             session.execute(delete(NoticeRow).where(NoticeRow.subscriber_id == subscriber_id))
+            session.execute(delete(ProfileRow).where(ProfileRow.subscriber_id == subscriber_id))
             session.execute(delete(SubscriberRow).where(SubscriberRow.id == subscriber_id))
             if session.get(SuppressionRow, address_hash) is None:
                 session.add(SuppressionRow(address_hash=address_hash, created_at=now))
@@ -313,17 +341,19 @@ def new_link_key() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _write_vote(row: SubscriberRow, paper_id: str, vote: Vote | None) -> Vote | None:
-    interests = Interests(liked=tuple(row.liked_papers), disliked=tuple(row.disliked_papers))
+def write_vote(profile: ProfileRow, paper_id: str, vote: Vote | None) -> Vote | None:
+    interests = Interests(
+        liked=tuple(profile.liked_papers), disliked=tuple(profile.disliked_papers)
+    )
     before = interests.vote_of(paper_id)
     if before is not vote:
         after = interests.with_vote(paper_id, vote)
-        row.liked_papers = list(after.liked)
-        row.disliked_papers = list(after.disliked)
+        profile.liked_papers = list(after.liked)
+        profile.disliked_papers = list(after.disliked)
     return before
 
 
-def _locked_subscriber(session: Session, subscriber_id: int) -> SubscriberRow:
+def locked_subscriber(session: Session, subscriber_id: int) -> SubscriberRow:
     row = session.scalar(
         select(SubscriberRow).where(SubscriberRow.id == subscriber_id).with_for_update()
     )

@@ -20,8 +20,10 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from service.models import MAX_PROFILE_NAME_LENGTH
 
 # Stable constraint names so Alembic migrations behave the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -109,18 +111,10 @@ class SubscriberRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
-    keywords: Mapped[list[str]] = mapped_column(default=list)
-    interests_text: Mapped[str] = mapped_column(Text, default="")
-    followed_authors: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
-    excluded_topics: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
-    # Paper ids, oldest vote first; not foreign keys: a liked paper may not be stored yet.
-    liked_papers: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
-    disliked_papers: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     time_zone: Mapped[str] = mapped_column(String(64))
     delivery_hour: Mapped[int]
     frequency: Mapped[str] = mapped_column(String(8))
     weekday: Mapped[int] = mapped_column(default=0)
-    trending_weight: Mapped[float] = mapped_column(Float)
     hard_bounces: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime]
     confirmed_at: Mapped[datetime | None]
@@ -138,6 +132,43 @@ class SubscriberRow(Base):
     link_key: Mapped[str | None] = mapped_column(String(32))
     # Issues are made and archived as for everyone, and read in the feed: no email is sent.
     feed_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Loaded with the row, in one more query for any number of rows.
+    profiles: Mapped[list["ProfileRow"]] = relationship(
+        order_by="(ProfileRow.position, ProfileRow.id)",
+        lazy="selectin",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class ProfileRow(Base):
+    """A subscriber's named interest profile: a section of each of their issues."""
+
+    __tablename__ = "profiles"
+    __table_args__ = (
+        # Names are told apart regardless of case in code; this catches the exact repeat.
+        UniqueConstraint("subscriber_id", "name"),
+        # Ids are never given again: a feedback link naming a removed profile must not
+        # train a later one (see `subscribers`).
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    # The reader's order; ties (never written by the store) go by id.
+    position: Mapped[int] = mapped_column(default=0)
+    name: Mapped[str] = mapped_column(String(MAX_PROFILE_NAME_LENGTH))
+    keywords: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    interests_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    followed_authors: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    excluded_topics: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    # Paper ids, oldest vote first; not foreign keys: a liked paper may not be stored yet.
+    liked_papers: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    disliked_papers: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    trending_weight: Mapped[float] = mapped_column(Float)
+    papers_per_issue: Mapped[int]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class SuppressionRow(Base):

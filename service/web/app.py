@@ -19,7 +19,14 @@ from fastapi.staticfiles import StaticFiles
 from service.settings import TEMPLATES_DIR, Settings
 from service.signup.limits import MemoryWindowLimiter, RedisWindowLimiter, WindowLimiter
 from service.store import Store
-from service.web import api, archive_pages, feedback_pages, link_pages, signup_pages
+from service.web import (
+    api,
+    archive_pages,
+    feedback_pages,
+    link_pages,
+    profiles_api,
+    signup_pages,
+)
 from service.web.deps import WebState
 from service.web.guards import install_web_guards
 from service.web.notices import send_notices_left_unsent
@@ -77,6 +84,7 @@ def create_app(
     app.include_router(archive_pages.router)
     app.include_router(feedback_pages.router)
     app.include_router(api.router)
+    app.include_router(profiles_api.router)
     return app
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from service.models import Frequency, Paper, SubscriptionPreferences
+from service.models import DeliveryPreferences, Frequency, Paper
 from service.settings import Settings
 from service.templating import template_environment
 from service.web.csrf import csrf_cookie_of, make_csrf_token, set_csrf_cookie
@@ -88,7 +88,7 @@ def form_context(values: Mapping[str, str], errors: Mapping[str, str]) -> dict[s
     }
 
 
-def describe_schedule(preferences: SubscriptionPreferences) -> str:
+def describe_schedule(preferences: DeliveryPreferences) -> str:
     """ "Weekly on Wednesday at 07:00, Europe/Paris time", for a page."""
     if preferences.frequency is Frequency.WEEKLY:
         when = f"Weekly on {WEEKDAY_NAMES[preferences.weekday]}"

@@ -25,7 +25,7 @@ from service.mail.compose import (
     split_sentences,
 )
 from service.mail.wire import OutgoingMail
-from service.models import Digest, Frequency, Interests, Paper
+from service.models import Digest, Frequency, InterestProfile, Paper
 from service.settings import Settings
 from service.templating import template_environment
 from tests.support.factories import (
@@ -262,7 +262,7 @@ def test_the_message_is_text_then_html_both_utf8_8bit() -> None:
 
 
 def test_an_empty_digest_is_not_rendered() -> None:
-    digest = make_digest().model_copy(update={"papers": ()})
+    digest = make_digest().model_copy(update={"sections": ()})
     with pytest.raises(ValueError, match="empty"):
         render(digest)
 
@@ -411,7 +411,7 @@ def test_html_templates_autoescape_and_text_templates_do_not() -> None:
 def test_a_trending_digest_says_so_and_a_weekly_one_says_weekly() -> None:
     digest = make_digest()
     subscriber = digest.subscriber.model_copy(
-        update={"interests": Interests(), "frequency": Frequency.WEEKLY}
+        update={"profiles": (InterestProfile(id=1),), "frequency": Frequency.WEEKLY}
     )
     text, html = parts(render(digest.model_copy(update={"subscriber": subscriber})))
     for part in (text, html):
@@ -458,7 +458,7 @@ def sample(case: str) -> tuple[Digest, Settings]:
     if case == "internationalised domain, weekly, no interests":
         digest = make_digest(email="alice@bücher.example")
         subscriber = digest.subscriber.model_copy(
-            update={"interests": Interests(), "frequency": Frequency.WEEKLY}
+            update={"profiles": (InterestProfile(id=1),), "frequency": Frequency.WEEKLY}
         )
         return digest.model_copy(update={"subscriber": subscriber}), settings
     raise AssertionError(case)
@@ -727,7 +727,7 @@ def test_a_digest_with_few_matches_says_how_to_get_more() -> None:
 
 def test_a_trending_digest_does_not_say_it_matched_few_interests() -> None:
     digest = make_digest()
-    subscriber = digest.subscriber.model_copy(update={"interests": Interests()})
+    subscriber = digest.subscriber.model_copy(update={"profiles": (InterestProfile(id=1),)})
     trending = render_digest(
         digest.model_copy(update={"subscriber": subscriber}), settings=make_settings(), now=NOW
     )

@@ -114,7 +114,7 @@ def test_the_export_holds_the_verdicts_and_erasure_removes_them(
         store, token_for(alice, "2511.00002", settings), Vote.DISLIKE, settings=settings, now=NOW
     )
 
-    exported = export_subscriber(store, alice.id)["subscriber"]
+    (exported,) = export_subscriber(store, alice.id)["profiles"]
     assert (exported["liked_papers"], exported["disliked_papers"]) == (
         ["2511.00001"],
         ["2511.00002"],

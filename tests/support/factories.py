@@ -12,6 +12,7 @@ from service.mail.transport import open_transport
 from service.mail.wire import OutgoingMail
 from service.models import (
     Digest,
+    InterestProfile,
     Interests,
     IssueItem,
     Paper,
@@ -101,7 +102,7 @@ def make_digest(
         id=subscriber_id,
         email=email,
         status=SubscriptionStatus.CONFIRMED,
-        interests=Interests(keywords=("diffusion models",)),
+        profiles=(InterestProfile(id=1, interests=Interests(keywords=("diffusion models",))),),
         created_at=NOW - timedelta(days=30),
         link_key="alice-link-key",
     )

@@ -169,7 +169,7 @@ def test_subscribers_add_with_liked_papers_authors_and_topics_and_show_them(seed
     assert "  274b5038a8ec  Reinforcement Learning with Action Sequence" in shown
     assert "disliked: none" in shown
     exported = json.loads(seeded("subscribers", "export", "ada@example.org").stdout)
-    assert exported["subscriber"]["liked_papers"] == ["8d3b9b2bfaa0", "274b5038a8ec"]
+    assert exported["profiles"][0]["liked_papers"] == ["8d3b9b2bfaa0", "274b5038a8ec"]
 
     # A subscriber with none of them shows that too, and the rest as before.
     seeded("subscribers", "add", "bob@example.org", "-k", "graphs")
@@ -204,7 +204,7 @@ def test_subscribers_export_and_erase(seeded: Run) -> None:
 
     exported = json.loads(seeded("subscribers", "export", "Ada@example.org").stdout)
     assert exported["subscriber"]["email"] == "ada@example.org"
-    assert exported["subscriber"]["keywords"] == ["diffusion models"]
+    assert exported["profiles"][0]["keywords"] == ["diffusion models"]
     assert exported["deliveries"] == []
     (vouched,) = exported["subscriber"]["consent"]
     assert (vouched["event"], vouched["via"]) == ("confirmed", "admin CLI (subscribers add)")
@@ -348,7 +348,7 @@ def test_a_env_file_in_the_checkout_is_never_read(
     monkeypatch.chdir(PROJECT_ROOT)
     with _file_in_the_checkout(".env", HOSTILE_ENV):
         settings = make_settings()
-        assert (settings.environment, settings.digest_size) == ("development", 10)
+        assert (settings.environment, settings.digest_size) == ("development", 30)
         defaults = Settings.model_fields
         assert settings.database_url == defaults["database_url"].default
         assert settings.mail_url == defaults["mail_url"].default

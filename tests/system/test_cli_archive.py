@@ -77,7 +77,9 @@ def test_a_feed_only_subscriber_gets_no_email_and_show_json_names_a_working_feed
     data = json.loads(shown.stdout)
     assert data["email"] == "ada@example.org" and data["status"] == "confirmed"
     assert data["feed_only"] is True
-    assert data["interests"]["keywords"] == ["diffusion models"]
+    assert [profile["interests"]["keywords"] for profile in data["profiles"]] == [
+        ["diffusion models"]
+    ]
     assert data["schedule"]["frequency"] == "daily"
     assert data["confirmed_at"] is not None and data["unsubscribed_at"] is None
     assert "link_key" not in shown.stdout

@@ -12,7 +12,7 @@ import feedparser
 import httpx
 import pytest
 
-from service.models import DeliveryStatus, IssueItem, Subscriber
+from service.models import DeliveryStatus, Interests, IssueItem, ProfilePreferences, Subscriber
 from service.signup.archive import ARCHIVE_PAGE_SIZE
 from service.signup.feed import FEED_ENTRIES
 from service.signup.links import archive_list_url, feed_url, issue_url, subscriber_url
@@ -351,3 +351,33 @@ def test_archive_and_feed_urls_are_the_same_each_time_and_never_expire(web: Web)
     assert archive.status_code == feed.status_code == manage.status_code == 200
     assert f'href="{archive_list_url(alice, settings=web.settings)}"' in manage.text
     assert f'href="{feed_url(alice, settings=web.settings)}"' in manage.text
+
+
+def test_an_issue_of_two_profiles_keeps_its_sections_in_the_archive_and_the_feed(
+    web: Web,
+) -> None:
+    store_papers(web)
+    alice = add_subscriber(web.store, interests=Interests(keywords=("consistency models",)))
+    web.store.add_profile(
+        alice.id,
+        ProfilePreferences(name="Discrete <tokens>", interests=Interests(keywords=("discrete",))),
+        max_profiles=5,
+        now=NOW,
+    )
+
+    assert run_issue(web).outcomes == {DeliveryStatus.SENT: 1}
+
+    delivery = web.store.get_delivery(alice.id, TODAY)
+    assert delivery is not None
+    assert [(item.paper_id, item.section) for item in delivery.items] == [
+        ("2511.00001", "My interests"),
+        ("2511.00002", "Discrete <tokens>"),
+    ]
+    with web.client() as client:
+        (entry,) = parse_feed(client.get(web.feed_path(alice))).entries
+    content = entry.content[0].value
+    headings = list(re.finditer(r'<h2 class="section-heading"[^>]*>([^<]*)</h2>', content))
+    assert [heading.group(1) for heading in headings] == ["My interests", "Discrete &lt;tokens&gt;"]
+    second_section = headings[1].start()
+    assert headings[0].start() < content.index("2511.00001") < second_section
+    assert second_section < content.index("2511.00002")

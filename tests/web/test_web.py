@@ -216,7 +216,7 @@ def _misused_links(web: Web) -> dict[str, tuple[str, str]]:
     nonce = new_nonce()
     web.store.renew_signup(
         pending.id,
-        web.store.get_subscriber(pending.id),
+        web.store.get_subscriber(pending.id).preferences(),
         consent=ORIGIN.event("requested", now=NOW),
         confirm_nonce=nonce,
     )
