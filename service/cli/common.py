@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from service.errors import InvalidInput
+from service.models import MAX_TRENDING_WEIGHT, MIN_TRENDING_WEIGHT
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -26,6 +27,30 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+# The options of an interest profile, as `subscribers add` and `profiles add` take them.
+KeywordOption = Annotated[
+    list[str] | None, typer.Option("--keyword", "-k", help="An interest; repeat for more.")
+]
+TextOption = Annotated[str, typer.Option(help="A sentence about what you want to read.")]
+LikeOption = Annotated[
+    list[str] | None,
+    typer.Option("--like", help="A stored paper liked: its id or arXiv/Hugging Face link; repeat."),
+]
+AuthorOption = Annotated[
+    list[str] | None, typer.Option("--author", help="An author to follow; repeat for more.")
+]
+ExcludeOption = Annotated[
+    list[str] | None, typer.Option("--exclude", help="A topic to leave out; repeat for more.")
+]
+TrendingWeightOption = Annotated[
+    float,
+    typer.Option(
+        min=MIN_TRENDING_WEIGHT,
+        max=MAX_TRENDING_WEIGHT,
+        help="0 = only my topics … 1 = only trending.",
+    ),
+]
 
 
 def fail(message: str) -> NoReturn:

@@ -10,15 +10,23 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from service.cli.common import open_store, out, shorten
+from service.cli.common import (
+    AuthorOption,
+    ExcludeOption,
+    KeywordOption,
+    LikeOption,
+    TextOption,
+    TrendingWeightOption,
+    open_store,
+    out,
+    shorten,
+)
 from service.errors import UnknownProfile
 from service.models import (
     DEFAULT_PAPERS_PER_ISSUE,
     DEFAULT_TRENDING_WEIGHT,
     MAX_PAPERS_PER_ISSUE,
-    MAX_TRENDING_WEIGHT,
     MIN_PAPERS_PER_ISSUE,
-    MIN_TRENDING_WEIGHT,
     InterestProfile,
     Interests,
     ProfilePreferences,
@@ -54,23 +62,11 @@ def profiles_list(email: str) -> None:
 def profiles_add(
     email: str,
     name: str,
-    keyword: Annotated[
-        list[str] | None, typer.Option("--keyword", "-k", help="An interest; repeat for more.")
-    ] = None,
-    text: Annotated[str, typer.Option(help="A sentence about what you want to read.")] = "",
-    like: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--like", help="A stored paper liked: its id or arXiv/Hugging Face link; repeat."
-        ),
-    ] = None,
-    author: Annotated[
-        list[str] | None, typer.Option("--author", help="An author to follow; repeat for more.")
-    ] = None,
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", help="A topic to leave out; repeat for more."),
-    ] = None,
+    keyword: KeywordOption = None,
+    text: TextOption = "",
+    like: LikeOption = None,
+    author: AuthorOption = None,
+    exclude: ExcludeOption = None,
     papers: Annotated[
         int,
         typer.Option(
@@ -79,14 +75,7 @@ def profiles_add(
             help="Most papers in this profile's section.",
         ),
     ] = DEFAULT_PAPERS_PER_ISSUE,
-    trending_weight: Annotated[
-        float,
-        typer.Option(
-            min=MIN_TRENDING_WEIGHT,
-            max=MAX_TRENDING_WEIGHT,
-            help="0 = only my topics … 1 = only trending.",
-        ),
-    ] = DEFAULT_TRENDING_WEIGHT,
+    trending_weight: TrendingWeightOption = DEFAULT_TRENDING_WEIGHT,
 ) -> None:
     """Add a profile after the subscriber's others: a new last section of their digest."""
     from service.cli.subscribers import stored_papers

@@ -13,12 +13,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from service.cli.common import YesOption, confirm, counted, open_store, out, shorten
+from service.cli.common import (
+    AuthorOption,
+    ExcludeOption,
+    KeywordOption,
+    LikeOption,
+    TextOption,
+    TrendingWeightOption,
+    YesOption,
+    confirm,
+    counted,
+    open_store,
+    out,
+    shorten,
+)
 from service.errors import InvalidInput
 from service.models import (
     DEFAULT_TRENDING_WEIGHT,
-    MAX_TRENDING_WEIGHT,
-    MIN_TRENDING_WEIGHT,
     ConsentEvent,
     Frequency,
     Interests,
@@ -50,35 +61,16 @@ class Weekday(StrEnum):
 @app.command("add")
 def subscribers_add(
     email: str,
-    keyword: Annotated[
-        list[str] | None, typer.Option("--keyword", "-k", help="An interest; repeat for more.")
-    ] = None,
-    text: Annotated[str, typer.Option(help="A sentence about what you want to read.")] = "",
+    keyword: KeywordOption = None,
+    text: TextOption = "",
     time_zone: Annotated[str | None, typer.Option(help="IANA time zone.")] = None,
     hour: Annotated[int | None, typer.Option(min=0, max=23, help="Local delivery hour.")] = None,
     frequency: Annotated[Frequency, typer.Option(help="daily or weekly.")] = Frequency.DAILY,
     weekday: Annotated[Weekday, typer.Option(help="Weekday of weekly issues.")] = Weekday.MON,
-    trending_weight: Annotated[
-        float,
-        typer.Option(
-            min=MIN_TRENDING_WEIGHT,
-            max=MAX_TRENDING_WEIGHT,
-            help="0 = only my topics … 1 = only trending.",
-        ),
-    ] = DEFAULT_TRENDING_WEIGHT,
-    like: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--like", help="A stored paper liked: its id or arXiv/Hugging Face link; repeat."
-        ),
-    ] = None,
-    author: Annotated[
-        list[str] | None, typer.Option("--author", help="An author to follow; repeat for more.")
-    ] = None,
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", help="A topic to leave out; repeat for more."),
-    ] = None,
+    trending_weight: TrendingWeightOption = DEFAULT_TRENDING_WEIGHT,
+    like: LikeOption = None,
+    author: AuthorOption = None,
+    exclude: ExcludeOption = None,
     feed_only: Annotated[
         bool,
         typer.Option(
