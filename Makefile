@@ -10,7 +10,8 @@ CLOCK_AHEAD_TESTS := tests/test_clock.py tests/system/test_cli_digest.py tests/d
 	tests/signup/test_subscriptions.py tests/web/test_web.py tests/system/test_tasks.py tests/mail/test_emails.py \
 	tests/web/test_feedback.py tests/web/test_web_papers.py tests/signup/test_seeds.py \
 	tests/signup/test_feedback.py tests/delivery/test_digest_feedback.py tests/web/test_archive_feed.py \
-	tests/web/test_feed_only.py tests/system/test_cli_archive.py tests/system/test_cli_profiles.py
+	tests/web/test_feed_only.py tests/system/test_cli_archive.py tests/system/test_cli_profiles.py \
+	tests/web/test_manage_profiles.py
 
 .PHONY: demo test test-clock-ahead lint typecheck format clean
 

@@ -222,7 +222,7 @@ def read_preferences_form(form: Mapping[str, Any]) -> FormOutcome:
     lines = paper_lines(values["papers"])
     if problem := check_paper_lines(lines):
         errors["papers"] = problem
-    phrases = _read_phrases(values, errors)
+    phrases = read_phrases(values, errors)
     low_mix, high_mix = MIX_PERCENT_RANGE
     numbers = {
         "weekday": (0, 6, "Choose a day of the week."),
@@ -259,7 +259,7 @@ def read_preferences_form(form: Mapping[str, Any]) -> FormOutcome:
     return FormOutcome(values, {}, preferences, tuple(lines))
 
 
-def _read_phrases(values: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any]:
+def read_phrases(values: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any]:
     """The interests, authors and topics typed, each checked on its own so that an error
     names its field."""
     phrases: dict[str, Any] = {}

@@ -1,5 +1,6 @@
-"""The pages a subscriber's links open: manage (with its renewal when expired, and the papers
-liked and disliked, each with a remove button), unsubscribe (with RFC 8058's one-click POST)
+"""The pages a subscriber's links open: manage (with its renewal when expired, the interest
+profiles (`profile_pages`), and the papers liked and disliked, each with a remove button),
+unsubscribe (with RFC 8058's one-click POST)
 and the archived copy of an issue."""
 
 import json
@@ -40,6 +41,12 @@ from service.web.deps import (
 )
 from service.web.forms import form_values, read_form, read_preferences_form, resolve_paper_lines
 from service.web.notices import send_after_response
+from service.web.profile_pages import (
+    PROFILE_ACTIONS,
+    ProfileOutcome,
+    change_profile,
+    profiles_context,
+)
 from service.web.rendering import Pages, form_context, listed_papers
 
 ONE_CLICK = "One-Click"
@@ -67,7 +74,9 @@ async def manage_view(
     *,
     notice: str,
     status: int = 200,
+    profiles: ProfileOutcome | None = None,
 ) -> HTMLResponse:
+    """The manage page; `profiles` is a profile action's outcome, a refused form shown back."""
     interests = subscriber.interests
     stored = await run_in_threadpool(store.get_papers, [*interests.liked, *interests.disliked])
     context = form_context(values, errors) | {
@@ -80,6 +89,7 @@ async def manage_view(
         "archive_url": archive_list_url(subscriber, settings=pages.settings),
         "feed_url": feed_url(subscriber, settings=pages.settings),
     }
+    context |= profiles_context(subscriber, profiles, max_profiles=pages.settings.max_profiles)
     return pages.render("manage.html", context, status=status, with_csrf=True)
 
 
@@ -146,6 +156,24 @@ async def manage_submit(
     if action == "save":
         return await save_preferences(
             pages, store, subscriber, form, limiter=limiter, visitor=visitor, now=now
+        )
+    if action in PROFILE_ACTIONS:
+        try:
+            outcome = await change_profile(
+                store, subscriber, str(action), form, max_profiles=settings.max_profiles, now=now()
+            )
+        except UnknownSubscriber:  # erased while the request ran: the link died with the row
+            return pages.invalid_link()
+        updated = outcome.subscriber
+        return await manage_view(
+            pages,
+            store,
+            updated,
+            form_values(updated),
+            {},
+            notice=outcome.notice,
+            status=outcome.status,
+            profiles=outcome,
         )
     if action == "remove_paper":
         return await remove_paper(pages, store, subscriber, str(form.get("paper_id", "")))
