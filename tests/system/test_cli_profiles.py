@@ -7,8 +7,6 @@ from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
 
-import pytest
-
 from service.delivery.day_papers import load_day_papers
 from service.mail.compose import compose_digest
 from service.models import DeliveryStatus, Digest, DigestSection, ScoredPaper
@@ -74,29 +72,31 @@ def test_profiles_are_listed_added_and_removed(seeded: Run) -> None:
     assert "RL theory" not in seeded("profiles", "list", ADA).stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "words"),
-    [
-        (("profiles", "list", "nobody@example.org"), ("no subscriber",)),
-        (("profiles", "add", "nobody@example.org", "X", "-k", "x"), ("no subscriber",)),
-        (("profiles", "add", ADA, "my INTERESTS", "-k", "x"), ("'My interests'", "already")),
-        (("profiles", "add", ADA, "Big", "--papers", "31"), ("--papers", "1 to 30")),
-        (("profiles", "add", ADA, "Small", "--papers", "0"), ("--papers", "1 to 30")),
-        (("profiles", "add", ADA, "Mix", "--trending-weight", "2"), ("--trending-weight",)),
-        (("profiles", "add", ADA, "   "), ("profile needs a name",)),
-        (("profiles", "add", ADA, "Seeds", "--like", "2501.99999"), ("2501.99999",)),
-        (("profiles", "remove", ADA, "Nothing"), ("no profile named 'Nothing'", "My interests")),
-        (("profiles", "remove", ADA, "My interests"), ("at least one",)),
-        (("profiles", "remove", "nobody@example.org", "X"), ("no subscriber",)),
-    ],
-)
-def test_profile_commands_refuse_in_one_line(
-    seeded: Run, args: tuple[str, ...], words: tuple[str, ...]
-) -> None:
+# Each command with the words its one-line error must have.
+REFUSALS = [
+    (("profiles", "list", "nobody@example.org"), ("no subscriber",)),
+    (("profiles", "add", "nobody@example.org", "X", "-k", "x"), ("no subscriber",)),
+    (("profiles", "add", ADA, "my INTERESTS", "-k", "x"), ("'My interests'", "already")),
+    (("profiles", "add", ADA, "Big", "--papers", "31"), ("--papers", "1 to 30")),
+    (("profiles", "add", ADA, "Small", "--papers", "0"), ("--papers", "1 to 30")),
+    (("profiles", "add", ADA, "Mix", "--trending-weight", "2"), ("--trending-weight",)),
+    (("profiles", "add", ADA, "   "), ("profile needs a name",)),
+    (("profiles", "add", ADA, "Seeds", "--like", "2501.99999"), ("2501.99999",)),
+    (("profiles", "remove", ADA, "Nothing"), ("no profile named 'Nothing'", "My interests")),
+    (("profiles", "remove", ADA, "My interests"), ("at least one",)),
+    (("profiles", "remove", "nobody@example.org", "X"), ("no subscriber",)),
+]
+
+
+def test_profile_commands_refuse_in_one_line_and_change_nothing(seeded: Run) -> None:
+    # One subscriber for every refusal: each is a subprocess of its own, and none may change
+    # what the others see.
     seeded("subscribers", "add", ADA, "-k", "diffusion models")
-    refused = seeded(*args, check_exit=2)
-    one_line_error(refused.stderr, *words)
-    assert "My interests" in seeded("profiles", "list", ADA).stdout
+    before = seeded("profiles", "list", ADA).stdout
+    for args, words in REFUSALS:
+        refused = seeded(*args, check_exit=2)
+        one_line_error(refused.stderr, *words)
+    assert seeded("profiles", "list", ADA).stdout == before
 
 
 def test_a_subscriber_has_at_most_the_configured_number_of_profiles(seeded: Run) -> None:
