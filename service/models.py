@@ -6,7 +6,14 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 MAX_KEYWORDS = 30
 MAX_KEYWORD_LENGTH = 100
@@ -234,6 +241,11 @@ def code_repository_url(value: object) -> str | None:
     if not parts.path.strip("/"):
         return None
     return urlunsplit(("https", parts.netloc.lower(), parts.path, parts.query, parts.fragment))
+
+
+# A source's repository field: the link `code_repository_url` makes of it, else None (the
+# paper is kept without it).
+CodeRepository = Annotated[str | None, BeforeValidator(code_repository_url)]
 
 
 class SignalObservation(BaseModel):

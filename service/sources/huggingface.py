@@ -13,7 +13,7 @@ from datetime import date, datetime
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from service.models import Paper, code_repository_url
+from service.models import CodeRepository, Paper
 from service.settings import Settings
 from service.sources import Rejected, SourcePage, one_line, without_version
 from service.sources.jsonl import ARXIV_ID, paper_url
@@ -43,7 +43,7 @@ class HfPaper(BaseModel):
     upvotes: int | None = Field(None, ge=0)
     ai_summary: str | None = None
     ai_keywords: list[str] | None = None
-    github_repo: str | None = Field(None, alias="githubRepo")
+    github_repo: CodeRepository = Field(None, alias="githubRepo")
     github_stars: int | None = Field(None, ge=0, alias="githubStars")
 
     @field_validator("title")
@@ -52,12 +52,6 @@ class HfPaper(BaseModel):
         if not value.strip():
             raise ValueError("blank title")
         return value
-
-    @field_validator("github_repo", mode="before")
-    @classmethod
-    def _repository_or_none(cls, value: object) -> str | None:
-        # A repository field that is no code host's link is left out; the paper is kept.
-        return code_repository_url(value)
 
 
 class HfDailyPaper(BaseModel):

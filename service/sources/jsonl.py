@@ -12,12 +12,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
 from service.errors import InvalidInput
-from service.models import Paper, code_repository_url
+from service.models import CodeRepository, Paper
 from service.sources import Rejected, SourcePage
 
 # New-style arXiv identifiers (2007 on), optionally versioned: 2501.01234v2.
@@ -42,13 +41,7 @@ class PaperRecord(BaseModel):
     comments: int | None = Field(None, ge=0)
     github_stars: int | None = Field(None, ge=0)
     source: str = Field("import", max_length=32)
-    github_repo: str | None = None
-
-    @field_validator("github_repo", mode="before")
-    @classmethod
-    def _repository_or_none(cls, value: object) -> str | None:
-        # A repository field that is no code host's link is left out; the paper is kept.
-        return code_repository_url(value)
+    github_repo: CodeRepository = None
 
     @model_validator(mode="after")
     def _count_authors(self) -> "PaperRecord":
