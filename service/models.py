@@ -1,6 +1,7 @@
 """Domain models: the nouns of Paperwire. Data only, no I/O."""
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -339,11 +340,63 @@ class ConsentEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    event: str  # requested, confirmed, unsubscribed, paused, resumed
+    event: str  # requested, confirmed, unsubscribed, paused, resumed, suppressed
     at: datetime
     ip: str | None = None
     user_agent: str | None = None
     via: str = ""  # the form or API endpoint, e.g. "web signup form"
+    # Why the service itself acted, e.g. "bouncing" or "complaint" on a suppression.
+    reason: str = ""
+
+
+class MailEventKind(StrEnum):
+    """What a recipient's side said about mail after (or while) it was sent."""
+
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCE = "soft_bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+BOUNCE_KINDS = (MailEventKind.HARD_BOUNCE, MailEventKind.SOFT_BOUNCE)
+
+
+@dataclass(frozen=True)
+class BouncePolicy:
+    """When bounces suppress a subscriber: at a score of `limit`, counting only bounces that
+    follow each other within `stale_after` (settings `bounce_score_limit`,
+    `bounce_stale_days`)."""
+
+    limit: float = 5.0
+    stale_after: timedelta = timedelta(days=7)
+
+
+class UnsubscribeChannel(StrEnum):
+    """How a reader unsubscribed: the `via` of their unsubscribe event."""
+
+    LINK = "link"  # the unsubscribe page's button
+    ONE_CLICK = "one-click"  # RFC 8058, from the mail client
+    MAILTO = "mailto"  # a mail to the List-Unsubscribe mailto address
+    API = "api"
+    ADMIN = "admin"
+
+
+class MailEvent(BaseModel):
+    """One stored bounce, complaint or unsubscribe: the history behind a bounce score and
+    the per-day figures of `paperwire stats`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    subscriber_id: int
+    at: datetime
+    kind: MailEventKind
+    # Where it came from: smtp (refused while sending), dsn, arf, ses, postmark, mailgun; for
+    # unsubscribes an `UnsubscribeChannel`.
+    via: str
+    issue_date: date | None = None
+    status_code: str | None = None  # the enhanced status code of a bounce, e.g. 5.1.1
+    detail: str = ""
 
 
 class Subscriber(DeliveryPreferences):
@@ -361,6 +414,10 @@ class Subscriber(DeliveryPreferences):
     profiles: tuple[InterestProfile, ...] = ()
     # Issues are made for the archive and the feed; none is emailed.
     feed_only: bool = False
+    # Mailman's bounce score as last written, and when the last bounce came: see
+    # `service.store.mail_events` for how it grows and goes stale.
+    bounce_score: float = 0.0
+    last_bounce_at: datetime | None = None
 
     @property
     def first_profile(self) -> InterestProfile:

@@ -3,7 +3,7 @@
 import ipaddress
 import os
 import re
-from datetime import date, time
+from datetime import date, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Self
@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from service.mail.dkim import load_signing_key
+from service.models import BouncePolicy
 
 PLACEHOLDER_SECRET = "change-me"
 # Names the file of settings read besides the environment; empty: none. Not a setting itself:
@@ -224,8 +225,60 @@ class Settings(BaseSettings):
         ge=0,
         description="How long after an attempt of unknown outcome the issue is sent again.",
     )
-    hard_bounce_limit: int = Field(
-        3, ge=1, description="Hard bounces after which a subscriber is suppressed."
+    bounce_domain: str = Field(
+        "",
+        description="Domain of the envelope sender of each digest (bounces+TOKEN@…) and of "
+        "the List-Unsubscribe mailto address (unsubscribe+TOKEN@…), whose MX is `paperwire "
+        "inbound`; empty: the sender address's domain.",
+    )
+    bounce_score_limit: float = Field(
+        5.0,
+        ge=1,
+        description="Bounce score at which a subscriber is suppressed (hard bounce 1, soft "
+        "0.5, one bounce day counted once).",
+    )
+    bounce_stale_days: float = Field(
+        7.0,
+        gt=0,
+        description="A bounce this many days after the previous one starts the score afresh.",
+    )
+    inbound_host: str = Field("127.0.0.1", description="Address `paperwire inbound` listens on.")
+    inbound_port: int = Field(
+        2525, ge=1, le=65535, description="Port `paperwire inbound` listens on (25 as an MX)."
+    )
+    inbound_max_bytes: int = Field(
+        1_048_576,
+        ge=10_000,
+        description="Largest message `paperwire inbound` takes; a larger one is refused (552) "
+        "before it is read.",
+    )
+    sns_topic_arns: list[str] = Field(
+        default_factory=list,
+        description="Amazon SNS topics (a JSON list of ARNs) whose SES notifications "
+        "/webhooks/ses accepts; empty: that webhook is off.",
+    )
+    sns_certificate_url_pattern: str = Field(
+        r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/",
+        description="Regular expression a SNS SigningCertURL or SubscribeURL must match "
+        "(Amazon's own hosts); only tests change it.",
+    )
+    postmark_webhook_user: str = Field(
+        "", description="User name of /webhooks/postmark's HTTP basic authentication."
+    )
+    postmark_webhook_password: SecretStr = Field(
+        SecretStr(""),
+        description="Password of /webhooks/postmark's HTTP basic authentication; empty: "
+        "that webhook is off.",
+    )
+    mailgun_webhook_signing_key: SecretStr = Field(
+        SecretStr(""),
+        description="Mailgun's HTTP webhook signing key; empty: /webhooks/mailgun is off.",
+    )
+    webhook_max_age_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="Oldest a signed webhook call's timestamp may be; older ones are refused "
+        "as replays.",
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
@@ -414,6 +467,16 @@ class Settings(BaseSettings):
     @property
     def dkim_signing_domain(self) -> str:
         return self.dkim_domain or self.mail_domain
+
+    @property
+    def bounce_address_domain(self) -> str:
+        return self.bounce_domain or self.mail_domain
+
+    @property
+    def bounce_policy(self) -> BouncePolicy:
+        return BouncePolicy(
+            limit=self.bounce_score_limit, stale_after=timedelta(days=self.bounce_stale_days)
+        )
 
     @property
     def mail_domain(self) -> str:

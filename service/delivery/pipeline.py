@@ -257,8 +257,7 @@ def _record_failure(
             error=str(exc),
             now=now(),
             refused=True,
-            hard_bounce=exc.smtp_code in HARD_BOUNCE_CODES,
-            suppress_after_bounces=settings.hard_bounce_limit,
+            hard_bounce=settings.bounce_policy if exc.smtp_code in HARD_BOUNCE_CODES else None,
             attempt=attempt,
         )
         return DeliveryStatus.REFUSED, str(exc)

@@ -24,6 +24,12 @@ from service.models import (
 )
 from service.settings import Settings
 from service.signup.links import archive_list_url, feedback_urls, issue_url, subscriber_url
+from service.signup.return_addresses import (
+    BOUNCE_LOCAL_PART,
+    bounce_address,
+    digest_message_id,
+    unsubscribe_address,
+)
 from service.signup.tokens import TokenPurpose
 from service.sources.jsonl import ARXIV_ID
 from service.templating import template_environment
@@ -144,7 +150,7 @@ def compose_digest(
     text = env.get_template("email/digest.txt").render(context)
     html = env.get_template("email/digest.html").render(context)
     recipient = recipient_address(subscriber.email)
-    message_id = digest_message_id(subscriber.id, digest.issue_date, domain=settings.mail_domain)
+    message_id = digest_message_id(subscriber, digest.issue_date, settings=settings)
 
     headers = MailHeaders()
     headers.add_mailbox(
@@ -158,7 +164,9 @@ def compose_digest(
     headers.add_uri_list("List-Unsubscribe", links.list_unsubscribe)
     headers.add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     return OutgoingMail(
-        sender=settings.mail_from_address,
+        # VERP: a bounce comes back to an address that names this issue (see
+        # `service.signup.return_addresses`).
+        sender=bounce_address(subscriber, digest.issue_date, settings=settings),
         recipients=(recipient.addr_spec,),
         message_id=message_id,
         data=multipart_alternative(headers, text=text, html=html),
@@ -257,7 +265,9 @@ def _compose_notice(
     # Asked for by the visitor: no List-* headers, and auto-replies should stay away.
     headers.add("Auto-Submitted", "auto-generated")
     return OutgoingMail(
-        sender=settings.mail_from_address,
+        # Bounces reach `paperwire inbound`, which keeps them for the operator: they name no
+        # issue, and an address that never confirmed has no score to keep.
+        sender=f"{BOUNCE_LOCAL_PART}@{settings.bounce_address_domain}",
         recipients=(recipient.addr_spec,),
         message_id=message_id,
         data=multipart_alternative(headers, text=text, html=html),
@@ -307,14 +317,6 @@ def digest_context(digest: Digest, *, links: DigestLinks) -> dict[str, Any]:
     return context
 
 
-def digest_message_id(subscriber_id: int, issue_date: date, *, domain: str) -> str:
-    """The same id for every rendering of an issue, so receivers can drop a resend.
-
-    Built by hand: `make_msgid()` without a domain calls `socket.getfqdn()`, which can stall.
-    """
-    return f"<digest-{issue_date.isoformat()}-{subscriber_id}@{domain}>"
-
-
 def digest_links(
     subscriber: Subscriber,
     issue_date: date,
@@ -340,9 +342,7 @@ def digest_links(
         if with_manage_link
         else ""
     )
-    token = unsubscribe_url.rpartition("/")[2]
-    local, _, domain = settings.mail_from_address.rpartition("@")
-    mailto = f"mailto:{quote(local, safe='+')}+unsubscribe@{domain}?subject=unsubscribe%20{token}"
+    mailto = f"mailto:{unsubscribe_address(subscriber, settings=settings)}?subject=unsubscribe"
     return DigestLinks(
         manage_url=manage_url,
         unsubscribe_url=unsubscribe_url,

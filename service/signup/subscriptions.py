@@ -20,7 +20,13 @@ from service.mail.compose import (
     compose_manage_link,
 )
 from service.mail.wire import OutgoingMail
-from service.models import ConsentEvent, Subscriber, SubscriptionPreferences, SubscriptionStatus
+from service.models import (
+    ConsentEvent,
+    Subscriber,
+    SubscriptionPreferences,
+    SubscriptionStatus,
+    UnsubscribeChannel,
+)
 from service.settings import Settings
 from service.signup.addresses import mailbox_key, normalise_email
 from service.signup.limits import WindowLimiter
@@ -224,27 +230,43 @@ def set_paused(
     return store.get_subscriber(subscriber_id)
 
 
-def unsubscribe(store: Store, subscriber_id: int, *, origin: RequestOrigin, now: datetime) -> None:
-    """Stop every issue; idempotent, and quiet about subscribers erased meanwhile."""
+def unsubscribe(
+    store: Store,
+    subscriber_id: int,
+    *,
+    origin: RequestOrigin,
+    now: datetime,
+    channel: UnsubscribeChannel,
+) -> bool:
+    """Stop every issue; idempotent, and quiet about subscribers erased meanwhile. True if
+    this call unsubscribed them (and counted it under `channel`)."""
     still_subscribed = [s for s in SubscriptionStatus if s is not SubscriptionStatus.UNSUBSCRIBED]
     with contextlib.suppress(UnknownSubscriber):
-        store.change_status(
+        return store.change_status(
             subscriber_id,
             SubscriptionStatus.UNSUBSCRIBED,
             consent=origin.event("unsubscribed", now=now),
             allowed_from=still_subscribed,
+            channel=channel,
         )
+    return False
 
 
 def unsubscribe_with_link(
-    store: Store, token: str, *, origin: RequestOrigin, settings: Settings, now: datetime
+    store: Store,
+    token: str,
+    *,
+    origin: RequestOrigin,
+    settings: Settings,
+    now: datetime,
+    channel: UnsubscribeChannel,
 ) -> None:
     """RFC 8058 one-click and the unsubscribe page. Raises `InvalidToken` for a bad link, or
     one whose subscriber is gone."""
     subscriber = subscriber_for_link(
         store, TokenPurpose.UNSUBSCRIBE, token, settings=settings, now=now
     )
-    unsubscribe(store, subscriber.id, origin=origin, now=now)
+    unsubscribe(store, subscriber.id, origin=origin, now=now, channel=channel)
 
 
 def export_subscriber(store: Store, subscriber_id: int) -> dict[str, Any]:

@@ -51,6 +51,10 @@ class TokenPurpose(StrEnum):
     FEEDBACK = "feedback"
     # A 👍/👎 from a section of a digest: also names the interest profile it trains.
     PROFILE_FEEDBACK = "profile-feedback"
+    # Mail addresses and Message-IDs (`service.signup.return_addresses`): an issue's envelope
+    # sender and Message-ID, and the List-Unsubscribe mailto address.
+    ISSUE_TAG = "issue-tag"
+    MAILTO_UNSUBSCRIBE = "mailto-unsubscribe"
 
 
 # Mailman keeps a pending subscription three days; a confirmation link lives as long.
@@ -359,6 +363,14 @@ def unpack_paper_id(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidToken("token does not name a paper") from exc
+
+
+def address_mac(purpose: TokenPurpose, body: str, *, secret_key: str, binding: str | None) -> str:
+    """An 80-bit MAC of `body` in lower-case base32 (16 characters): for the local part of a
+    mail address, which mail systems may change the case of, and for a Message-ID."""
+    mac = _keyed_mac(purpose, secret_key, binding)
+    mac.update(body.encode("utf-8"))
+    return base64.b32encode(mac.digest()[:10]).decode("ascii").lower()
 
 
 def _make(

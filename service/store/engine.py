@@ -12,15 +12,16 @@ from sqlalchemy.orm import sessionmaker
 
 from service.store.deliveries import DeliveryStore
 from service.store.ledger import Ledger
+from service.store.mail_events import MailEventStore
 from service.store.notices import NoticeStore
 from service.store.papers import PaperStore
 from service.store.profiles import ProfileStore
 from service.store.subscribers import SubscriberStore
 
 
-class Store(PaperStore, SubscriberStore, ProfileStore, NoticeStore, DeliveryStore):
-    """Papers, subscribers with their interest profiles, and the delivery ledger in one SQL
-    database."""
+class Store(PaperStore, SubscriberStore, ProfileStore, NoticeStore, DeliveryStore, MailEventStore):
+    """Papers, subscribers with their interest profiles, the delivery ledger and what came
+    back after sending (bounces, complaints, unsubscribes) in one SQL database."""
 
     def __init__(self, database_url: str) -> None:
         url = make_url(database_url)

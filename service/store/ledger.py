@@ -2,14 +2,16 @@
 with the conditional statements that make them safe to race (`ledger_statements`): two senders
 never both win an issue, and only the holder of a claim writes its outcome."""
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
-from service.models import DeliveryStatus, IssueItem
+from service.models import BouncePolicy, DeliveryStatus, IssueItem, MailEventKind
 from service.store.ledger_statements import (
     CLAIM,
     CLAIM_FIRST_TRIES,
@@ -21,10 +23,12 @@ from service.store.ledger_statements import (
     RECORD_IN_DOUBT,
     RENEW_LEASES,
     STILL_CLAIMABLE,
-    count_hard_bounce,
     finish_statement,
 )
+from service.store.mail_events import write_bounce
 from service.store.rows import items_json
+
+_ENHANCED_CODE = re.compile(r"\b[245]\.\d{1,3}\.\d{1,3}\b")
 
 
 class DataStart(StrEnum):
@@ -224,16 +228,15 @@ class Ledger:
         now: datetime,
         retry_at: datetime | None = None,
         refused: bool = False,
-        hard_bounce: bool = False,
-        suppress_after_bounces: int | None = None,
+        hard_bounce: BouncePolicy | None = None,
         attempt: int | None = None,
     ) -> None:
         """Mark a claimed issue due again at `retry_at`; `refused` when sending it again is
         futile (a permanent refusal); failed otherwise, or in doubt if an earlier attempt may
         have delivered it.
 
-        A hard bounce (the relay said the mailbox does not exist) counts against the
-        subscriber, who is suppressed after `suppress_after_bounces` of them.
+        A hard bounce (the relay said the mailbox does not exist; given as the bounce policy)
+        is scored against the subscriber like any other (`store.mail_events`).
         """
         if refused:
             status = DeliveryStatus.REFUSED
@@ -250,8 +253,20 @@ class Ledger:
         )
 
         def write(connection: Connection) -> None:
-            if finish(connection) and hard_bounce:
-                connection.execute(count_hard_bounce(subscriber_id, suppress_after_bounces))
+            if finish(connection) and hard_bounce is not None:
+                with Session(bind=connection) as session:
+                    write_bounce(
+                        session,
+                        subscriber_id,
+                        MailEventKind.HARD_BOUNCE,
+                        via="smtp",
+                        at=now,
+                        policy=hard_bounce,
+                        issue_date=issue_date,
+                        status_code=_enhanced_code(error),
+                        detail=error,
+                    )
+                    session.flush()
 
         self._pending.append(write)
 
@@ -348,3 +363,9 @@ def _finish_write(
         return bool(connection.execute(statement, params).rowcount == 1)
 
     return write
+
+
+def _enhanced_code(reply: str) -> str | None:
+    """The RFC 3463 code in an SMTP reply's text (`550 5.1.1 no such user`), if any."""
+    match = _ENHANCED_CODE.search(reply)
+    return match.group(0) if match else None

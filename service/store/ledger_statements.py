@@ -11,7 +11,6 @@ from sqlalchemy import (
     Text,
     bindparam,
     case,
-    false,
     func,
     literal,
     or_,
@@ -20,8 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.dml import Update
 
-from service.models import DeliveryStatus, SubscriptionStatus
-from service.store.tables import DeliveryRow, SubscriberRow, UtcDateTime
+from service.models import DeliveryStatus
+from service.store.tables import DeliveryRow, UtcDateTime
 
 THESE_ISSUES = (DeliveryRow.issue_date == bindparam("day")) & DeliveryRow.subscriber_id.in_(
     bindparam("ids", expanding=True)
@@ -200,21 +199,5 @@ def finish_statement(columns: frozenset[str]) -> Update:
                 name: bindparam(f"v_{name}", type_=table_columns[name].type)
                 for name in sorted(columns)
             },
-        )
-    )
-
-
-def count_hard_bounce(subscriber_id: int, suppress_after: int | None) -> Update:
-    bounces = SubscriberRow.hard_bounces + 1
-    suppress = bounces >= suppress_after if suppress_after is not None else false()
-    return (
-        update(SubscriberRow)
-        .where(SubscriberRow.id == subscriber_id)
-        .values(
-            hard_bounces=bounces,
-            status=case(
-                (suppress, SubscriptionStatus.SUPPRESSED.value),
-                else_=SubscriberRow.status,
-            ),
         )
     )

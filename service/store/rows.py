@@ -195,6 +195,8 @@ def to_subscriber(row: SubscriberRow) -> Subscriber:
         link_key=row.link_key,
         profiles=tuple(to_profile(profile) for profile in row.profiles),
         feed_only=row.feed_only,
+        bounce_score=row.bounce_score,
+        last_bounce_at=row.last_bounce_at,
     )
 
 

@@ -20,9 +20,11 @@ from service.models import (
     ConsentEvent,
     Frequency,
     Interests,
+    MailEventKind,
     Subscriber,
     SubscriptionPreferences,
     SubscriptionStatus,
+    UnsubscribeChannel,
     Vote,
 )
 from service.store.database import Database
@@ -36,6 +38,7 @@ from service.store.rows import (
 )
 from service.store.tables import (
     DeliveryRow,
+    MailEventRow,
     NoticeRow,
     ProfileRow,
     SubscriberRow,
@@ -62,7 +65,6 @@ class SubscriberStore(Database):
             status=status,
             created_at=now,
             confirmed_at=now if status is SubscriptionStatus.CONFIRMED else None,
-            hard_bounces=0,
             confirm_nonce=confirm_nonce,
             consent=[consent_json(event) for event in consent],
             link_key=new_link_key(),
@@ -161,7 +163,10 @@ class SubscriberStore(Database):
             row.status = SubscriptionStatus.CONFIRMED
             row.confirmed_at = consent.at
             row.unsubscribed_at = None
-            row.hard_bounces = 0
+            # Confirming again shows the mailbox works: the bounce history stays, the score
+            # starts afresh.
+            row.bounce_score = 0.0
+            row.last_bounce_at = None
             row.confirm_nonce = None
             row.requested_preferences = None
             add_consent(row, consent)
@@ -223,9 +228,11 @@ class SubscriberStore(Database):
         *,
         consent: ConsentEvent,
         allowed_from: Sequence[SubscriptionStatus],
+        channel: UnsubscribeChannel = UnsubscribeChannel.ADMIN,
     ) -> bool:
         """Move a subscriber to `status` if their status is one of `allowed_from`; False (and
-        nothing written) otherwise. Unsubscribing also voids any confirmation link."""
+        nothing written) otherwise. Unsubscribing also voids any confirmation link, and is
+        counted as an unsubscribe event through `channel`."""
         with self._session() as session:
             row = locked_subscriber(session, subscriber_id)
             if row.status not in allowed_from:
@@ -235,6 +242,14 @@ class SubscriberStore(Database):
                 row.unsubscribed_at = consent.at
                 row.confirm_nonce = None
                 row.requested_preferences = None
+                session.add(
+                    MailEventRow(
+                        subscriber_id=subscriber_id,
+                        at=consent.at,
+                        kind=MailEventKind.UNSUBSCRIBE.value,
+                        via=channel.value,
+                    )
+                )
             add_consent(row, consent)
             return True
 
@@ -245,6 +260,7 @@ class SubscriberStore(Database):
             session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == subscriber_id))
             session.execute(delete(NoticeRow).where(NoticeRow.subscriber_id == subscriber_id))
             session.execute(delete(ProfileRow).where(ProfileRow.subscriber_id == subscriber_id))
+            session.execute(delete(MailEventRow).where(MailEventRow.subscriber_id == subscriber_id))
             session.execute(delete(SubscriberRow).where(SubscriberRow.id == subscriber_id))
             if session.get(SuppressionRow, address_hash) is None:
                 session.add(SuppressionRow(address_hash=address_hash, created_at=now))
@@ -324,16 +340,17 @@ class SubscriberStore(Database):
             ]
 
     def subscriber_counts(self) -> tuple[dict[SubscriptionStatus, int], int]:
-        """Subscribers per status, and hard bounces counted over all of them."""
-        query = select(
-            SubscriberRow.status,
-            func.count(),
-            func.coalesce(func.sum(SubscriberRow.hard_bounces), 0),
-        ).group_by(SubscriberRow.status)
+        """Subscribers per status, and the hard bounces of all of them ever recorded."""
+        query = select(SubscriberRow.status, func.count()).group_by(SubscriberRow.status)
+        hard_bounces = (
+            select(func.count())
+            .select_from(MailEventRow)
+            .where(MailEventRow.kind == MailEventKind.HARD_BOUNCE.value)
+        )
         with self._session() as session:
             rows = session.execute(query).all()
-        counts = {SubscriptionStatus(status): count for status, count, _ in rows}
-        return counts, sum(int(bounces) for _, _, bounces in rows)
+            bounces = session.scalar(hard_bounces) or 0
+        return {SubscriptionStatus(status): count for status, count in rows}, int(bounces)
 
 
 def new_link_key() -> str:

@@ -115,7 +115,10 @@ class SubscriberRow(Base):
     delivery_hour: Mapped[int]
     frequency: Mapped[str] = mapped_column(String(8))
     weekday: Mapped[int] = mapped_column(default=0)
-    hard_bounces: Mapped[int] = mapped_column(default=0)
+    # Mailman's bounce score (hard bounce 1, soft 0.5, one bounce day counted once) and the
+    # time of the last bounce, past which the score is stale: see `store.mail_events`.
+    bounce_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    last_bounce_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
@@ -179,6 +182,54 @@ class SuppressionRow(Base):
 
     address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime]
+
+
+class MailEventRow(Base):
+    """Bounces, complaints and unsubscribes, one row each: a subscriber's bounce history and
+    the per-day figures of `paperwire stats`. Deleted with the subscriber."""
+
+    __tablename__ = "mail_events"
+    __table_args__ = (
+        Index("ix_mail_events_subscriber_id_at", "subscriber_id", "at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(16))
+    issue_date: Mapped[date | None] = mapped_column(Date)
+    status_code: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class InboundMessageRow(Base):
+    """Mail the inbound receiver took but could not act on (not a bounce, complaint or
+    unsubscribe it could tie to a subscriber): kept for the operator, newest few only."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    mail_from: Mapped[str] = mapped_column(String(320))
+    rcpt_to: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    # What the receiver made of it, e.g. "not a report" or "bounce for no known issue".
+    note: Mapped[str] = mapped_column(Text, default="")
+    size: Mapped[int]
+    # The message as received, cut at `INBOUND_KEPT_BYTES`.
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WebhookReceiptRow(Base):
+    """Ids of relay webhook calls already acted on, so a replayed call changes nothing."""
+
+    __tablename__ = "webhook_receipts"
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    receipt_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class DeliveryRow(Base):

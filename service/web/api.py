@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import InvalidInput, UnknownSubscriber
-from service.models import Subscriber, Vote
+from service.models import Subscriber, UnsubscribeChannel, Vote
 from service.settings import Settings
 from service.signup.feedback import record_feedback
 from service.signup.limits import WindowLimiter
@@ -253,6 +253,7 @@ async def api_unsubscribe(
             origin=visitor.origin("api unsubscribe"),
             settings=settings,
             now=now(),
+            channel=UnsubscribeChannel.API,
         )
     except InvalidToken as exc:
         raise HTTPException(400, detail="link not valid") from exc

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import UnknownSubscriber
-from service.models import Subscriber
+from service.models import Subscriber, UnsubscribeChannel
 from service.signup.archive import IssueNotFound, archived_issue_html
 from service.signup.limits import WindowLimiter
 from service.signup.links import archive_list_url, feed_url, subscriber_for_link
@@ -307,6 +307,7 @@ async def unsubscribe_submit(
             origin=visitor.origin(via),
             settings=settings,
             now=now(),
+            channel=UnsubscribeChannel.ONE_CLICK if one_click else UnsubscribeChannel.LINK,
         )
     except InvalidToken:
         return pages.invalid_link()

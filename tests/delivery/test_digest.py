@@ -16,6 +16,7 @@ from service.delivery.pipeline import (
 )
 from service.models import DeliveryStatus, Frequency, Interests
 from service.settings import Settings
+from service.signup.return_addresses import digest_message_id
 from service.store import Store
 from tests.support.factories import BACKGROUND_PAPERS, NOW, TODAY, add_subscriber, make_paper
 from tests.support.smtp_sink import DROP, RESET, SmtpCommand, SmtpSink
@@ -317,7 +318,9 @@ def test_a_connection_closed_after_the_final_dot_is_resent_later_while_resends_a
     assert first.outcomes == {DeliveryStatus.IN_DOUBT: 1}
     assert too_soon.outcomes == {NotRecorded.ALREADY_HANDLED: 1}
     assert delivery.in_doubt_count == 1
-    assert delivery.message_id == f"<digest-{TODAY}-{ada.id}@paperwire.test>"
+    assert delivery.message_id == digest_message_id(
+        store.get_subscriber(ada.id), TODAY, settings=settings
+    )
     if resends:
         assert later.outcomes == {DeliveryStatus.SENT: 1}
         assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)

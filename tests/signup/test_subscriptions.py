@@ -8,7 +8,7 @@ from sqlalchemy import text
 from service.delivery.planning import due_subscribers
 from service.errors import InvalidInput, UnknownSubscriber
 from service.mail.wire import OutgoingMail
-from service.models import SubscriptionPreferences, SubscriptionStatus
+from service.models import SubscriptionPreferences, SubscriptionStatus, UnsubscribeChannel
 from service.settings import Settings
 from service.signup.addresses import mailbox_key
 from service.signup.limits import MemoryWindowLimiter, RedisWindowLimiter
@@ -203,7 +203,7 @@ def test_an_active_subscription_is_left_alone_and_gets_its_manage_link(
 
 def test_an_unsubscribed_person_can_sign_up_again(store: Store, settings: Settings) -> None:
     old = add_subscriber(store, interests={"keywords": ["graph networks"]})
-    unsubscribe(store, old.id, origin=ORIGIN, now=NOW)
+    unsubscribe(store, old.id, origin=ORIGIN, now=NOW, channel=UnsubscribeChannel.LINK)
     wanted = make_preferences(interests={"keywords": ["protein folding"]})
 
     mail = _signup(store, MemoryWindowLimiter(), settings, preferences=wanted)
@@ -290,8 +290,10 @@ def test_an_unsubscribe_voids_a_pending_link(store: Store, settings: Settings) -
     mail = _signup(store, MemoryWindowLimiter(), settings)
     assert mail is not None
     subscriber = store.find_subscriber("alice@example.org")
-    unsubscribe(store, subscriber.id, origin=ORIGIN, now=NOW)
-    unsubscribe(store, subscriber.id, origin=ORIGIN, now=NOW)  # idempotent
+    unsubscribe(store, subscriber.id, origin=ORIGIN, now=NOW, channel=UnsubscribeChannel.LINK)
+    unsubscribe(
+        store, subscriber.id, origin=ORIGIN, now=NOW, channel=UnsubscribeChannel.LINK
+    )  # idempotent
 
     with pytest.raises(LinkUsed):
         confirm_signup(store, _token(mail), origin=CONFIRM_ORIGIN, settings=settings, now=NOW)

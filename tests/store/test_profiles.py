@@ -83,7 +83,8 @@ def _check_0011_moves_interests_into_profiles(store: Store) -> None:
     assert not set(MOVED) & set(left)
     assert [tuple(row) for row in profiles] == [(DEFAULT_PROFILE_NAME, 0, 10)] * 3
     assert _ledger_rows(store) == ledger_before
-    # The store reads what moved.
+    # The store (at the latest revision) reads what moved.
+    store.upgrade()
     second = store.get_subscriber(2)
     assert [profile.name for profile in second.profiles] == [DEFAULT_PROFILE_NAME]
     assert second.interests.liked == ("2511.00001", "2511.00002")
@@ -92,7 +93,8 @@ def _check_0011_moves_interests_into_profiles(store: Store) -> None:
     assert record["subscriber"]["consent"][0]["event"] == "confirmed"
     assert [row["keywords"] for row in record["profiles"]] == [["graph networks"]]
 
-    # And back: each subscriber's first profile returns to their row.
+    # And back (through the later revisions' downgrades): each subscriber's first profile
+    # returns to their row.
     store.add_profile(2, ProfilePreferences(name="Second"), max_profiles=5, now=NOW)
     _downgrade(store, "0010")
     assert _interest_columns(store, "subscribers", "id") == before

@@ -16,9 +16,11 @@ from service.delivery.schedule import Schedule
 from service.errors import AlreadySubscribed, InvalidInput, UnknownSubscriber
 from service.models import (
     MAX_PAPER_VOTES,
+    BouncePolicy,
     DeliveryStatus,
     Frequency,
     Interests,
+    MailEventKind,
     ReadingHistory,
     SubscriptionStatus,
     Vote,
@@ -46,6 +48,9 @@ def test_migrations_create_every_table(store: Store) -> None:
         "suppressed_addresses",
         "notices",
         "profiles",
+        "mail_events",
+        "inbound_messages",
+        "webhook_receipts",
         "alembic_version",
     }
 
@@ -177,24 +182,36 @@ def test_an_issue_tried_too_often_fails_with_the_reason(store: Store) -> None:
     )
 
 
-def test_hard_bounces_suppress_a_subscriber_at_the_limit(store: Store) -> None:
+def test_refusals_while_sending_are_scored_as_hard_bounces_and_suppress_at_the_limit(
+    store: Store,
+) -> None:
     subscriber = add_subscriber(store)
+    policy = BouncePolicy(limit=2, stale_after=timedelta(days=7))
     for day in range(2):
         issue_date = TODAY + timedelta(days=day)
-        plan_day(store, issue_date, now=NOW)
+        at = NOW + timedelta(days=day)
+        plan_day(store, issue_date, now=at)
         with store.ledger() as ledger:
-            assert ledger.claim(issue_date, [subscriber.id], now=NOW, lease=LEASE)
+            assert ledger.claim(issue_date, [subscriber.id], now=at, lease=LEASE)
             ledger.record_failure(
                 subscriber.id,
                 issue_date,
-                error="550 no such user",
-                now=NOW,
-                hard_bounce=True,
-                suppress_after_bounces=2,
+                error="550 5.1.1 no such user",
+                now=at,
+                refused=True,
+                hard_bounce=policy,
             )
         expected = SubscriptionStatus.CONFIRMED if day == 0 else SubscriptionStatus.SUPPRESSED
         assert store.get_subscriber(subscriber.id).status is expected
     assert due_subscribers(store, TODAY + timedelta(days=2)) == []
+    events = store.mail_events(subscriber.id)
+    assert [(e.kind, e.via, e.status_code, e.issue_date) for e in events] == [
+        (MailEventKind.HARD_BOUNCE, "smtp", "5.1.1", TODAY + timedelta(days=1)),
+        (MailEventKind.HARD_BOUNCE, "smtp", "5.1.1", TODAY),
+    ]
+    suppressed = store.get_subscriber(subscriber.id)
+    assert suppressed.bounce_score == 2
+    assert suppressed.consent[-1].reason == "bouncing"
 
 
 def test_an_in_doubt_issue_is_not_claimed_again(store: Store) -> None:
@@ -409,8 +426,8 @@ def test_claims_and_outcomes_read_only_their_own_rows_even_before_statistics_cat
             connection.execute(
                 text(
                     "INSERT INTO subscribers (email, status, time_zone, delivery_hour,"
-                    " frequency, weekday, hard_bounces, created_at) SELECT"
-                    " 'r' || n || '@example.org', 'confirmed', 'UTC', 8, 'daily', 0, 0, now()"
+                    " frequency, weekday, created_at) SELECT"
+                    " 'r' || n || '@example.org', 'confirmed', 'UTC', 8, 'daily', 0, now()"
                     " FROM generate_series(1, 20000) n"
                 )
             )
@@ -586,7 +603,7 @@ def _check_0007_kept_0006(store: Store) -> None:
     record = store.subscriber_record(3)
     assert record["subscriber"]["consent"] == json.loads(CONSENT_0006)
     assert record["subscriber"]["requested_preferences"] == {"time_zone": "UTC"}
-    assert record["subscriber"]["hard_bounces"] == 1
+    assert record["subscriber"]["bounce_score"] == 1
     deliveries = store.list_deliveries()
     assert [(d.subscriber_id, d.paper_ids) for d in deliveries] == [
         (n, ("p1", "p2")) for n in (1, 2, 3)

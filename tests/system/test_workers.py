@@ -432,9 +432,8 @@ def test_data_faults_lose_no_digest_and_resend_the_doubtful_once_later(
             assert outcome == (DeliveryStatus.SENT, 2, 1), (email, delivery.last_error)
             assert tries[email] == 2
             assert received[email].message["Message-ID"] == delivery.message_id
-            assert (
-                delivery.message_id
-                == f"<digest-{issue_date}-{delivery.subscriber_id}@paperwire.test>"
+            assert (delivery.message_id or "").startswith(
+                f"<digest-{issue_date}-{delivery.subscriber_id}-"
             )
         elif email in cut_short:
             # Sent again at once, on a new connection, within the same attempt.
@@ -629,7 +628,7 @@ def test_a_retry_never_sends_again_what_was_refused_for_good_or_to_the_suppresse
         PAPERWIRE_MAX_ATTEMPTS="2",
         PAPERWIRE_RETRY_BASE_SECONDS="0.5",
         PAPERWIRE_RETRY_MAX_SECONDS="1",
-        PAPERWIRE_HARD_BOUNCE_LIMIT="1",
+        PAPERWIRE_BOUNCE_SCORE_LIMIT="1",
     )
     with celery_client(redis_url) as client:
         client.send_task("paperwire.enqueue_due_digests")

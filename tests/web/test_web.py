@@ -17,7 +17,13 @@ from sqlalchemy import text
 
 from service.mail.compose import digest_links
 from service.mail.wire import OutgoingMail
-from service.models import Subscriber, SubscriptionStatus
+from service.models import (
+    BouncePolicy,
+    MailEventKind,
+    Subscriber,
+    SubscriptionStatus,
+    UnsubscribeChannel,
+)
 from service.settings import Settings
 from service.signup.links import subscriber_url
 from service.signup.notices import queue_notice
@@ -296,7 +302,13 @@ def test_a_used_confirmation_link_is_refused_when_replayed(web: Web) -> None:
         page = client.get(path)
         assert client.post(path, data={"csrf_token": _csrf(page)}).status_code == 200
         subscriber = web.store.find_subscriber("ada@example.org")
-        unsubscribe(web.store, subscriber.id, origin=ORIGIN, now=datetime.now(UTC))
+        unsubscribe(
+            web.store,
+            subscriber.id,
+            origin=ORIGIN,
+            now=datetime.now(UTC),
+            channel=UnsubscribeChannel.LINK,
+        )
         replayed_get = client.get(path)
         replayed_post = client.post(path, data={"csrf_token": _csrf(page)})
     assert (replayed_get.status_code, replayed_post.status_code) == (400, 400)
@@ -581,12 +593,15 @@ def test_the_export_holds_every_column_and_every_table_about_the_subscriber(web:
     # An email waiting to go out to them, as a signup leaves one (see service.signup.notices).
     waiting = OutgoingMail("digest@paperwire.test", ("ada@example.org",), "<n@x>", b"Hi.\r\n")
     queue_notice(web.store, waiting, subscriber_id=subscriber.id, kind="test", now=NOW)
+    web.store.record_bounce(
+        subscriber.id, MailEventKind.SOFT_BOUNCE, via="dsn", at=NOW, policy=BouncePolicy()
+    )
     with web.client() as client:
         exported = _post_form(client, web.link(TokenPurpose.MANAGE, subscriber), action="export")
     data = json.loads(exported.text)
     subscribers = Base.metadata.tables["subscribers"]
     assert set(data["subscriber"]) == {column.name for column in subscribers.columns}
-    assert data["subscriber"]["hard_bounces"] == 0
+    assert data["subscriber"]["bounce_score"] == 0.5
     assert data["subscriber"]["link_key"] == subscriber.link_key
     for table in Base.metadata.sorted_tables:
         refers = any(fk.column.table is subscribers for fk in table.foreign_keys)
@@ -596,6 +611,7 @@ def test_the_export_holds_every_column_and_every_table_about_the_subscriber(web:
             assert set(row) == {column.name for column in table.columns}, table.name
     assert data["deliveries"][0]["paper_ids"] == ["p1"]
     assert data["notices"][0]["data"] == "Hi.\r\n"
+    assert data["mail_events"][0]["kind"] == "soft_bounce"
 
 
 def test_erasure_leaves_no_copy_in_the_sqlite_files(
@@ -612,7 +628,13 @@ def test_erasure_leaves_no_copy_in_the_sqlite_files(
             add_subscriber(sqlite_store, f"person{n}@example.org")
         ada = add_subscriber(sqlite_store, "ada.lovelace@example.org")
         _record_sent_issue(sqlite_store, ada)
-        set_paused(sqlite_store, ada.id, paused=True, origin=ORIGIN, now=NOW)
+        set_paused(
+            sqlite_store,
+            ada.id,
+            paused=True,
+            origin=ORIGIN,
+            now=NOW,
+        )
         with web.client(headers={"User-Agent": "UniqueAgent/4.2"}) as client:
             manage = web.link(TokenPurpose.MANAGE, ada)
             erased = _post_form(client, manage, action="erase", confirm_erase="yes")
@@ -674,7 +696,7 @@ def test_signups_per_client_address_are_limited(web: Web) -> None:
 def test_the_answer_is_the_same_whatever_the_address_is(web: Web) -> None:
     add_subscriber(web.store, "confirmed@example.org")
     left = add_subscriber(web.store, "left@example.org")
-    unsubscribe(web.store, left.id, origin=ORIGIN, now=NOW)
+    unsubscribe(web.store, left.id, origin=ORIGIN, now=NOW, channel=UnsubscribeChannel.LINK)
     bodies = {}
     with web.client() as client:
         _sign_up(client, "pending@example.org", forwarded_for="192.0.2.1")
