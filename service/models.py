@@ -370,6 +370,14 @@ class BouncePolicy:
     limit: float = 5.0
     stale_after: timedelta = timedelta(days=7)
 
+    def current_score(
+        self, score: float, last_bounce_at: datetime | None, *, now: datetime
+    ) -> float:
+        """A stored score as it stands at `now`: nothing once the last bounce is stale."""
+        if last_bounce_at is None or now - last_bounce_at > self.stale_after:
+            return 0.0
+        return score
+
 
 class UnsubscribeChannel(StrEnum):
     """How a reader unsubscribed: the `via` of their unsubscribe event."""

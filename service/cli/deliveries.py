@@ -3,7 +3,8 @@
 The delivery pipeline is imported by `deliveries retry --now` alone: the other commands only
 read the ledger."""
 
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from service.cli.common import counted, open_store, out, parse_date, shorten
 from service.cli.digest import print_run_summary
-from service.models import DeliveryStatus, SubscriptionStatus
+from service.models import DeliveryStatus, MailEventKind, SubscriptionStatus, UnsubscribeChannel
 
 app = typer.Typer(help="The delivery ledger.", no_args_is_help=True)
 
@@ -20,6 +21,17 @@ AWAITING_RETRY = (DeliveryStatus.RETRY,)
 # issues (the relay refused them for good: a hard bounce would only count twice) nor in-doubt
 # ones (the subscriber may have a copy) unless named.
 DEFAULT_RETRY_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.EXPIRED)
+
+
+# Gmail's and Yahoo's sender rules: a spam rate kept under 0.1%, never reaching 0.3%.
+COMPLAINT_RATE_WARNING = 0.001
+COMPLAINT = (MailEventKind.COMPLAINT.value, None)
+# The unsubscribe columns of `stats`, by channel; API and admin unsubscribes count as "other".
+UNSUBSCRIBE_COLUMNS = {
+    "link": UnsubscribeChannel.LINK,
+    "one-click": UnsubscribeChannel.ONE_CLICK,
+    "mailto": UnsubscribeChannel.MAILTO,
+}
 
 
 @app.command("list")
@@ -97,10 +109,13 @@ def stats(
         str | None, typer.Option(help="First issue date, YYYY-MM-DD; a week ago.")
     ] = None,
 ) -> None:
-    """Issues per day and ledger status; subscribers per status and hard bounces."""
+    """Issues per day and ledger status; per day what came back (bounces, complaints,
+    unsubscribes) and the complaint rate; subscribers per status."""
     first = parse_date(since) if since else datetime.now(UTC).date() - timedelta(days=6)
     with open_store() as store:
         counts = store.delivery_counts(since=first)
+        emailed = store.emailed_counts(since=first)
+        events = store.mail_event_counts(since=first)
         subscribers, bounces = store.subscriber_counts()
     statuses = list(DeliveryStatus)
     table = Table("issue date", *(status.value for status in statuses), title="deliveries")
@@ -108,5 +123,57 @@ def stats(
         row = counts[issue_date]
         table.add_row(str(issue_date), *(str(row.get(status, 0)) for status in statuses))
     out.print(table)
+    out.print(_mail_table(emailed, events))
+    for day in sorted(set(emailed) | set(events), reverse=True):
+        rate = complaint_rate(emailed.get(day, 0), _sum(events.get(day), COMPLAINT))
+        if rate is not None and rate > COMPLAINT_RATE_WARNING:
+            out.print(
+                f"[bold red]complaint rate {rate:.2%} on {day}: over {COMPLAINT_RATE_WARNING:.1%}"
+                " (Gmail and Yahoo require under 0.3%)[/bold red]"
+            )
     people = ", ".join(f"{subscribers.get(s, 0)} {s.value}" for s in SubscriptionStatus)
     out.print(f"subscribers: {people}; hard bounces: {bounces}")
+
+
+def complaint_rate(emailed: int, complaints: int) -> float | None:
+    """Complaints of a day over the issues emailed that day; None when nothing went out."""
+    return complaints / emailed if emailed else None
+
+
+def _sum(counts: Counter[tuple[str, str]] | None, wanted: tuple[str, str | None]) -> int:
+    kind, via = wanted
+    return sum(n for (k, v), n in (counts or {}).items() if k == kind and via in (None, v))
+
+
+def _mail_table(emailed: dict[date, int], events: dict[date, Counter[tuple[str, str]]]) -> Table:
+    table = Table(
+        "day",
+        "emailed",
+        "hard bounces",
+        "soft bounces",
+        "complaints",
+        "complaint rate",
+        *(f"unsub. {name}" for name in UNSUBSCRIBE_COLUMNS),
+        "unsub. other",
+        title="what came back (bounces and complaints by the day they arrived)",
+    )
+    unsubscribe = MailEventKind.UNSUBSCRIBE.value
+    for day in sorted(set(emailed) | set(events), reverse=True):
+        counts = events.get(day)
+        complaints = _sum(counts, COMPLAINT)
+        rate = complaint_rate(emailed.get(day, 0), complaints)
+        shown_rate = "" if rate is None else f"{rate:.2%}"
+        if rate is not None and rate > COMPLAINT_RATE_WARNING:
+            shown_rate = f"[bold red]{shown_rate}[/bold red]"
+        by_channel = [_sum(counts, (unsubscribe, c.value)) for c in UNSUBSCRIBE_COLUMNS.values()]
+        table.add_row(
+            str(day),
+            str(emailed.get(day, 0)),
+            str(_sum(counts, (MailEventKind.HARD_BOUNCE.value, None))),
+            str(_sum(counts, (MailEventKind.SOFT_BOUNCE.value, None))),
+            str(complaints),
+            shown_rate,
+            *(str(n) for n in by_channel),
+            str(_sum(counts, (unsubscribe, None)) - sum(by_channel)),
+        )
+    return table

@@ -33,6 +33,7 @@ from service.models import (
     ConsentEvent,
     Frequency,
     Interests,
+    MailEventKind,
     Paper,
     Subscriber,
     SubscriptionPreferences,
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Subscribers and their interests.", no_args_is_help=True)
 
+# Bounce and complaint events `show --json` lists, newest first.
+RECENT_EVENTS = 20
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -168,7 +171,19 @@ def subscribers_show(
         settings = get_settings()
         with open_store(settings) as store:
             found = store.find_subscriber(normalise_email(email))
+            events = store.mail_events(found.id, limit=RECENT_EVENTS)
         data = _subscriber_json(found, settings=settings)
+        data["bounce_score"] = settings.bounce_policy.current_score(
+            found.bounce_score, found.last_bounce_at, now=datetime.now(UTC)
+        )
+        data["last_bounce_at"] = (
+            None if found.last_bounce_at is None else found.last_bounce_at.isoformat()
+        )
+        data["recent_bounce_events"] = [
+            event.model_dump(mode="json", exclude={"subscriber_id"})
+            for event in events
+            if event.kind is not MailEventKind.UNSUBSCRIBE
+        ]
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         return
     with open_store() as store:
@@ -194,6 +209,11 @@ def subscribers_show(
         )
         _print_interests(profile.interests, papers)
     out.print(f"subscribed: {subscriber.created_at:%Y-%m-%d %H:%M} UTC")
+    if subscriber.last_bounce_at is not None:
+        out.print(
+            f"bounce score: {subscriber.bounce_score:g}, last bounce"
+            f" {subscriber.last_bounce_at:%Y-%m-%d %H:%M} UTC"
+        )
     table = Table("issue", "status", "papers", "attempts", "message id", "error", title="issues")
     for delivery in deliveries[-14:]:
         table.add_row(

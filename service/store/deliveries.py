@@ -238,6 +238,19 @@ class DeliveryStore(Database):
                 counts.setdefault(issue_date, {})[DeliveryStatus(status)] = count
         return counts
 
+    def emailed_counts(self, *, since: date) -> dict[date, int]:
+        """Issues of each date from `since` on that went out by email (sent, and not to the
+        feed alone, which records no Message-ID)."""
+        query = (
+            select(DeliveryRow.issue_date, func.count())
+            .where(DeliveryRow.issue_date >= since)
+            .where(DeliveryRow.status == DeliveryStatus.SENT.value)
+            .where(DeliveryRow.message_id.is_not(None))
+            .group_by(DeliveryRow.issue_date)
+        )
+        with self._session() as session:
+            return {issue_date: int(count) for issue_date, count in session.execute(query)}
+
     def reopen_issues(
         self, *, issue_date: date, statuses: Sequence[DeliveryStatus], now: datetime
     ) -> list[tuple[int, date]]:

@@ -62,15 +62,6 @@ class InboundMessage:
     data: bytes
 
 
-def effective_bounce_score(
-    score: float, last_bounce_at: datetime | None, *, now: datetime, policy: BouncePolicy
-) -> float:
-    """The score as it stands at `now`: nothing once the last bounce is stale."""
-    if last_bounce_at is None or now - last_bounce_at > policy.stale_after:
-        return 0.0
-    return score
-
-
 def write_bounce(
     session: Session,
     subscriber_id: int,
@@ -100,7 +91,7 @@ def write_bounce(
         .where(MailEventRow.at >= day_start, MailEventRow.at < day_start + timedelta(days=1))
     ).all()
     counted_today = max((BOUNCE_WEIGHTS[MailEventKind(k)] for k in kinds_today), default=0.0)
-    base = effective_bounce_score(row.bounce_score, row.last_bounce_at, now=at, policy=policy)
+    base = policy.current_score(row.bounce_score, row.last_bounce_at, now=at)
     score = base + max(0.0, BOUNCE_WEIGHTS[kind] - counted_today)
     session.add(
         MailEventRow(

@@ -6,7 +6,7 @@ from datetime import timedelta
 from service.models import BouncePolicy, MailEventKind, SubscriptionStatus, UnsubscribeChannel
 from service.signup.subscriptions import RequestOrigin, unsubscribe
 from service.store import Store
-from service.store.mail_events import INBOUND_KEPT_BYTES, effective_bounce_score
+from service.store.mail_events import INBOUND_KEPT_BYTES
 from tests.support.factories import NOW, TODAY, add_subscriber, send_issue
 
 POLICY = BouncePolicy(limit=5, stale_after=timedelta(days=7))
@@ -48,11 +48,9 @@ def test_bounce_information_older_than_a_week_is_stale(store: Store) -> None:
     row = store.get_subscriber(subscriber.id)
     assert row.last_bounce_at == NOW + timedelta(days=11)
     at = NOW + timedelta(days=11)
-    assert effective_bounce_score(row.bounce_score, row.last_bounce_at, now=at, policy=POLICY) == 1
+    assert POLICY.current_score(row.bounce_score, row.last_bounce_at, now=at) == 1
     later = at + timedelta(days=8)
-    assert (
-        effective_bounce_score(row.bounce_score, row.last_bounce_at, now=later, policy=POLICY) == 0
-    )
+    assert POLICY.current_score(row.bounce_score, row.last_bounce_at, now=later) == 0
 
 
 def test_five_bounce_days_suppress_with_reason_bouncing(store: Store) -> None:

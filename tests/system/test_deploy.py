@@ -21,10 +21,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-STACK = {"redis", "postgres", "migrate", "web", "worker", "beat", "mailpit"}
+STACK = {"redis", "postgres", "migrate", "web", "worker", "beat", "inbound", "mailpit"}
 # Run-once or optional: every other service must say whether it is healthy.
 WITHOUT_HEALTHCHECK = {"migrate", "flower"}
-APP_SERVICES = {"web", "worker", "beat"}
+APP_SERVICES = {"web", "worker", "beat", "inbound"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEY|TOKEN|DATABASE_URL|MAIL_URL", re.IGNORECASE)
 
 
@@ -146,6 +146,8 @@ def test_app_services_wait_for_migrate() -> None:
     assert services["worker"]["command"] == ["paperwire", "worker", "--loglevel=info"]
     assert services["beat"]["command"][:2] == ["paperwire", "beat"]
     assert "8000" in " ".join(services["web"]["ports"])
+    assert services["inbound"]["command"][:2] == ["paperwire", "inbound"]
+    assert services["inbound"]["ports"] == ["${INBOUND_SMTP_PORT:-25}:2525"]
 
 
 def test_redis_keeps_an_append_only_file_and_mailpit_is_the_default_relay() -> None:
