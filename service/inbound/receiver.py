@@ -120,10 +120,14 @@ class InboundHandler:
                 rcpt_tos=rcpt_tos,
                 now=self._now(),
             )
+        # Neither the addresses nor the tags are logged: a tag, like a link's token, acts on
+        # its subscriber's behalf, and a mailed unsubscribe comes from their own address.
         except SQLAlchemyError as exc:
-            log.warning("message from %s not taken: database error: %s", mail_from, exc)
+            # The driver's message alone: SQLAlchemy's adds the statement's parameters.
+            reason = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+            log.warning("message answered 451, database error: %s", reason)
             return TRY_AGAIN_LATER
-        log.info("message from %s to %s: %s", mail_from, ", ".join(rcpt_tos), done)
+        log.info("message received: %s", done)
         return ACCEPTED_MESSAGE
 
     async def handle_exception(self, error: Exception) -> str:

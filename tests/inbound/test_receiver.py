@@ -276,7 +276,9 @@ def test_a_message_over_the_size_cap_is_refused_with_552(store: Store, settings:
     assert [kept.subject for kept in store.inbound_messages()] == ["small"]
 
 
-def test_a_database_error_answers_451_for_a_retry(tmp_path: Path) -> None:
+def test_a_database_error_answers_451_for_a_retry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     unmigrated = Store(f"sqlite:///{tmp_path / 'empty.db'}")
     settings = make_settings(database_url=str(unmigrated.url))
     try:
@@ -287,6 +289,9 @@ def test_a_database_error_answers_451_for_a_retry(tmp_path: Path) -> None:
                 client.rcpt("bounces@paperwire.test")
                 code, reply = client.data(plain_message("bounces@paperwire.test", "x", "y"))
             assert (code, reply) == (451, b"4.3.0 Temporary failure, try again later")
+        # One line, without the statement's parameters (the message and its addresses).
+        (logged,) = [r.getMessage() for r in caplog.records if r.name.startswith("service.")]
+        assert logged == "message answered 451, database error: no such table: inbound_messages"
     finally:
         unmigrated.close()
 
