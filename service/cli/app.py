@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from service.cli import db, deliveries, demo, digest, papers, profiles, serve, subscribers
+from service.cli import (
+    db,
+    deliveries,
+    demo,
+    digest,
+    inbound,
+    papers,
+    profiles,
+    serve,
+    subscribers,
+)
 from service.cli.common import err, fail, out
 from service.errors import PaperwireError
 
@@ -20,6 +30,7 @@ app = typer.Typer(help="Paperwire: trending research papers in your inbox.", no_
 app.command("serve")(serve.serve)
 app.command("worker", context_settings=serve.PASS_THROUGH)(serve.worker)
 app.command("beat", context_settings=serve.PASS_THROUGH)(serve.beat)
+app.command("inbound")(inbound.inbound)
 app.command("stats")(deliveries.stats)
 app.command("rank")(digest.rank)
 app.command("demo")(demo.demo)
@@ -29,6 +40,7 @@ app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(digest.app, name="digest")
 app.add_typer(deliveries.app, name="deliveries")
+app.add_typer(inbound.app, name="inbox")
 
 
 def _print_version(asked: bool) -> None:
