@@ -13,7 +13,7 @@ CLOCK_AHEAD_TESTS := tests/test_clock.py tests/system/test_cli_digest.py tests/d
 	tests/web/test_feed_only.py tests/system/test_cli_archive.py tests/web/test_manage_profiles.py \
 	tests/system/test_cli_profiles.py::test_digest_run_sends_a_section_per_profile_each_paper_once \
 	tests/system/test_cli_profiles.py::test_five_profiles_of_thirty_papers_stay_under_the_size_cap \
-	tests/system/test_cli_bounces.py
+	tests/system/test_cli_bounces.py tests/inbound/test_receiver.py
 
 .PHONY: demo test test-clock-ahead lint typecheck format clean
 

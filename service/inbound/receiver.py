@@ -40,6 +40,9 @@ TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 ACCEPTED_RECIPIENT = "250 2.1.5 OK"
 ACCEPTED_MESSAGE = "250 2.0.0 OK"
 TRY_AGAIN_LATER = "451 4.3.0 Temporary failure, try again later"
+# Messages read at once: flufl.bounce's patterns can take seconds of CPU over a hostile
+# megabyte, so a flood waits its turn instead of taking every core and thread.
+MAX_CONCURRENT_MESSAGES = 2
 # How long shutting down waits for the listening sockets to close.
 CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -95,6 +98,7 @@ class InboundHandler:
         self._store = store
         self._settings = settings
         self._now = now
+        self._reading = asyncio.Semaphore(MAX_CONCURRENT_MESSAGES)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -111,15 +115,16 @@ class InboundHandler:
         mail_from = envelope.mail_from or ""
         rcpt_tos = list(envelope.rcpt_tos)
         try:
-            done = await asyncio.to_thread(
-                receive_message,
-                self._store,
-                self._settings,
-                data=data,
-                mail_from=mail_from,
-                rcpt_tos=rcpt_tos,
-                now=self._now(),
-            )
+            async with self._reading:
+                done = await asyncio.to_thread(
+                    receive_message,
+                    self._store,
+                    self._settings,
+                    data=data,
+                    mail_from=mail_from,
+                    rcpt_tos=rcpt_tos,
+                    now=self._now(),
+                )
         # Neither the addresses nor the tags are logged: a tag, like a link's token, acts on
         # its subscriber's behalf, and a mailed unsubscribe comes from their own address.
         except SQLAlchemyError as exc:
