@@ -1,5 +1,5 @@
-"""The web app: signup, confirm, manage, unsubscribe, archive, feed and feedback pages, and a
-JSON API.
+"""The web app: signup, confirm, manage, unsubscribe, archive, feed and feedback pages, a JSON
+API, and the webhooks of the mail relays.
 
 Thin over `service.signup.subscriptions`: each route reads its input, calls one service function and
 turns the result or the domain error into a page. GETs never change anything (mail scanners
@@ -26,6 +26,7 @@ from service.web import (
     link_pages,
     profiles_api,
     signup_pages,
+    webhooks,
 )
 from service.web.deps import Clock, WebState, utc_now
 from service.web.guards import install_web_guards
@@ -91,6 +92,7 @@ def create_app(
     app.include_router(feedback_pages.router)
     app.include_router(api.router)
     app.include_router(profiles_api.router)
+    app.include_router(webhooks.router)
     return app
 
 
