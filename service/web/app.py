@@ -1,5 +1,5 @@
-"""The web app: signup, confirm, manage, unsubscribe, archive, feed and feedback pages, and a
-JSON API.
+"""The web app: signup, confirm, manage, unsubscribe, archive, feed and feedback pages, a JSON
+API, and the webhooks of the mail relays.
 
 Thin over `service.signup.subscriptions`: each route reads its input, calls one service function and
 turns the result or the domain error into a page. GETs never change anything (mail scanners
@@ -26,8 +26,9 @@ from service.web import (
     link_pages,
     profiles_api,
     signup_pages,
+    webhooks,
 )
-from service.web.deps import WebState
+from service.web.deps import Clock, WebState, utc_now
 from service.web.guards import install_web_guards
 from service.web.notices import send_notices_left_unsent
 
@@ -46,9 +47,14 @@ SECURITY_HEADERS = {
 
 
 def create_app(
-    settings: Settings, *, store: Store | None = None, limiter: WindowLimiter | None = None
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    limiter: WindowLimiter | None = None,
+    clock: Clock = utc_now,
 ) -> FastAPI:
-    """The app over `store` (one from settings if none is given, closed on shutdown)."""
+    """The app over `store` (one from settings if none is given, closed on shutdown), telling
+    the time by `clock`."""
     app_store = store if store is not None else Store(settings.database_url)
     redis_limiter = RedisWindowLimiter(settings.redis_url) if settings.redis_url else None
     state = WebState(
@@ -60,6 +66,7 @@ def create_app(
         trusted_proxies=tuple(
             ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies
         ),
+        clock=clock,
     )
     # No /docs or /redoc: they load scripts from a CDN, which the pages' CSP refuses.
     app = FastAPI(
@@ -85,6 +92,7 @@ def create_app(
     app.include_router(feedback_pages.router)
     app.include_router(api.router)
     app.include_router(profiles_api.router)
+    app.include_router(webhooks.router)
     return app
 
 

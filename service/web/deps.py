@@ -10,13 +10,14 @@ worker thread, a thread hop per dependency per request for reading an attribute.
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from service.inbound.sns import SigningCertificates
 from service.models import Subscriber
 from service.settings import Settings
 from service.signup.limits import RedisWindowLimiter, WindowLimiter
@@ -47,6 +48,8 @@ class WebState:
     redis_limiter: RedisWindowLimiter | None
     trusted_proxies: tuple[IPNetwork, ...]
     clock: Clock = utc_now
+    # Amazon SNS's signing certificates, fetched by /webhooks/ses once per URL.
+    sns_certificates: SigningCertificates = field(default_factory=SigningCertificates)
 
 
 @dataclass(frozen=True)

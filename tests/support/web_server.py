@@ -8,15 +8,16 @@ import uvicorn
 from service.settings import Settings
 from service.store import Store
 from service.web import create_app
+from service.web.deps import Clock, utc_now
 from tests.support.services import wait_until
 
 
-def serve(settings: Settings, store: Store, port: int) -> Iterator[None]:
-    """The web app under uvicorn on 127.0.0.1:`port` in a thread, for the length of a
-    `for _ in serve(...)` loop body."""
+def serve(settings: Settings, store: Store, port: int, *, clock: Clock = utc_now) -> Iterator[None]:
+    """The web app under uvicorn on 127.0.0.1:`port` in a thread, telling the time by
+    `clock`, for the length of a `for _ in serve(...)` loop body."""
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, store=store),
+            create_app(settings, store=store, clock=clock),
             host="127.0.0.1",
             port=port,
             log_level="warning",
