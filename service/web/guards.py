@@ -154,8 +154,14 @@ class GuardAnswers:
             )
 
 
+# Relays' webhooks: an SNS message may be 256 KB, inside an envelope that escapes it as JSON.
+WEBHOOK_PREFIX = "/webhooks/"
+WEBHOOK_MAX_BODY_BYTES = 512 * 1024
+
+
 class BodySizeLimit:
-    """Refuses a request body larger than `max_bytes` with 413, before anything parses it.
+    """Refuses a request body larger than `max_bytes` (`WEBHOOK_MAX_BODY_BYTES` for the
+    relays' webhooks, if larger) with 413, before anything parses it.
 
     A declared Content-Length over the cap is answered before the app runs, and the body is
     never read. A body without one (chunked) is counted as the app reads it: the read that
@@ -173,8 +179,11 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.max_bytes
+        if scope["path"].startswith(WEBHOOK_PREFIX):
+            max_bytes = max(max_bytes, WEBHOOK_MAX_BODY_BYTES)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
+        if declared is not None and declared > max_bytes:
             await self.too_large(scope, receive, send)
             return
         chunked = "transfer-encoding" in Headers(scope=scope)
@@ -186,7 +195,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     overflowed = True
                     raise BodyTooLarge()
                 read_to_end = not message.get("more_body", False)
