@@ -20,8 +20,12 @@ CLOCK_AHEAD_TESTS := tests/test_clock.py tests/system/test_cli_digest.py tests/d
 demo: $(VENV)/.installed-runtime
 	$(BIN)/paperwire demo
 
+# Two processes, a test file each at a time (fixtures stay per file): many tests wait on
+# workers, relays and subprocesses rather than on a core.
+PYTEST_PARALLEL := -n 2 --dist loadfile
+
 test: $(VENV)/.installed-test lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 	@$(MAKE) --no-print-directory test-clock-ahead
 
 lint: $(VENV)/.installed-test
@@ -36,7 +40,7 @@ test-clock-ahead: $(VENV)/.installed-test
 	@if command -v faketime >/dev/null; then \
 		echo "faketime '+400 days': $(CLOCK_AHEAD_TESTS)"; \
 		PAPERWIRE_TEST_REAL_DATE=$$(date -u +%F) faketime '+400 days' \
-			$(BIN)/pytest -p no:cacheprovider $(CLOCK_AHEAD_TESTS); \
+			$(BIN)/pytest -p no:cacheprovider $(PYTEST_PARALLEL) $(CLOCK_AHEAD_TESTS); \
 	elif [ "$$CI" = "true" ]; then \
 		echo "faketime is missing: the clock-ahead run cannot be skipped in CI" >&2; exit 1; \
 	else \
