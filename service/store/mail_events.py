@@ -10,11 +10,10 @@ A later successful delivery changes nothing; confirming the subscription again r
 score (the history stays)."""
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -274,15 +273,6 @@ class MailEventStore(Database):
         except IntegrityError:
             return False
         return True
-
-    def count_mail_events(self, kinds: Sequence[MailEventKind]) -> int:
-        query = (
-            select(func.count())
-            .select_from(MailEventRow)
-            .where(MailEventRow.kind.in_([kind.value for kind in kinds]))
-        )
-        with self._session() as session:
-            return int(session.scalar(query) or 0)
 
 
 def _to_mail_event(row: MailEventRow) -> MailEvent:
