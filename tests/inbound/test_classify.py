@@ -8,7 +8,7 @@ import pytest
 
 from service.inbound.classify import MAX_TAGS, classify_message
 from service.models import MailEventKind
-from tests.inbound.messages import (
+from tests.support.returned_mail import (
     delivery_status_notification,
     exim_bounce,
     feedback_report,

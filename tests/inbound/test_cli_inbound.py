@@ -15,9 +15,9 @@ import pytest
 from service.models import MailEventKind, SubscriptionStatus
 from service.signup.return_addresses import unsubscribe_address
 from service.store import Store
-from tests.inbound.messages import plain_message
 from tests.support.cli_runner import PAPERWIRE, Run
 from tests.support.factories import NOW, add_subscriber, make_settings
+from tests.support.returned_mail import plain_message
 from tests.support.services import free_port, wait_until
 
 SECRET_KEY = "inbound-cli-secret"

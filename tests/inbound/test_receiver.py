@@ -17,12 +17,6 @@ from service.models import DeliveryStatus, MailEventKind, Subscriber, Subscripti
 from service.settings import Settings
 from service.store import Store
 from tests.inbound.conftest import Receiver, start
-from tests.inbound.messages import (
-    delivery_status_notification,
-    feedback_report,
-    plain_message,
-    qmail_bounce,
-)
 from tests.support.factories import (
     BACKGROUND_PAPERS,
     NOW,
@@ -30,6 +24,12 @@ from tests.support.factories import (
     add_subscriber,
     make_paper,
     make_settings,
+)
+from tests.support.returned_mail import (
+    delivery_status_notification,
+    feedback_report,
+    plain_message,
+    qmail_bounce,
 )
 from tests.support.smtp_sink import ReceivedMessage, SmtpSink
 
