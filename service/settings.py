@@ -6,7 +6,7 @@ import re
 from datetime import date, time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -279,6 +279,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Oldest a signed webhook call's timestamp may be; older ones are refused "
         "as replays.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or as JSON lines (one object per line)."
+    )
+    log_personal_data: bool = Field(
+        False,
+        description="Keep email addresses and link tokens in log lines (debugging only); "
+        "otherwise they are replaced by [address] and {token}.",
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",

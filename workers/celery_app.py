@@ -6,6 +6,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from service.settings import Settings, get_settings
+from workers.process_signals import connect_process_signals
 
 
 def make_celery_app(settings: Settings) -> Celery:
@@ -63,3 +64,5 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
 
 
 app = make_celery_app(get_settings())
+# Logging as every Paperwire process logs, task ids in the lines.
+connect_process_signals()
