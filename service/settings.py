@@ -299,6 +299,14 @@ class Settings(BaseSettings):
         description="Keep email addresses and link tokens in log lines (debugging only); "
         "otherwise they are replaced by [address] and {token}.",
     )
+    beat_heartbeat_file: Path = Field(
+        Path("var/beat-heartbeat"),
+        description="File beat touches each time it hands a task to the broker; beat's "
+        "health check reads its age.",
+    )
+    beat_heartbeat_seconds: float = Field(
+        60.0, gt=0, description="How often beat schedules its heartbeat task."
+    )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         description="Redis for the Celery broker and rate limits; empty: the web app counts "

@@ -1,16 +1,26 @@
 """What the Celery processes tell an operator, through Celery's signals: their log lines, set up
 as every Paperwire process's are (text or JSON lines, nothing personal; see
-`service.observability.logs`) and naming the task each line comes from.
+`service.observability.logs`) and naming the task each line comes from; and beat's heartbeat.
 
 Celery sets up no logging of its own while a `setup_logging` receiver is connected: the worker,
 its pool processes and beat all log through Paperwire's one handler. One line escapes it: the
 "worker: Warm shutdown (MainProcess)" that Celery prints itself when it gets SIGTERM.
+
+Beat's heartbeat is a file (`beat_heartbeat_file`) it touches each time it has handed a task
+to the broker. A task of its own, `paperwire.beat_heartbeat`, is due every
+`beat_heartbeat_seconds`, so a beat that schedules touches the file at least that often; the
+container's health check fails once the file is older than a few of those. Only beat touches
+it: workers publish tasks too (batches), and they would make a stopped beat look alive.
 """
 
 import logging
 from contextvars import Token
+from datetime import UTC, datetime
+from pathlib import Path
 
 from celery.signals import (
+    after_task_publish,
+    beat_init,
     celeryd_init,
     setup_logging,
     task_postrun,
@@ -40,6 +50,7 @@ def connect_process_signals() -> None:
     setup_logging.connect(_set_up_logging)
     task_prerun.connect(_task_started)
     task_postrun.connect(_task_ended)
+    beat_init.connect(_start_heartbeat)
 
 
 def _log_from_the_start(options: dict[str, object] | None = None, **_: object) -> None:
@@ -61,3 +72,21 @@ def _task_ended(task_id: str, **_: object) -> None:
     token = _TASK_CONTEXTS.pop(task_id, None)
     if token is not None:
         unbind_log_context(token)
+
+
+def _start_heartbeat(**_: object) -> None:
+    heartbeat = Heartbeat(get_settings().beat_heartbeat_file)
+    # Strongly held: the receiver is a bound method that nothing else keeps.
+    after_task_publish.connect(heartbeat.beat, weak=False)
+
+
+class Heartbeat:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def beat(self, **_: object) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(datetime.now(UTC).isoformat() + "\n")
+        except OSError as exc:
+            log.warning("cannot write beat's heartbeat to %s: %s", self.path, exc)
