@@ -191,7 +191,7 @@ async def deliver_digest(
     except GaveUp:
         return DeliveryStatus.EXPIRED, None
     except DeliveryError as exc:
-        outcome, error = _record_failure(
+        return _record_failure(
             ledger,
             exc,
             subscriber.id,
@@ -203,16 +203,6 @@ async def deliver_digest(
             settings=settings,
             now=now,
         )
-        if not exc.unreachable:
-            # A relay that cannot be reached is said once for all issues, by the transport.
-            log.info(
-                "issue of %s: %s: %s",
-                issue_date,
-                outcome.value,
-                error,
-                extra={FIELDS: {"issue_date": issue_date.isoformat(), "outcome": outcome.value}},
-            )
-        return outcome, error
     ledger.record_sent(
         subscriber.id,
         issue_date,
@@ -265,7 +255,7 @@ def _record_failure(
             resends=settings.in_doubt_resends,
             resend_at=now() + in_doubt_resend_after(settings),
         )
-        return DeliveryStatus.IN_DOUBT, str(exc)
+        return _logged(DeliveryStatus.IN_DOUBT, exc, issue_date)
     if exc.permanent:
         ledger.record_failure(
             subscriber_id,
@@ -276,7 +266,7 @@ def _record_failure(
             hard_bounce=settings.bounce_policy if exc.smtp_code in HARD_BOUNCE_CODES else None,
             attempt=attempt,
         )
-        return DeliveryStatus.REFUSED, str(exc)
+        return _logged(DeliveryStatus.REFUSED, exc, issue_date)
     retry_at = now() + retry_delay(subscriber_id, issue_date, attempt, settings=settings)
     ledger.record_failure(
         subscriber_id,
@@ -286,7 +276,21 @@ def _record_failure(
         retry_at=retry_at,
         attempt=attempt,
     )
-    return DeliveryStatus.RETRY, str(exc)
+    return _logged(DeliveryStatus.RETRY, exc, issue_date)
+
+
+def _logged(outcome: Outcome, exc: DeliveryError, issue_date: date) -> tuple[Outcome, str]:
+    """An issue not handed over has a line of its own (its subscriber is in the context),
+    unless no relay could be reached: that is said once for all issues, by the transport."""
+    if not exc.unreachable:
+        log.info(
+            "issue of %s: %s: %s",
+            issue_date,
+            outcome.value,
+            exc,
+            extra={FIELDS: {"issue_date": issue_date.isoformat(), "outcome": outcome.value}},
+        )
+    return outcome, str(exc)
 
 
 async def run_day(
