@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.routing import Match, Mount, Router
+from starlette.routing import Match, Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.observability.logs import FIELDS, log_context
@@ -51,7 +51,7 @@ class AccessLog:
         seen = RouteSeen()
         scope[ROUTE_SEEN] = seen
         # Before the app runs: a mount rewrites the scope's paths as it passes it on.
-        mounted = mount_template(self.router, scope)
+        top_level = top_level_template(self.router, scope)
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -68,7 +68,7 @@ class AccessLog:
             finally:
                 milliseconds = (time.perf_counter() - started) * 1000
                 method = scope["method"]
-                route = seen.template or route_template(scope, mounted=mounted)
+                route = seen.template or route_template(scope, top_level=top_level)
                 log.info(
                     "%s %s %d %.1f ms",
                     method,
@@ -107,18 +107,20 @@ def request_id_of(headers: Headers) -> str:
     return uuid.uuid4().hex
 
 
-def route_template(scope: Scope, *, mounted: str | None) -> str:
+def route_template(scope: Scope, *, top_level: str | None) -> str:
     """For a request no route's dependency saw: the route the router found for its path
-    though not for its method (a 405), else the mounted folder it asked for, else UNMATCHED."""
+    though not for its method (a 405), else a route of the app's own that took it (the
+    static folder, /openapi.json), else UNMATCHED."""
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str):
         return path
-    return mounted or UNMATCHED
+    return top_level or UNMATCHED
 
 
-def mount_template(router: Router, scope: Scope) -> str | None:
-    """`/static/{path}` for a request under a mounted folder."""
+def top_level_template(router: Router, scope: Scope) -> str | None:
+    """The template of a route added to the app itself rather than by a router it includes:
+    `/static/{path}` for the mounted folder."""
     for route in router.routes:
-        if isinstance(route, Mount) and route.matches(scope)[0] is Match.FULL:
-            return f"{route.path}/{{path}}"
+        if isinstance(route, Mount | Route) and route.matches(scope)[0] is Match.FULL:
+            return f"{route.path}/{{path}}" if isinstance(route, Mount) else route.path
     return None
