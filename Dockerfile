@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # Paperwire image for the web, worker, beat and migrate services of docker-compose.yml.
+# The base is pinned to its Debian release too: a new one changes the system libraries.
 
 # -- builder: compilers live here only ---------------------------------------------------------
-FROM python:3.11-slim AS builder
+FROM python:3.11-slim-bookworm AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -33,7 +34,7 @@ COPY templates/ templates/
 RUN /opt/venv/bin/pip install --no-deps -e .
 
 # -- final: the runtime only --------------------------------------------------------------------
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -6,7 +6,7 @@ import re
 from datetime import date, time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -19,6 +19,7 @@ from pydantic_settings import (
 
 from service.mail.dkim import load_signing_key
 from service.models import BouncePolicy
+from service.setting_files import SettingFilesSource, url_with_password
 
 PLACEHOLDER_SECRET = "change-me"
 # Names the file of settings read besides the environment; empty: none. Not a setting itself:
@@ -45,7 +46,12 @@ class Settings(BaseSettings):
         env_file = os.environ.get(ENV_FILE_VARIABLE)
         if env_file is not None:
             dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=env_file or None)
-        return init_settings, env_settings, dotenv_settings, file_secret_settings
+        dotenv = (
+            dotenv_settings.env_vars if isinstance(dotenv_settings, DotEnvSettingsSource) else {}
+        )
+        # PAPERWIRE_<NAME>_FILE for every setting (service.setting_files).
+        files = SettingFilesSource(settings_cls, dotenv=dotenv)
+        return init_settings, env_settings, dotenv_settings, files, file_secret_settings
 
     environment: str = Field(
         "development",
@@ -54,6 +60,11 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///var/paperwire.db",
         description="SQLAlchemy URL of the store: SQLite file (default) or postgresql+psycopg://.",
+    )
+    database_password: SecretStr = Field(
+        SecretStr(""),
+        description="Password put into database_url, which then names its user only: given "
+        "from the same secret file as the database's own (PAPERWIRE_DATABASE_PASSWORD_FILE).",
     )
     mail_url: str = Field(
         "file://var/outbox",
@@ -280,6 +291,22 @@ class Settings(BaseSettings):
         description="Oldest a signed webhook call's timestamp may be; older ones are refused "
         "as replays.",
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or as JSON lines (one object per line)."
+    )
+    log_personal_data: bool = Field(
+        False,
+        description="Keep email addresses and link tokens in log lines (debugging only); "
+        "otherwise they are replaced by [address] and {token}.",
+    )
+    beat_heartbeat_file: Path = Field(
+        Path("var/beat-heartbeat"),
+        description="File beat touches each time it hands a task to the broker; beat's "
+        "health check reads its age.",
+    )
+    beat_heartbeat_seconds: float = Field(
+        60.0, gt=0, description="How often beat schedules its heartbeat task."
+    )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         description="Redis for the Celery broker and rate limits; empty: the web app counts "
@@ -385,6 +412,13 @@ class Settings(BaseSettings):
         placeholder = self.secret_key.get_secret_value() == PLACEHOLDER_SECRET
         if placeholder and self.environment != "development":
             raise ValueError("PAPERWIRE_SECRET_KEY must be set outside development")
+        return self
+
+    @model_validator(mode="after")
+    def _password_into_database_url(self) -> Self:
+        password = self.database_password.get_secret_value()
+        if password:
+            self.database_url = url_with_password(self.database_url, password)
         return self
 
     @model_validator(mode="after")

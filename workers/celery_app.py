@@ -6,6 +6,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from service.settings import Settings, get_settings
+from workers.process_signals import connect_process_signals
 
 
 def make_celery_app(settings: Settings) -> Celery:
@@ -59,7 +60,15 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "task": "paperwire.prune_pending_signups",
             "schedule": crontab(hour=3, minute=30),
         },
+        # Beat's heartbeat (workers.process_signals); a worker that finds one late drops it.
+        "beat-heartbeat": {
+            "task": "paperwire.beat_heartbeat",
+            "schedule": settings.beat_heartbeat_seconds,
+            "options": {"expires": settings.beat_heartbeat_seconds},
+        },
     }
 
 
 app = make_celery_app(get_settings())
+# Logging as every Paperwire process logs, task ids in the lines, beat's heartbeat.
+connect_process_signals()

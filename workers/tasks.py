@@ -142,6 +142,11 @@ def prune_pending_signups_task() -> int:
         return prune_pending_signups(store, now=datetime.now(UTC))
 
 
+@app.task(name="paperwire.beat_heartbeat")  # type: ignore[untyped-decorator]
+def beat_heartbeat_task() -> None:
+    """Nothing to do: beat handing it to the broker is the heartbeat (workers.process_signals)."""
+
+
 @app.task(name="paperwire.run_digest_day")  # type: ignore[untyped-decorator]
 def run_digest_day_task(issue_date: str) -> dict[str, int]:
     """Deliver one day's issues in one task (small installations, `digest run`)."""

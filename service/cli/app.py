@@ -26,6 +26,8 @@ from service.cli.common import err, fail, out
 from service.errors import PaperwireError
 
 app = typer.Typer(help="Paperwire: trending research papers in your inbox.", no_args_is_help=True)
+# The commands that run until stopped: they log every line from INFO up, like the workers.
+LONG_RUNNING = frozenset({"serve", "inbound"})
 # `--help` lists the commands in this order, then the nouns.
 app.command("serve")(serve.serve)
 app.command("worker", context_settings=serve.PASS_THROUGH)(serve.worker)
@@ -51,6 +53,7 @@ def _print_version(asked: bool) -> None:
 
 @app.callback()
 def _options(
+    context: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -59,6 +62,21 @@ def _options(
     ] = False,
 ) -> None:
     """Paperwire: trending research papers in your inbox."""
+    _configure_logging(context.invoked_subcommand)
+
+
+def _configure_logging(command: str | None) -> None:
+    """Log as the settings say (text or JSON lines), before any command runs. `worker` and
+    `beat` become Celery, which is configured alike (workers.celery_app)."""
+    from service.observability.logs import LogRole, configure_logging
+    from service.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except Exception:
+        return  # bad settings: the command reads them too and says what is wrong, in one line
+    role = LogRole.SERVICE if command in LONG_RUNNING else LogRole.COMMAND
+    configure_logging(settings, role=role)
 
 
 def main() -> None:

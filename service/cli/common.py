@@ -4,6 +4,7 @@ dates, progress bars, asking before what cannot be undone, and short counts and 
 Like every module of the CLI, it imports the settings, the store and rich's progress bars only
 inside the functions that use them: `paperwire --help` and `--version` need none of them."""
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from rich.markup import escape
 
 from service.errors import InvalidInput
 from service.models import MAX_TRENDING_WEIGHT, MIN_TRENDING_WEIGHT
+from service.observability.logs import writing_json_lines
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+log = logging.getLogger("service.cli")
 
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
@@ -54,9 +57,20 @@ TrendingWeightOption = Annotated[
 
 
 def fail(message: str) -> NoReturn:
-    # Escaped: the message often quotes what was typed, and "[/x]" must not be read as markup.
-    err.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
+    if writing_json_lines():
+        log.error("%s", message)
+    else:
+        # Escaped: the message often quotes what was typed; "[/x]" must not be read as markup.
+        err.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
     sys.exit(2)
+
+
+def warn(message: str) -> None:
+    """A line for the person who ran the command, on stderr; with JSON logs, a log line."""
+    if writing_json_lines():
+        log.warning("%s", message)
+    else:
+        err.print(message, markup=False, soft_wrap=True)
 
 
 @contextmanager
@@ -108,6 +122,8 @@ def progress_bar() -> "Progress":
         TimeElapsedColumn(),
         console=err,
         transient=False,
+        # Not drawn among JSON log lines: the run's own lines tell its progress there.
+        disable=writing_json_lines(),
     )
 
 

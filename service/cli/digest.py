@@ -16,9 +16,19 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 from rich.table import Table
 
-from service.cli.common import counted, err, open_store, out, parse_date, progress_bar, shorten
+from service.cli.common import (
+    counted,
+    err,
+    open_store,
+    out,
+    parse_date,
+    progress_bar,
+    shorten,
+    warn,
+)
 from service.errors import InvalidInput, ServiceUnavailable
 from service.models import MAX_TRENDING_WEIGHT, MIN_TRENDING_WEIGHT, DeliveryStatus, Interests
+from service.observability.logs import writing_json_lines
 
 if TYPE_CHECKING:
     from service.delivery.pipeline import RunSummary
@@ -51,11 +61,9 @@ def digest_preview(
         subscriber = store.find_subscriber(normalise_email(email))
         digest, message = preview_digest(store, subscriber, day, settings=settings)
     if message is None:
-        err.print(
+        warn(
             f"no issue for {subscriber.email} on {day}: no paper first seen in the week before "
-            "matches, so that issue would be skipped; nothing written",
-            markup=False,
-            soft_wrap=True,
+            "matches, so that issue would be skipped; nothing written"
         )
         raise typer.Exit(1)
     if out_file is None:
@@ -167,7 +175,7 @@ def _follow_day(store: "Store", day: date, *, timeout: float) -> int:
             table.add_row(status.value, str(counts[status]))
     out.print(table)
     if unresolved:
-        err.print(f"{counted(unresolved, 'issue')} still unresolved; the workers go on with them")
+        warn(f"{counted(unresolved, 'issue')} still unresolved; the workers go on with them")
     return unresolved
 
 
@@ -219,6 +227,8 @@ def print_run_summary(summary: "RunSummary") -> None:
             table.add_row(outcome.value, str(summary.outcomes[outcome]))
     table.add_row("total", str(summary.total), style="bold")
     out.print(table)
+    if writing_json_lines():
+        return  # each failure has its log line already, naming the subscriber by id
     for email, error in summary.errors.items():
         err.print(f"{email}: {error}", markup=False)
 
@@ -261,7 +271,7 @@ def rank(
 
     parsed = read_papers_file(papers)
     for rejected in parsed.rejected:
-        err.print(f"{rejected.entry}: skipped: {rejected.reason}", markup=False)
+        warn(f"{rejected.entry}: skipped: {rejected.reason}")
     by_id = {paper.id: paper for paper in parsed.papers}
     for option, paper_ids in (("--like", like), ("--dislike", dislike)):
         for paper_id in paper_ids or ():

@@ -43,8 +43,7 @@ def inbound(
     from service.settings import get_settings
 
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    # One line per message from the receiver; not aiosmtpd's line per command, nor
+    # Logging is set up for every command (service.cli.app), as text or JSON lines. One line per message from the receiver; not aiosmtpd's line per command, nor
     # flufl.bounce's per detector and its traceback of a detector's error, which the
     # receiver notes with the message it keeps.
     logging.getLogger("mail.log").setLevel(logging.WARNING)

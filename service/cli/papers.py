@@ -16,13 +16,13 @@ from rich.table import Table
 
 from service.cli.common import (
     counted,
-    err,
     open_store,
     out,
     parse_date,
     parse_datetime,
     progress_bar,
     shorten,
+    warn,
 )
 from service.errors import InvalidInput
 
@@ -73,7 +73,7 @@ def import_papers_file(store: "Store", file: Path, *, now: datetime) -> None:
             new, updated = new + counts.new, updated + counts.updated
             progress.advance(task, len(parsed.papers[start : start + chunk]))
     for rejected in parsed.rejected:
-        err.print(f"{rejected.entry}: rejected: {rejected.reason}", markup=False)
+        warn(f"{rejected.entry}: rejected: {rejected.reason}")
     out.print(f"{new} new, {updated} updated, {len(parsed.rejected)} rejected")
     if parsed.rejected:
         raise typer.Exit(1)
@@ -198,7 +198,7 @@ def _print_fetch_summaries(summaries: "list[FetchSummary]") -> None:
 def _print_fetch_errors(failure: "FetchFailed") -> None:
     for summary in failure.summaries:
         if summary.error:
-            err.print(f"{summary.source}: {summary.error}", markup=False, soft_wrap=True)
+            warn(f"{summary.source}: {summary.error}")
 
 
 @app.command("show")

@@ -1,6 +1,7 @@
 """`paperwire serve|worker|beat`: the long-running processes, the web app and Celery's.
 
-uvicorn, the web app and Celery are imported (or exec'd) by their own command alone."""
+uvicorn, the web app and Celery are imported (or exec'd) by their own command alone. Their
+logging is set up before they start (service.cli.app, workers.celery_app)."""
 
 import os
 import sys
@@ -30,8 +31,11 @@ def serve(
         proxy_headers=False,
         server_header=False,
         log_level="info",
+        # uvicorn's lines go to the root logger, configured for this process already
+        # (service.observability.logs), rather than to handlers of uvicorn's own.
+        log_config=None,
         # Access lines would keep every link's token (a key to someone's subscription) and
-        # every visitor's address in the logs.
+        # every visitor's address in the logs: the app writes its own (service.web.access_log).
         access_log=False,
     )
 
@@ -47,5 +51,14 @@ def beat(context: typer.Context) -> None:
 
 
 def _exec_celery(command: str, args: list[str]) -> NoReturn:
-    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", command, *args]
+    """Become Celery: the same process, so that a container's SIGTERM reaches Celery's main
+    process itself, which finishes its running tasks before it exits (a warm shutdown)."""
+    from service.settings import get_settings
+
+    # Read here, so that bad settings are one line from this command, not a traceback from
+    # Celery loading its app.
+    settings = get_settings()
+    # With JSON logs, no banner: stdout and stderr then hold log lines only.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", *quiet, command, *args]
     os.execv(sys.executable, argv)

@@ -11,7 +11,8 @@ from service.mail.wire import OutgoingMail
 class DeliveryError(PaperwireError):
     """A message was not handed over. `permanent` means retrying the same message is futile;
     `in_doubt` means the relay may have it: the connection ended after the whole message was
-    sent and before the relay said whether it took it."""
+    sent and before the relay said whether it took it; `unreachable` means no session with
+    the relay could be had (it is down, or refuses this service), whatever the message."""
 
     def __init__(
         self,
@@ -20,11 +21,13 @@ class DeliveryError(PaperwireError):
         permanent: bool,
         smtp_code: int | None = None,
         in_doubt: bool = False,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.smtp_code = smtp_code
         self.in_doubt = in_doubt
+        self.unreachable = unreachable
 
 
 # Called once every recipient is accepted, just before the message itself goes out; from

@@ -2,6 +2,7 @@
 before the relay has the whole message is told apart from one after it."""
 
 import asyncio
+import logging
 import re
 import ssl
 from contextlib import suppress
@@ -14,6 +15,11 @@ import aiosmtplib
 
 from service.mail.sending import BeforeData, DeliveryError, check_envelope, is_permanent
 from service.mail.wire import OutgoingMail
+from service.observability.logs import RelayOutage
+
+log = logging.getLogger(__name__)
+# Said once per outage and per process, not once per message (see RelayOutage).
+RELAY_OUTAGE = RelayOutage(log)
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -114,11 +120,19 @@ class SmtpTransport:
         check_envelope(mail)
         async with self._lock:
             try:
-                await self._attempt(mail, retry_allowed=True, before_data=before_data)
-            except _ServerGone:
-                # Typically an idle connection the server closed (or a 421): nothing of this
-                # message was accepted, so one retry on a fresh connection is safe.
-                await self._attempt(mail, retry_allowed=False, before_data=before_data)
+                try:
+                    await self._attempt(mail, retry_allowed=True, before_data=before_data)
+                except _ServerGone:
+                    # Typically an idle connection the server closed (or a 421): nothing of
+                    # this message was accepted, so one retry on a fresh connection is safe.
+                    await self._attempt(mail, retry_allowed=False, before_data=before_data)
+            except DeliveryError as exc:
+                if exc.unreachable:
+                    RELAY_OUTAGE.failed(str(exc))
+                else:
+                    RELAY_OUTAGE.answered()
+                raise
+            RELAY_OUTAGE.answered()
             self._sent_on_connection += 1
             if self._max_messages and self._sent_on_connection >= self._max_messages:
                 await self.close()
@@ -235,6 +249,7 @@ class SmtpTransport:
                 + _session_failure(config, exc),
                 permanent=False,
                 smtp_code=getattr(exc, "code", None),
+                unreachable=True,
             ) from exc
         self._client = client
         self._sent_on_connection = 0
@@ -266,6 +281,7 @@ class SmtpTransport:
             f"SMTP connection lost at {stage}: {exc}",
             permanent=False,
             smtp_code=getattr(exc, "code", None),
+            unreachable=True,
         ) from exc
 
     def _discard(self) -> None:

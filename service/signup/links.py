@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from service.errors import UnknownSubscriber
 from service.models import Subscriber
+from service.observability.logs import note_subscriber
 from service.settings import Settings
 from service.signup.tokens import (
     InvalidToken,
@@ -222,4 +223,6 @@ def _read_linked(store: Store, token: str, read: Callable[[str | None], T]) -> t
         created = subscriber.created_at.replace(microsecond=0)
         if token_issued_at(token) < created:
             raise InvalidToken("the link is older than its subscriber")
+    # The request's log line names whose link it was, by id (never by address or token).
+    note_subscriber(subscriber.id)
     return subscriber, value

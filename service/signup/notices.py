@@ -89,8 +89,14 @@ def _retry_at(notice: ClaimedNotice, exc: DeliveryError, *, now: datetime) -> da
         log.warning("notice %d given up after %d attempts: %s", notice.id, notice.attempt, reason)
         return None
     delay: timedelta = min(LONGEST_RETRY, FIRST_RETRY * 2 ** (notice.attempt - 1))
-    log.warning(
-        "notice %d not sent (attempt %d), again in %s: %s", notice.id, notice.attempt, delay, reason
+    # A relay that cannot be reached is said once for all messages, by the transport.
+    log.log(
+        logging.DEBUG if exc.unreachable else logging.WARNING,
+        "notice %d not sent (attempt %d), again in %s: %s",
+        notice.id,
+        notice.attempt,
+        delay,
+        reason,
     )
     return now + delay
 

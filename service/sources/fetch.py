@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 import httpx
 
 from service.errors import InvalidInput, PaperwireError
+from service.observability.logs import FIELDS
 from service.settings import Settings
 from service.sources import SourcePage, arxiv, huggingface
 from service.sources.jsonl import read_papers_file
@@ -109,6 +110,15 @@ def fetch_papers(
             summary.updated,
             summary.rejected,
             f" ({summary.note})" if summary.note else "",
+            extra={
+                FIELDS: {
+                    "source": summary.source,
+                    "new": summary.new,
+                    "updated": summary.updated,
+                    "rejected": summary.rejected,
+                    "failed": summary.error is not None,
+                }
+            },
         )
         if not summary.error and not summary.new:
             log.info("%s: no new papers", summary.source)

@@ -13,7 +13,7 @@ import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.settings import TEMPLATES_DIR, Settings
@@ -28,6 +28,7 @@ from service.web import (
     signup_pages,
     webhooks,
 )
+from service.web.access_log import AccessLog, note_route
 from service.web.deps import Clock, WebState, utc_now
 from service.web.guards import install_web_guards
 from service.web.notices import send_notices_left_unsent
@@ -75,6 +76,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        dependencies=[Depends(note_route)],
     )
     app.state.web = state
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "web" / "static"), name="static")
@@ -86,6 +88,8 @@ def create_app(
         "Cache-Control": "no-store",
     }
     install_web_guards(app, settings=settings, headers=page_headers)
+    # Outermost of all: its line tells every answer, the guards' refusals included.
+    app.add_middleware(AccessLog, router=app.router)
     app.include_router(signup_pages.router)
     app.include_router(link_pages.router)
     app.include_router(archive_pages.router)

@@ -140,7 +140,10 @@ def test_beat_fetches_papers_daily_at_the_configured_time_before_planning() -> N
         "enqueue-due-digests",
         "sweep-deliveries",
         "prune-pending-signups",
+        "beat-heartbeat",
     }
+    heartbeat = schedule["beat-heartbeat"]
+    assert heartbeat["task"] == "paperwire.beat_heartbeat" and heartbeat["task"] in app.tasks
 
 
 def test_a_worker_runs_twice_as_many_processes_as_cpus_unless_told() -> None:

@@ -1,0 +1,1 @@
+"""What an operator watches Paperwire by: its metrics and its log lines."""
