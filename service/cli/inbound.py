@@ -43,9 +43,10 @@ def inbound(
     from service.settings import get_settings
 
     settings = get_settings()
-    # Logging is set up for every command (service.cli.app), as text or JSON lines. One line per message from the receiver; not aiosmtpd's line per command, nor
-    # flufl.bounce's per detector and its traceback of a detector's error, which the
-    # receiver notes with the message it keeps.
+    # Logging is set up for every command (service.cli.app), as text or JSON lines. One line
+    # per message from the receiver; not aiosmtpd's line per command, nor flufl.bounce's per
+    # detector and its traceback of a detector's error, which the receiver notes with the
+    # message it keeps.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
