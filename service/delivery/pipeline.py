@@ -1,6 +1,7 @@
 """The one path a digest takes: plan → claim → rank → render → send → record."""
 
 import hashlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from service.models import (
     Subscriber,
     SubscriptionStatus,
 )
+from service.observability import sending
 from service.settings import Settings
 from service.store import DataStart, Ledger, Store
 
@@ -124,14 +126,15 @@ async def deliver_digest(
     """Rank, render and send one issue that this sender has claimed, and record the outcome;
     a feed-only subscriber's is ranked and recorded, never mailed. `voted` holds the papers
     the subscriber liked and disliked (see voted_papers)."""
-    digest = build_digest(
-        subscriber,
-        day,
-        issue_date=issue_date,
-        history=history,
-        limit=settings.digest_size,
-        voted=voted,
-    )
+    with sending.RANK_SECONDS.time():
+        digest = build_digest(
+            subscriber,
+            day,
+            issue_date=issue_date,
+            history=history,
+            limit=settings.digest_size,
+            voted=voted,
+        )
     if not digest.papers:
         ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
         return DeliveryStatus.SKIPPED, None
@@ -151,7 +154,8 @@ async def deliver_digest(
         return DeliveryStatus.SENT, None
     try:
         # What is sent is what is recorded: a digest too large loses its last papers here.
-        digest, mail = compose_digest_within(digest, settings=settings)
+        with sending.RENDER_SECONDS.time():
+            digest, mail = compose_digest_within(digest, settings=settings)
     except ValueError as exc:
         # An address that cannot be put in a header safely will not become sendable later.
         ledger.record_failure(
@@ -177,6 +181,7 @@ async def deliver_digest(
 
     if limiter is not None:
         await limiter.acquire()
+    send_started = time.perf_counter()
     try:
         await transport.send(mail, before_data=before_data)
     except ClaimLost:
@@ -185,6 +190,7 @@ async def deliver_digest(
     except GaveUp:
         return DeliveryStatus.EXPIRED, None
     except DeliveryError as exc:
+        sending.observe_send(send_started, exc)
         return _record_failure(
             ledger,
             exc,
@@ -197,6 +203,7 @@ async def deliver_digest(
             settings=settings,
             now=now,
         )
+    sending.observe_send(send_started, None)
     ledger.record_sent(
         subscriber.id,
         issue_date,
@@ -322,6 +329,21 @@ async def deliver_batch(
 ) -> RunSummary:
     """Deliver planned issues over one mail connection; safe to run twice. A long-lived
     process passes its `day_papers` cache; otherwise each call loads the day's papers."""
+    with sending.BATCH_SECONDS.time():
+        return await _deliver_batch(
+            store, keys, settings=settings, now=now, on_progress=on_progress, day_papers=day_papers
+        )
+
+
+async def _deliver_batch(
+    store: Store,
+    keys: Sequence[tuple[int, date]],
+    *,
+    settings: Settings,
+    now: Callable[[], datetime],
+    on_progress: Callable[[int, int], None] | None,
+    day_papers: DayPapersCache | None,
+) -> RunSummary:
     summary = RunSummary(issue_date=min((day for _, day in keys), default=now().date()))
     subscribers = store.get_subscribers([subscriber_id for subscriber_id, _ in keys])
     lease = claim_lease(settings)
