@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         description="Addresses or networks (a JSON list) of reverse proxies whose "
         "X-Forwarded-For header is believed; others' is ignored.",
     )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token /metrics of the web app asks for; empty: /metrics answers "
+        "only requests made on this machine straight to the app (loopback, through no proxy).",
+    )
     signups_per_ip_per_hour: int = Field(
         20, ge=1, description="Signup requests accepted from one client address per hour."
     )

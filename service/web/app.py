@@ -29,6 +29,7 @@ from service.web import (
 )
 from service.web.deps import WebState
 from service.web.guards import install_web_guards
+from service.web.metrics_page import install_metrics
 from service.web.notices import send_notices_left_unsent
 
 # Pages load only their own stylesheet and script: no inline code, nothing from elsewhere.
@@ -85,6 +86,7 @@ def create_app(
     app.include_router(feedback_pages.router)
     app.include_router(api.router)
     app.include_router(profiles_api.router)
+    install_metrics(app)
     return app
 
 
