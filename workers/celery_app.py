@@ -6,6 +6,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from service.settings import Settings, get_settings
+from workers.observability import watch_worker
 
 
 def make_celery_app(settings: Settings) -> Celery:
@@ -63,3 +64,4 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
 
 
 app = make_celery_app(get_settings())
+watch_worker(app)
