@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import click
 import redis
@@ -55,7 +56,7 @@ class WorkerMetrics:
 
     directory: Path
     made_here: bool
-    server: Any = None  # prometheus_client's WSGIServer, once listening
+    server: WSGIServer | None = None  # once listening
 
 
 # One worker per process: set in its main process, inherited by the pool's.

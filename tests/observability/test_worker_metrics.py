@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from service.models import Interests
-from service.observability.job_records import BEAT_SUCCESS_KEY
+from service.observability.job_records import BEAT_SUCCESS_KEY, PAPER_FETCH_KEY
 from service.store import Store
 from service.web import create_app
 from tests.observability.conftest import parse_samples, sample, serving
@@ -74,6 +74,10 @@ def test_a_run_through_a_worker_shows_on_its_port_and_on_the_web(
     port = free_port()
     temporary = tmp_path / "worker-tmp"
     temporary.mkdir()
+    papers_file = tmp_path / "papers.jsonl"
+    papers_file.write_text(
+        '{"id": "2511.00101", "title": "Flow matching"}\n{"title": "a line without an id"}\n'
+    )
     worker = celery_worker_factory(
         env={
             "PAPERWIRE_DATABASE_URL": postgres_url,
@@ -83,6 +87,11 @@ def test_a_run_through_a_worker_shows_on_its_port_and_on_the_web(
             "PAPERWIRE_WORKER_METRICS_PORT": str(port),
             # Where the worker makes its metrics folder, to see it gone after.
             "TMPDIR": str(temporary),
+            # The fetch: the file imports, Hugging Face (a closed local port) fails.
+            "PAPERWIRE_PAPERS_FILE": str(papers_file),
+            "PAPERWIRE_PAPER_SOURCES": "hf",
+            "PAPERWIRE_HF_BASE_URL": "http://127.0.0.1:9",
+            "PAPERWIRE_SOURCE_MAX_ATTEMPTS": "1",
         },
         concurrency=2,
     )
@@ -127,18 +136,24 @@ def test_a_run_through_a_worker_shows_on_its_port_and_on_the_web(
     # The worker serves its own figures only, none of the web app's.
     assert not any(name.startswith("paperwire_http_") for name, _ in worker_samples)
 
-    # A beat job run by the worker records its success where the web app reads it.
+    # Beat jobs run by the worker record what they did where the web app reads it: the sweep
+    # its success; the fetch, which failed for one source, the source that worked.
     with celery_client(redis_url) as client:
+        client.send_task("paperwire.fetch_papers")
         client.send_task("paperwire.sweep_deliveries")
     records = redis.Redis.from_url(redis_url)
     try:
         wait_until(
-            lambda: records.hexists(BEAT_SUCCESS_KEY, "sweep-deliveries"),
-            timeout=20,
-            what="the sweep's success in Redis",
+            lambda: (
+                records.hexists(BEAT_SUCCESS_KEY, "sweep-deliveries")
+                and records.hexists(PAPER_FETCH_KEY, "file")
+            ),
+            timeout=30,
+            what="the sweep's success and the fetch in Redis",
         )
     finally:
         records.close()
+    worker.wait_for_log("paperwire.fetch_papers[", timeout=30)
 
     web_settings = make_settings(
         database_url=postgres_url, redis_url=redis_url, mail_url=f"file://{tmp_path / 'outbox'}"
@@ -156,6 +171,13 @@ def test_a_run_through_a_worker_shows_on_its_port_and_on_the_web(
         web_samples, "paperwire_beat_job_last_success_timestamp_seconds", job="sweep-deliveries"
     )
     assert swept_at is not None and abs(swept_at - time.time()) < 60
+    fetched = "paperwire_paper_fetch_papers"
+    assert sample(web_samples, fetched, source="file", result="new") == 1
+    assert sample(web_samples, fetched, source="file", result="rejected") == 1
+    assert sample(web_samples, fetched, source="hf", result="new") is None
+    # The fetch as a whole failed: not a success of its beat job.
+    fetch_job = "paperwire_beat_job_last_success_timestamp_seconds"
+    assert sample(web_samples, fetch_job, job="fetch-papers") is None
     # The web app serves none of the worker's figures: they are the worker port's.
     assert sample(web_samples, "paperwire_digests_sent_total") is None
 
