@@ -3,16 +3,18 @@ every worker process and machine, since they come from what all of them share ra
 from one process's counters.
 
 `DeliveryCollector` answers each scrape with three cheap reads: one grouped query over the
-issue dates the sweep still looks at (`Store.ledger_overview`), the day's mail events (the
-index on their time), and one Redis round trip (queue length, queued-issue set size, the job
-records of `job_records`). A part that fails is left out of that scrape, and
-`paperwire_collector_up{source}` says so: the scrape still answers, with the rest.
+issue dates whose issues may still be claimable (`Store.ledger_overview`: a range of the
+issue-date index), the day's mail events (the index on their time), and one Redis round trip
+(queue length, queued-issue set size, the job records of `job_records`). A part that fails
+is left out of that scrape, and `paperwire_collector_up{source}` says so: the scrape still
+answers, with the rest.
 """
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -29,6 +31,7 @@ from service.observability.job_records import (
     beat_successes,
     paper_fetches,
 )
+from service.settings import Settings
 from service.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,13 +44,22 @@ QUEUED_ISSUES_KEY = "paperwire:queued-issues"
 REDIS_TIMEOUT_SECONDS = 1.0
 
 
-class DeliveryCollector(Collector):
-    """The figures of the ledger of `store` and of the Redis at `redis_url` (none when empty),
-    as of `now()`; `today` is the UTC date of that moment."""
+def recent_issue_days(settings: Settings) -> int:
+    """How many issue dates back an issue may still be claimable: an issue's hour falls up to
+    a day after its date begins in UTC (the zones west of it), and it is given up
+    `give_up_hours` after that hour. Older issues are done with, but for a day an operator
+    runs by hand (`digest run --date`), whose issues are never given up."""
+    return math.ceil(settings.give_up_hours / 24) + 1
 
-    def __init__(self, store: Store, *, redis_url: str, now: Callable[[], datetime]) -> None:
+
+class DeliveryCollector(Collector):
+    """The figures of the ledger of `store` and of the Redis the settings name (none when
+    empty), as of `now()`; `today` is the UTC date of that moment."""
+
+    def __init__(self, store: Store, settings: Settings, *, now: Callable[[], datetime]) -> None:
         self.store = store
-        self.redis_url = redis_url
+        self.redis_url = settings.redis_url
+        self.recent_days = recent_issue_days(settings)
         self.now = now
 
     def collect(self) -> Iterator[Metric]:
@@ -76,7 +88,8 @@ class DeliveryCollector(Collector):
 
     def _ledger_families(self, now: datetime) -> list[Metric]:
         today = now.date()
-        overview = self.store.ledger_overview(today=today, now=now)
+        since = today - timedelta(days=self.recent_days)
+        overview = self.store.ledger_overview(today=today, since=since, now=now)
         events = self.store.mail_event_counts(since=today).get(today)
         issues = GaugeMetricFamily(
             "paperwire_issues",
@@ -113,12 +126,12 @@ class DeliveryCollector(Collector):
             ),
             GaugeMetricFamily(
                 "paperwire_issues_retry",
-                "Issues waiting to be tried again, over the issue dates the sweep looks at.",
+                "Issues waiting to be tried again, over the recent issue dates.",
                 value=overview.retry,
             ),
             GaugeMetricFamily(
                 "paperwire_issues_in_doubt",
-                "Issues that may or may not have arrived, over the issue dates the sweep looks at.",
+                "Issues that may or may not have arrived, over the recent issue dates.",
                 value=overview.in_doubt,
             ),
             kinds,

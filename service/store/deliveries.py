@@ -53,9 +53,9 @@ _MARK_ENQUEUED = (
 
 @dataclass(frozen=True)
 class LedgerOverview:
-    """The ledger at a glance, for the metrics: today's issues by status, and over the issue
-    dates the sweep still looks at, the retries, the issues in doubt and since when the oldest
-    claimable issue has waited (planned, or a retry whose time has come); None if none waits."""
+    """The ledger at a glance, for the metrics: today's issues by status, and over the recent
+    issue dates asked for, the retries, the issues in doubt and since when the oldest claimable
+    issue has waited (planned, or a retry whose time has come); None if none waits."""
 
     today: dict[DeliveryStatus, int]
     retry: int
@@ -264,10 +264,10 @@ class DeliveryStore(Database):
         with self._session() as session:
             return {issue_date: int(count) for issue_date, count in session.execute(query)}
 
-    def ledger_overview(self, *, today: date, now: datetime) -> LedgerOverview:
-        """One query over the issue dates from `today - SWEEP_LOOKBACK` on (a range of the
-        issue-date index), grouped by date and status: a few dozen rows, whatever the size of
-        the ledger's history."""
+    def ledger_overview(self, *, today: date, since: date, now: datetime) -> LedgerOverview:
+        """One query over the issue dates from `since` on (a range of the issue-date index),
+        grouped by date and status: a few dozen rows, whatever the size of the ledger's
+        history."""
         # An issue is claimable from its planning on, and a retry from its next attempt time.
         due_at = case(
             (DeliveryRow.status == DeliveryStatus.PLANNED, DeliveryRow.created_at),
@@ -278,7 +278,7 @@ class DeliveryStore(Database):
         )
         query = (
             select(DeliveryRow.issue_date, DeliveryRow.status, func.count(), func.min(due_at))
-            .where(DeliveryRow.issue_date >= today - SWEEP_LOOKBACK)
+            .where(DeliveryRow.issue_date >= min(since, today))
             .group_by(DeliveryRow.issue_date, DeliveryRow.status)
         )
         today_counts: dict[DeliveryStatus, int] = {}

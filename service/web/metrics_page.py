@@ -54,7 +54,7 @@ def install_metrics(app: FastAPI) -> None:
 async def metrics_page(request: Request, state: StateDep) -> Response:
     if not may_read_metrics(request, state):
         raise HTTPException(404)
-    delivery = DeliveryCollector(state.store, redis_url=state.settings.redis_url, now=state.clock)
+    delivery = DeliveryCollector(state.store, state.settings, now=state.clock)
     # The collector queries the database and Redis: off the event loop.
     body = await run_in_threadpool(lambda: generate_latest(REGISTRY) + generate_latest(delivery))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -19,7 +19,7 @@ from service.observability.job_records import (
 from service.signup.subscriptions import RequestOrigin, unsubscribe
 from service.store import Store
 from tests.observability.conftest import Samples, parse_samples, sample
-from tests.support.factories import NOW, TODAY, add_subscriber
+from tests.support.factories import NOW, TODAY, add_subscriber, make_settings
 from tests.support.services import free_port
 from workers.celery_app import app
 from workers.queued import QUEUED_KEY
@@ -29,7 +29,8 @@ ORIGIN = RequestOrigin(ip=None, user_agent=None, via="test")
 
 
 def scrape(store: Store, *, now: datetime = NOW, redis_url: str = "") -> Samples:
-    collector = DeliveryCollector(store, redis_url=redis_url, now=lambda: now)
+    settings = make_settings(redis_url=redis_url)
+    collector = DeliveryCollector(store, settings, now=lambda: now)
     return parse_samples(generate_latest(collector).decode())
 
 
@@ -41,7 +42,7 @@ def plan(store: Store, subscriber: Subscriber, issue_date: date, *, at: datetime
 def build_ledger(store: Store) -> dict[str, Subscriber]:
     """Today: two planned (one since 2 hours, one since now), one sent, two retries (one due
     30 minutes ago, one due in 10), one in doubt, one skipped. Yesterday: one retry. A month
-    ago: one issue still planned, past the dates the sweep looks at."""
+    ago: one issue still planned, past the recent issue dates (20 hours' give-up: 2 days)."""
     readers = {
         name: add_subscriber(store, f"{name}@example.org", delivery_hour=8)
         for name in ("waiting", "sent", "retry_due", "retry_later", "doubt", "skipped")
@@ -125,7 +126,7 @@ def test_the_ledger_figures_count_todays_issues_retries_doubts_and_the_oldest_wa
     }
     assert sample(samples, "paperwire_issues_retry") == 3  # today's two and yesterday's
     assert sample(samples, "paperwire_issues_in_doubt") == 1
-    # Planned two hours ago; the month-old issue is past the dates the sweep looks at.
+    # Planned two hours ago; the month-old issue is past the recent issue dates.
     assert sample(samples, "paperwire_oldest_unsent_issue_age_seconds") == 7200
     assert sample(samples, "paperwire_collector_up", source="ledger") == 1
     assert sample(samples, "paperwire_collector_up", source="redis") is None  # none configured
