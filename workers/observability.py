@@ -8,7 +8,8 @@ first imported, from the environment; so the directory is named in the main proc
 Celery is about to import the task modules (the first to import prometheus_client) and before
 the pool forks, and this module imports prometheus_client only inside functions. The directory
 is PROMETHEUS_MULTIPROC_DIR if set (emptied at start, since files of a previous run would be
-summed in), else a new temporary one, removed when the worker stops.
+summed in), else a new temporary one, removed when the worker stops (or, after a worker was
+killed, when the next one starts).
 
 Records: when a beat job's task succeeds, the time goes to a Redis hash; when the paper fetch
 ends, each source that succeeded has its counts recorded (`service.observability.job_records`).
@@ -47,6 +48,8 @@ from service.settings import get_settings
 log = logging.getLogger(__name__)
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# Followed by the worker's pid: a later worker can tell a dead worker's folder.
+TEMPORARY_PREFIX = "paperwire-metrics-"
 FETCH_TASK = "paperwire.fetch_papers"
 
 
@@ -89,9 +92,29 @@ def _prepare_multiprocess(**_: object) -> None:
         for stale in directory.glob("*.db"):
             stale.unlink()
     else:
-        directory = Path(tempfile.mkdtemp(prefix="paperwire-metrics-"))
+        _remove_folders_of_dead_workers()
+        directory = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-"))
     os.environ[MULTIPROC_DIR_VARIABLE] = str(directory)
     _worker_metrics = WorkerMetrics(directory=directory, made_here=not named)
+
+
+def _remove_folders_of_dead_workers() -> None:
+    """A worker killed outright (SIGKILL, the OOM killer) leaves its temporary folder behind;
+    the next one to start removes those whose worker, named in the folder, is gone."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{TEMPORARY_PREFIX}*-*"):
+        pid = folder.name.removeprefix(TEMPORARY_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or not a pid at all: left alone
+    return True
 
 
 def _running_the_worker_command() -> bool:
@@ -116,8 +139,8 @@ def _serve_metrics(**_: object) -> None:
         )
     except OSError as exc:
         # Metrics are not worth a worker that does not deliver: it runs on without them.
-        log.error(
-            "worker metrics: cannot listen on %s:%d: %s",
+        log.warning(
+            "worker metrics off: cannot listen on %s:%d: %s",
             settings.worker_metrics_host,
             settings.worker_metrics_port,
             exc,

@@ -54,13 +54,15 @@ def recent_issue_days(settings: Settings) -> int:
 
 class DeliveryCollector(Collector):
     """The figures of the ledger of `store` and of the Redis the settings name (none when
-    empty), as of `now()`; `today` is the UTC date of that moment."""
+    empty), as of `now()`; `today` is the UTC date of that moment. One per app: a source that
+    cannot be read is logged when it starts failing and when it is back, not at every scrape."""
 
     def __init__(self, store: Store, settings: Settings, *, now: Callable[[], datetime]) -> None:
         self.store = store
         self.redis_url = settings.redis_url
         self.recent_days = recent_issue_days(settings)
         self.now = now
+        self.unreadable: set[str] = set()
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -72,19 +74,32 @@ class DeliveryCollector(Collector):
         try:
             families = self._ledger_families(now)
         except SQLAlchemyError as exc:
-            log.warning("metrics: the ledger could not be read: %s", exc)
-            families = []
+            families = self._failed("ledger", exc)
+        else:
+            self._read("ledger")
         up.add_metric(["ledger"], 1.0 if families else 0.0)
         yield from families
         if self.redis_url:
             try:
                 families = self._redis_families()
             except redis.RedisError as exc:
-                log.warning("metrics: Redis could not be read: %s", exc)
-                families = []
+                families = self._failed("redis", exc)
+            else:
+                self._read("redis")
             up.add_metric(["redis"], 1.0 if families else 0.0)
             yield from families
         yield up
+
+    def _failed(self, source: str, exc: Exception) -> list[Metric]:
+        if source not in self.unreadable:
+            self.unreadable.add(source)
+            log.warning("metrics: cannot read the %s, its figures are left out: %s", source, exc)
+        return []
+
+    def _read(self, source: str) -> None:
+        if source in self.unreadable:
+            self.unreadable.discard(source)
+            log.info("metrics: the %s can be read again", source)
 
     def _ledger_families(self, now: datetime) -> list[Metric]:
         today = now.date()

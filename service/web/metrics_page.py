@@ -48,13 +48,18 @@ def install_metrics(app: FastAPI) -> None:
     app.include_router(router)
     app.user_middleware.append(Middleware(RouteNote))
     app.add_middleware(RequestMetrics, routes=app.router.routes)
+    state: WebState = app.state.web
+    # Asks the app's clock at each scrape (a test may give the app another).
+    app.state.delivery_collector = DeliveryCollector(
+        state.store, state.settings, now=lambda: app.state.web.clock()
+    )
 
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics_page(request: Request, state: StateDep) -> Response:
     if not may_read_metrics(request, state):
         raise HTTPException(404)
-    delivery = DeliveryCollector(state.store, state.settings, now=state.clock)
+    delivery: DeliveryCollector = request.app.state.delivery_collector
     # The collector queries the database and Redis: off the event loop.
     body = await run_in_threadpool(lambda: generate_latest(REGISTRY) + generate_latest(delivery))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -73,7 +73,8 @@ def test_a_run_through_a_worker_shows_on_its_port_and_on_the_web(
     seed_day(pg_store)
     port = free_port()
     temporary = tmp_path / "worker-tmp"
-    temporary.mkdir()
+    # Left by a worker killed outright, whose pid is gone.
+    (temporary / "paperwire-metrics-4999999-k1ll3d").mkdir(parents=True)
     papers_file = tmp_path / "papers.jsonl"
     papers_file.write_text(
         '{"id": "2511.00101", "title": "Flow matching"}\n{"title": "a line without an id"}\n'
@@ -96,7 +97,8 @@ def test_a_run_through_a_worker_shows_on_its_port_and_on_the_web(
         concurrency=2,
     )
     worker.wait_for_log(f"worker metrics on http://127.0.0.1:{port}/metrics")
-    assert len(list(temporary.glob("paperwire-metrics-*"))) == 1
+    (folder,) = temporary.glob("paperwire-metrics-*")
+    assert folder.name.startswith(f"paperwire-metrics-{worker.pid}-")
 
     run = subprocess.run(
         [
