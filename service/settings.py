@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         description="Addresses or networks (a JSON list) of reverse proxies whose "
         "X-Forwarded-For header is believed; others' is ignored.",
     )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token /metrics of the web app asks for; empty: /metrics answers "
+        "only requests made on this machine straight to the app (loopback, through no proxy).",
+    )
     signups_per_ip_per_hour: int = Field(
         20, ge=1, description="Signup requests accepted from one client address per hour."
     )
@@ -201,6 +206,18 @@ class Settings(BaseSettings):
         ge=0,
         description="Delivery processes per worker; 0: twice the CPUs, since a delivery waits "
         "on the relay and the database about half of its time.",
+    )
+    worker_metrics_port: int = Field(
+        9808,
+        ge=0,
+        le=65535,
+        description="Port on which each worker's main process serves the metrics of its pool "
+        "processes for Prometheus; 0: none.",
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the worker's metrics port listens on (0.0.0.0 for a Prometheus "
+        "in another container or on another machine).",
     )
     task_time_limit_seconds: float = Field(
         1800.0, gt=0, description="Longest a delivery task may run before its worker kills it."

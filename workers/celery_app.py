@@ -6,6 +6,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from service.settings import Settings, get_settings
+from workers.observability import watch_worker
 from workers.process_signals import connect_process_signals
 
 
@@ -72,3 +73,5 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
 app = make_celery_app(get_settings())
 # Logging as every Paperwire process logs, task ids in the lines, beat's heartbeat.
 connect_process_signals()
+# The worker's metrics port and the records of beat jobs and paper fetches.
+watch_worker(app)

@@ -33,6 +33,7 @@ from service.models import (
     Subscriber,
     SubscriptionStatus,
 )
+from service.observability import sending
 from service.observability.logs import FIELDS, log_context
 from service.settings import Settings
 from service.store import DataStart, Ledger, Store
@@ -129,14 +130,15 @@ async def deliver_digest(
     """Rank, render and send one issue that this sender has claimed, and record the outcome;
     a feed-only subscriber's is ranked and recorded, never mailed. `voted` holds the papers
     the subscriber liked and disliked (see voted_papers)."""
-    digest = build_digest(
-        subscriber,
-        day,
-        issue_date=issue_date,
-        history=history,
-        limit=settings.digest_size,
-        voted=voted,
-    )
+    with sending.RANK_SECONDS.time():
+        digest = build_digest(
+            subscriber,
+            day,
+            issue_date=issue_date,
+            history=history,
+            limit=settings.digest_size,
+            voted=voted,
+        )
     if not digest.papers:
         ledger.record_skipped(subscriber.id, issue_date, now=now(), attempt=attempt)
         return DeliveryStatus.SKIPPED, None
@@ -156,7 +158,8 @@ async def deliver_digest(
         return DeliveryStatus.SENT, None
     try:
         # What is sent is what is recorded: a digest too large loses its last papers here.
-        digest, mail = compose_digest_within(digest, settings=settings)
+        with sending.RENDER_SECONDS.time():
+            digest, mail = compose_digest_within(digest, settings=settings)
     except ValueError as exc:
         # An address that cannot be put in a header safely will not become sendable later.
         ledger.record_failure(
@@ -183,6 +186,7 @@ async def deliver_digest(
 
     if limiter is not None:
         await limiter.acquire()
+    send_started = time.perf_counter()
     try:
         await transport.send(mail, before_data=before_data)
     except ClaimLost:
@@ -191,6 +195,7 @@ async def deliver_digest(
     except GaveUp:
         return DeliveryStatus.EXPIRED, None
     except DeliveryError as exc:
+        sending.observe_send(send_started, exc)
         return _record_failure(
             ledger,
             exc,
@@ -203,6 +208,7 @@ async def deliver_digest(
             settings=settings,
             now=now,
         )
+    sending.observe_send(send_started, None)
     ledger.record_sent(
         subscriber.id,
         issue_date,
@@ -344,6 +350,23 @@ async def deliver_batch(
     process passes its `day_papers` cache; otherwise each call loads the day's papers.
     Logs one line with the batch's counts and duration."""
     started = time.monotonic()
+    with sending.BATCH_SECONDS.time():
+        summary = await _deliver_batch(
+            store, keys, settings=settings, now=now, on_progress=on_progress, day_papers=day_papers
+        )
+    log_batch(summary, issues=len(keys), seconds=time.monotonic() - started)
+    return summary
+
+
+async def _deliver_batch(
+    store: Store,
+    keys: Sequence[tuple[int, date]],
+    *,
+    settings: Settings,
+    now: Callable[[], datetime],
+    on_progress: Callable[[int, int], None] | None,
+    day_papers: DayPapersCache | None,
+) -> RunSummary:
     summary = RunSummary(issue_date=min((day for _, day in keys), default=now().date()))
     subscribers = store.get_subscribers([subscriber_id for subscriber_id, _ in keys])
     lease = claim_lease(settings)
@@ -418,7 +441,6 @@ async def deliver_batch(
                     done += 1
                     if on_progress is not None:
                         on_progress(done, len(keys))
-    log_batch(summary, issues=len(keys), seconds=time.monotonic() - started)
     return summary
 
 

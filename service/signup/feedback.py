@@ -12,6 +12,7 @@ from datetime import datetime
 
 from service.errors import UnknownSubscriber
 from service.models import InterestProfile, Paper, Subscriber, Vote
+from service.observability.metrics import count_feedback_vote
 from service.settings import Settings
 from service.signup.links import feedback_for_link
 from service.signup.tokens import InvalidToken
@@ -81,7 +82,10 @@ def record_feedback(
         paper=store.get_paper(paper_id),
         vote=vote,
     )
-    return FeedbackRecorded(target=target, previous=previous)
+    recorded = FeedbackRecorded(target=target, previous=previous)
+    if recorded.changed:
+        count_feedback_vote(vote)
+    return recorded
 
 
 def _trained_profile(subscriber: Subscriber, profile_id: int | None) -> InterestProfile:

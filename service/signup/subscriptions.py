@@ -27,6 +27,7 @@ from service.models import (
     SubscriptionStatus,
     UnsubscribeChannel,
 )
+from service.observability import metrics
 from service.settings import Settings
 from service.signup.addresses import mailbox_key, normalise_email
 from service.signup.limits import WindowLimiter
@@ -140,9 +141,11 @@ def request_signup(
         settings=settings,
         now=now,
     )
-    return queue_notice(
+    queued = queue_notice(
         store, confirmation, subscriber_id=subscriber.id, kind="confirmation", now=now
     )
+    metrics.SIGNUPS.inc()
+    return queued
 
 
 def new_nonce() -> str:
@@ -182,6 +185,7 @@ def confirm_signup(
     consent = origin.event("confirmed", now=now)
     if not store.confirm_subscriber(subscriber.id, nonce, consent=consent):
         raise LinkUsed("this confirmation link was used or replaced by a newer one")
+    metrics.CONFIRMATIONS.inc()
     # Signed up and confirmed anew: an erased address may be mailed again.
     store.lift_suppression(suppression_hashes(subscriber.email, settings=settings))
     return store.get_subscriber(subscriber.id)
@@ -242,13 +246,16 @@ def unsubscribe(
     this call unsubscribed them (and counted it under `channel`)."""
     still_subscribed = [s for s in SubscriptionStatus if s is not SubscriptionStatus.UNSUBSCRIBED]
     with contextlib.suppress(UnknownSubscriber):
-        return store.change_status(
+        unsubscribed = store.change_status(
             subscriber_id,
             SubscriptionStatus.UNSUBSCRIBED,
             consent=origin.event("unsubscribed", now=now),
             allowed_from=still_subscribed,
             channel=channel,
         )
+        if unsubscribed:
+            metrics.count_unsubscribe(channel)
+        return unsubscribed
     return False
 
 

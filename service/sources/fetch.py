@@ -54,6 +54,11 @@ class FetchFailed(PaperwireError):
         failed = [f"{s.source}: {s.error}" for s in summaries if s.error]
         super().__init__("; ".join(failed))
 
+    def __reduce__(self) -> tuple[type["FetchFailed"], tuple[list[FetchSummary]]]:
+        # Pickled with its summaries: Celery hands a failed task's exception to the task's
+        # signals (the sources that worked are recorded) only if it survives pickling.
+        return (FetchFailed, (self.summaries,))
+
 
 def fetch_papers(
     store: Store,

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     bindparam,
+    case,
     func,
     literal,
     or_,
@@ -48,6 +49,18 @@ _MARK_ENQUEUED = (
     )
     .values(enqueued_at=bindparam("now"))
 )
+
+
+@dataclass(frozen=True)
+class LedgerOverview:
+    """The ledger at a glance, for the metrics: today's issues by status, and over the recent
+    issue dates asked for, the retries, the issues in doubt and since when the oldest claimable
+    issue has waited (planned, or a retry whose time has come); None if none waits."""
+
+    today: dict[DeliveryStatus, int]
+    retry: int
+    in_doubt: int
+    oldest_due_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -250,6 +263,42 @@ class DeliveryStore(Database):
         )
         with self._session() as session:
             return {issue_date: int(count) for issue_date, count in session.execute(query)}
+
+    def ledger_overview(self, *, today: date, since: date, now: datetime) -> LedgerOverview:
+        """One query over the issue dates from `since` on (a range of the issue-date index),
+        grouped by date and status: a few dozen rows, whatever the size of the ledger's
+        history."""
+        # An issue is claimable from its planning on, and a retry from its next attempt time.
+        due_at = case(
+            (DeliveryRow.status == DeliveryStatus.PLANNED, DeliveryRow.created_at),
+            (
+                DeliveryRow.status == DeliveryStatus.RETRY,
+                func.coalesce(DeliveryRow.next_attempt_at, DeliveryRow.updated_at),
+            ),
+        )
+        query = (
+            select(DeliveryRow.issue_date, DeliveryRow.status, func.count(), func.min(due_at))
+            .where(DeliveryRow.issue_date >= min(since, today))
+            .group_by(DeliveryRow.issue_date, DeliveryRow.status)
+        )
+        today_counts: dict[DeliveryStatus, int] = {}
+        retry = in_doubt = 0
+        oldest_due_at: datetime | None = None
+        with self._session() as session:
+            for issue_date, status_value, count, first_due_at in session.execute(query):
+                status = DeliveryStatus(status_value)
+                if issue_date == today:
+                    today_counts[status] = int(count)
+                if status is DeliveryStatus.RETRY:
+                    retry += int(count)
+                elif status is DeliveryStatus.IN_DOUBT:
+                    in_doubt += int(count)
+                # The earliest of a group is past due only if some issue of it is.
+                if first_due_at is not None and first_due_at <= now:
+                    oldest_due_at = min(oldest_due_at or first_due_at, first_due_at)
+        return LedgerOverview(
+            today=today_counts, retry=retry, in_doubt=in_doubt, oldest_due_at=oldest_due_at
+        )
 
     def reopen_issues(
         self, *, issue_date: date, statuses: Sequence[DeliveryStatus], now: datetime

@@ -31,6 +31,7 @@ from service.web import (
 from service.web.access_log import AccessLog, note_route
 from service.web.deps import Clock, WebState, utc_now
 from service.web.guards import install_web_guards
+from service.web.metrics_page import install_metrics
 from service.web.notices import send_notices_left_unsent
 
 # Pages load only their own stylesheet and script: no inline code, nothing from elsewhere.
@@ -97,6 +98,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(profiles_api.router)
     app.include_router(webhooks.router)
+    install_metrics(app)
     return app
 
 
