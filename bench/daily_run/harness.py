@@ -177,6 +177,8 @@ def start_services(stack: ExitStack, folder: Path, *, database: str, batch_size:
         "PAPERWIRE_SECRET_KEY": SECRET_KEY,
         "PAPERWIRE_MAIL_FROM_ADDRESS": MAIL_FROM,
         "PAPERWIRE_BATCH_SIZE": str(batch_size),
+        # Measured as the workers deliver, not as they serve metrics on a port.
+        "PAPERWIRE_WORKER_METRICS_PORT": "0",
     }
     # Before anything imports workers.*: the Celery app takes its broker from the settings
     # at import, and the settings are cached once read.

@@ -517,6 +517,9 @@ class CeleryWorker:
             # Log lines reach the file as they are written, even the ones before a SIGKILL.
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(python_path),
+            # No metrics port unless a test asks for one: workers of tests running side by
+            # side would all try the default port.
+            "PAPERWIRE_WORKER_METRICS_PORT": "0",
             **env,
             "PAPERWIRE_REDIS_URL": broker_url,
         }
