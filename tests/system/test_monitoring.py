@@ -1,8 +1,12 @@
 """The monitoring profile's files: the Prometheus config and alert rules checked by promtool
 (Debian's `prometheus` package), the Grafana dashboard checked as its provisioning reads it,
 every query of both naming only series, labels and label values that Paperwire exports (read
-from a real scrape). Grafana is not run: its image is not here."""
+from a real scrape), and the compose profile checked by Compose. No Docker engine is needed,
+and Grafana is not run: its image is not here."""
 
+import configparser
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,9 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
+from service.settings import Settings
 from service.store import Store
 from tests.support.factories import NOW
 from tests.support.monitoring import (
+    DASHBOARD_FILE,
     GRAFANA,
     MONITORING,
     PROMETHEUS_CONFIG,
@@ -24,10 +30,14 @@ from tests.support.monitoring import (
     dashboard_queries,
     debian_tool,
     exported_series,
+    fail_or_skip,
     serving_metrics,
 )
 from tests.support.promql import grouping_labels, selectors
 
+ROOT = MONITORING.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
 # Series Prometheus makes itself, and the labels it gives every scraped series.
 PROMETHEUS_SERIES = {"up": {"job", "instance"}, "ALERTS": {"alertname", "alertstate", "severity"}}
 TARGET_LABELS = {"job", "instance"}
@@ -43,6 +53,8 @@ DASHBOARD_TOPICS = {
 }
 REQUIRED_ALERTS = {"PaperwireIssuesLate", "PaperwireComplaintRateHigh", "PaperwireNoPaperFetch"}
 GRID_COLUMNS = 24
+# A release tag: v2.55.1, 11.4.0.
+RELEASE_TAG = re.compile(r":v?\d+\.\d+\.\d+$")
 
 
 def run_tool(*command: str) -> str:
@@ -190,6 +202,26 @@ def _yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _grafana_mounts() -> dict[str, str]:
+    """The grafana service's bind mounts: container path → path in the repository."""
+    volumes = _yaml(COMPOSE_FILE)["services"]["grafana"]["volumes"]
+    mounts = [volume.split(":") for volume in volumes if volume.startswith("./")]
+    return {target: source for source, target, *_mode in mounts}
+
+
+def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard_folder() -> None:
+    mounts = _grafana_mounts()
+    assert mounts["/etc/grafana/provisioning"] == "./monitoring/grafana/provisioning"
+    (datasource,) = _yaml(GRAFANA / "provisioning/datasources/prometheus.yml")["datasources"]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    (provider,) = _yaml(GRAFANA / "provisioning/dashboards/paperwire.yml")["providers"]
+    assert provider["type"] == "file"
+    dashboards_folder = ROOT / mounts[provider["options"]["path"]]
+    assert DASHBOARD_FILE.parent == dashboards_folder.resolve()
+    assert [path.name for path in dashboards_folder.iterdir()] == [DASHBOARD_FILE.name]
+
+
 def test_the_dashboard_is_json_grafana_provisions_with_a_query_in_every_panel() -> None:
     board = dashboard()
     (datasource,) = _yaml(GRAFANA / "provisioning/datasources/prometheus.yml")["datasources"]
@@ -217,3 +249,83 @@ def test_the_dashboard_is_json_grafana_provisions_with_a_query_in_every_panel() 
         assert len({target["refId"] for target in targets}) == len(targets), title
         for target in targets:
             assert target["expr"].strip() and target["datasource"] == expected_source, title
+
+
+# -- Compose: the monitoring profile ------------------------------------------------------------
+
+
+def _compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    fail_or_skip("no Compose implementation (apt-get install docker-compose)")
+
+
+def test_compose_config_with_the_monitoring_profile_lists_prometheus_and_grafana(
+    tmp_path: Path,
+) -> None:
+    command = _compose_command()
+    for name in ("docker-compose.yml", "Dockerfile"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
+    # A clean environment, so that no PAPERWIRE_* or COMPOSE_* variable of the shell leaks in.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [*command, "-f", "docker-compose.yml", "--profile", "monitoring", "config"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)
+    assert {"web", "worker", "prometheus", "grafana"} <= set(rendered["services"])
+    assert set(rendered["secrets"]) == {"metrics_token", "grafana_admin_password"}
+
+
+def test_the_monitoring_services_are_pinned_on_loopback_with_their_secrets_from_files() -> None:
+    compose = _yaml(COMPOSE_FILE)
+    services = compose["services"]
+    for name, port in (("prometheus", 9090), ("grafana", 3000)):
+        service = services[name]
+        assert service["profiles"] == ["monitoring"], name
+        assert RELEASE_TAG.search(service["image"]), service["image"]
+        assert service["ports"] == [f"127.0.0.1:{port}:{port}"], name
+        assert service["healthcheck"]["test"], name
+        assert "environment" not in service and "env_file" not in service, name
+        for volume in service["volumes"]:
+            source = volume.split(":")[0]
+            assert not source.startswith("./") or (ROOT / source).exists(), volume
+    assert services["prometheus"]["image"].startswith("prom/prometheus:v2.")
+    assert services["grafana"]["image"].startswith("grafana/grafana:11.")
+    for secret in compose["secrets"].values():
+        assert secret == {"file": f"./secrets/{Path(secret['file']).name}"}
+    # Prometheus sends the token of its secret; Grafana's admin password is its secret's file.
+    assert services["prometheus"]["secrets"] == ["metrics_token"]
+    assert services["grafana"]["secrets"] == ["grafana_admin_password"]
+    grafana_ini = configparser.ConfigParser(interpolation=None)
+    grafana_ini.read_string((GRAFANA / "grafana.ini").read_text())
+    password = grafana_ini["security"]["admin_password"]
+    assert password == "$__file{/run/secrets/grafana_admin_password}"
+    assert _grafana_mounts()["/etc/grafana/grafana.ini"] == "./monitoring/grafana/grafana.ini"
+    assert "./monitoring/rules:/etc/prometheus/rules:ro" in services["prometheus"]["volumes"]
+    assert yaml.safe_load(PROMETHEUS_CONFIG.read_text())["rule_files"] == ["rules/*.yml"]
+
+
+def test_prometheus_scrapes_the_web_and_worker_services_where_they_listen() -> None:
+    services = _yaml(COMPOSE_FILE)["services"]
+    jobs = {job["job_name"]: job for job in _yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    web_command = services["web"]["command"]
+    web_port = web_command[web_command.index("--port") + 1]
+    assert jobs["paperwire-web"]["static_configs"] == [{"targets": [f"web:{web_port}"]}]
+    # Every worker, however many `--scale worker=N` runs, on the port the setting defaults to.
+    (workers,) = jobs["paperwire-worker"]["dns_sd_configs"]
+    assert workers["names"] == ["worker"] and workers["type"] == "A"
+    assert workers["port"] == Settings.model_fields["worker_metrics_port"].default
+    # The workers listen on every address of their container, where Prometheus reaches them.
+    assert re.search(r"(?m)^PAPERWIRE_WORKER_METRICS_HOST=0\.0\.0\.0$", ENV_EXAMPLE.read_text())
