@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo docker compose; \
 	else echo docker-compose; fi)
 # The files docker-compose.yml gives the containers as Docker secrets.
-SECRETS := secrets/secret_key secrets/postgres_password secrets/mail_url
+SECRETS := secrets/secret_key secrets/postgres_password secrets/mail_url secrets/metrics_token \
+	secrets/grafana_admin_password
 
 # Tests about dates and clocks run a second time with the clock 400 days ahead (Debian's
 # faketime), so that none of them passes only near the day it was written.
@@ -77,7 +78,7 @@ logs: ## Follow the compose stack's logs
 # since Compose mounts them as they are.
 secrets: $(SECRETS) ## Make the secret files the stack reads (secrets/), keeping existing ones
 
-secrets/secret_key secrets/postgres_password:
+secrets/secret_key secrets/postgres_password secrets/metrics_token secrets/grafana_admin_password:
 	@mkdir -p secrets && chmod 700 secrets
 	$(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > $@ && chmod 644 $@
 

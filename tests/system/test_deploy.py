@@ -35,6 +35,7 @@ SECRET_FILES = {
     "PAPERWIRE_SECRET_KEY_FILE": "secret_key",
     "PAPERWIRE_DATABASE_PASSWORD_FILE": "postgres_password",
     "PAPERWIRE_MAIL_URL_FILE": "mail_url",
+    "PAPERWIRE_METRICS_TOKEN_FILE": "metrics_token",
 }
 # A tag naming at least a minor version (7.4, v1.26, 16.9, 2.0.1), never `latest` or a major.
 PINNED_TAG = re.compile(r":v?\d+\.\d+[\w.-]*$")
@@ -208,7 +209,7 @@ def test_redis_keeps_an_append_only_file_and_mailpit_is_the_default_relay() -> N
 def test_every_image_is_pinned_to_a_minor_version_or_a_release() -> None:
     # paperwire:local is built here, from the Dockerfile.
     images = {service["image"] for service in _services().values()} - {"paperwire:local"}
-    assert len(images) == 4  # redis, postgres, mailpit, flower
+    assert len(images) == 6  # redis, postgres, mailpit, flower, prometheus, grafana
     for image in images:
         assert PINNED_TAG.search(image), image
     for base in re.findall(r"(?im)^FROM\s+(\S+)", DOCKERFILE.read_text()):
@@ -233,7 +234,13 @@ def test_secrets_come_from_files_and_the_database_password_is_written_once() -> 
     data = _compose_data()
     assert data["secrets"] == {
         name: {"file": f"./secrets/{name}"}
-        for name in ("secret_key", "postgres_password", "mail_url")
+        for name in (
+            "secret_key",
+            "postgres_password",
+            "mail_url",
+            "metrics_token",
+            "grafana_admin_password",
+        )
     }
     services = _services()
     for name in APP_SERVICES | {"migrate"}:
@@ -246,9 +253,12 @@ def test_secrets_come_from_files_and_the_database_password_is_written_once() -> 
     assert postgres["secrets"] == ["postgres_password"]
     assert "POSTGRES_PASSWORD" not in postgres["environment"]
     # .env sets none of them: a setting given both ways would be refused.
-    assert {"PAPERWIRE_SECRET_KEY", "PAPERWIRE_DATABASE_PASSWORD", "PAPERWIRE_MAIL_URL"}.isdisjoint(
-        _env_example_set()
-    )
+    assert {
+        "PAPERWIRE_SECRET_KEY",
+        "PAPERWIRE_DATABASE_PASSWORD",
+        "PAPERWIRE_MAIL_URL",
+        "PAPERWIRE_METRICS_TOKEN",
+    }.isdisjoint(_env_example_set())
     assert not any("PASSWORD" in name for name in _env_example_set())
     assert _env_example_set()["PAPERWIRE_DATABASE_URL"] == (
         "postgresql+psycopg://paperwire@postgres:5432/paperwire"
@@ -361,6 +371,8 @@ def test_make_secrets_writes_random_ones_and_keeps_those_that_exist(tmp_path: Pa
     key = (folder / "secret_key").read_text()
     assert re.fullmatch(r"[0-9a-f]{64}\n", key)
     assert (folder / "postgres_password").read_text() != key
+    assert re.fullmatch(r"[0-9a-f]{64}\n", (folder / "metrics_token").read_text())
+    assert (folder / "grafana_admin_password").is_file()
     assert (folder / "mail_url").read_text() == "smtp://relay.example.org:587?starttls=1\n"
     assert folder.stat().st_mode & 0o777 == 0o700
     assert (folder / "secret_key").stat().st_mode & 0o777 == 0o644
