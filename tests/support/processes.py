@@ -35,12 +35,16 @@ def json_lines(text: str, *, printed: tuple[str, ...] = ()) -> list[dict[str, An
     return lines
 
 
-def due_now(store: Store, count: int) -> date:
-    """`count` readers whose issue is due this hour, by the real clock a worker reads."""
+def due_now(store: Store, count: int, *, papers: int = 2) -> date:
+    """`count` readers whose issue is due this hour, by the real clock a worker reads, and
+    `papers` new papers they all want."""
     now = datetime.now(UTC)
     store.upsert_papers(BACKGROUND_PAPERS, now=now - timedelta(days=60))
     store.upsert_papers(
-        [make_paper(id=f"2511.{n:05d}", title=f"Diffusion models, part {n}") for n in (1, 2)],
+        [
+            make_paper(id=f"2511.{n:05d}", title=f"Diffusion models, part {n}")
+            for n in range(1, papers + 1)
+        ],
         now=now - timedelta(hours=1),
     )
     for number in range(count):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from service.models import DeliveryStatus, Interests
+from service.models import DeliveryStatus
 from service.store import Store
-from tests.support.factories import BACKGROUND_PAPERS, add_subscriber, make_paper
+from tests.support.processes import due_now as due_readers
 from tests.support.services import (
     CeleryWorker,
     CeleryWorkerFactory,
@@ -74,23 +74,8 @@ def start_worker(
 
 
 def due_now(store: Store, count: int) -> date:
-    """`count` subscribers whose issue is due this hour, and papers they all want."""
-    now = datetime.now(UTC)
-    store.upsert_papers(BACKGROUND_PAPERS, now=now - timedelta(days=60))
-    store.upsert_papers(
-        [make_paper(id=f"2511.{n:05d}", title=f"Diffusion models, part {n}") for n in range(1, 4)],
-        now=now - timedelta(hours=1),
-    )
-    for number in range(count):
-        add_subscriber(
-            store,
-            f"reader{number}@example.org",
-            now=now,
-            time_zone="UTC",
-            delivery_hour=now.hour,
-            interests=Interests(keywords=("diffusion models",)),
-        )
-    return now.date()
+    """`count` subscribers whose issue is due this hour, and three papers they all want."""
+    return due_readers(store, count, papers=3)
 
 
 def statuses(store: Store, issue_date: date) -> Counter[DeliveryStatus]:
