@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import types
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from bench.daily_run.harness import (
 )
 from bench.daily_run.history import HistoryCounts, seed_history
 from bench.daily_run.machine import wait_for_quiet
+from bench.daily_run.plan_only import print_plan_only, run_plan_only
 from bench.daily_run.raw_limit import measure_raw_limit
 from bench.daily_run.report import print_history_comparison, print_report
 from bench.daily_run.stages import (
@@ -38,6 +40,7 @@ from service.models import Frequency
 MAX_SUBSCRIBERS = 200_000
 MAX_PAPERS = 20_000
 MAX_HISTORY_DAYS = 400
+MAX_PLAN_ONLY_SUBSCRIBERS = 1_000_000
 
 
 def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
@@ -83,9 +86,21 @@ def parse_args() -> argparse.Namespace:
         default=0,
         help="earlier days written to the store first; then a day-1 run of the same size too",
     )
+    parser.add_argument(
+        "--plan-only",
+        action="store_true",
+        help=f"only plan and enqueue (up to {MAX_PLAN_ONLY_SUBSCRIBERS} subscribers): no sending",
+    )
+    parser.add_argument(
+        "--plan-deadline",
+        type=float,
+        default=270.0,
+        help="with --plan-only: seconds after the start past which seeding and enqueueing stop",
+    )
     args = parser.parse_args()
     args.history_days = max(0, min(args.history_days, MAX_HISTORY_DAYS))
-    args.subscribers = max(1, min(args.subscribers, MAX_SUBSCRIBERS))
+    most = MAX_PLAN_ONLY_SUBSCRIBERS if args.plan_only else MAX_SUBSCRIBERS
+    args.subscribers = max(1, min(args.subscribers, most))
     args.papers = max(1, min(args.papers, MAX_PAPERS))
     args.batch_size = max(1, min(args.batch_size, 1000))
     args.worker_list = range(max(1, min(args.workers, 8)))
@@ -133,6 +148,17 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     # Set explicitly: a process started in the background by a script inherits SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    if args.plan_only:
+        stop_at = time.monotonic() + args.plan_deadline
+        with ExitStack() as stack:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="daily-run-")))
+            services = start_services(
+                stack, folder, database=args.database, batch_size=args.batch_size
+            )
+            result = run_plan_only(services, subscribers=count, seed=args.seed, stop_at=stop_at)
+        print_plan_only(args, result)
+        return
 
     first_day = run_first_day(args, timeout=timeout) if args.history_days else None
     history: HistoryCounts | None = None
