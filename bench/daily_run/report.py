@@ -399,10 +399,16 @@ def print_history_comparison(
         sent = run.statuses.get(DeliveryStatus.SENT, 0)
         rate = sent / run.wall_seconds if run.wall_seconds > 0 else 0.0
         rows.append((label, sent, run.wall_seconds, rate, run.steady_rate, run.plan_seconds))
+        before, after = run.cpu_before, run.cpu_after
+        worker_ms = 1000 * (
+            after.worker_pool + after.worker_main - before.worker_pool - before.worker_main
+        )
+        postgres_ms = 1000 * (after.postgres - before.postgres)
         print(
             f"  {label:>8}: {sent} sent in {run.wall_seconds:.1f} s, {rate:.1f} digests/s "
             f"(steady {run.steady_rate:.1f}), plan {run.plan_seconds:.2f} s, "
-            f"enqueue {run.enqueue_seconds:.2f} s"
+            f"enqueue {run.enqueue_seconds:.2f} s; CPU per digest: workers "
+            f"{worker_ms / max(1, sent):.2f} ms, PostgreSQL {postgres_ms / max(1, sent):.2f} ms"
         )
     (_, _, _, rate_after, steady_after, plan_after) = rows[0]
     (_, _, _, rate_first, steady_first, plan_first) = rows[1]
