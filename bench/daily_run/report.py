@@ -408,7 +408,8 @@ def print_history_comparison(
             f"  {label:>8}: {sent} sent in {run.wall_seconds:.1f} s, {rate:.1f} digests/s "
             f"(steady {run.steady_rate:.1f}), plan {run.plan_seconds:.2f} s, "
             f"enqueue {run.enqueue_seconds:.2f} s; CPU per digest: workers "
-            f"{worker_ms / max(1, sent):.2f} ms, PostgreSQL {postgres_ms / max(1, sent):.2f} ms"
+            f"{worker_ms / max(1, sent):.2f} ms, PostgreSQL {postgres_ms / max(1, sent):.2f} ms; "
+            f"peak RSS of a pool process {run.memory.child_peak_mb:.0f} MB"
         )
     (_, _, _, rate_after, steady_after, plan_after) = rows[0]
     (_, _, _, rate_first, steady_first, plan_first) = rows[1]
