@@ -140,6 +140,18 @@ def run_first_day(args: argparse.Namespace, *, timeout: float) -> RunResult:
         return run
 
 
+def plan_only(args: argparse.Namespace) -> None:
+    """--plan-only: the day planned and enqueued, no worker started, the figures printed."""
+    stop_at = time.monotonic() + args.plan_deadline
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="daily-run-")))
+        services = start_services(stack, folder, database=args.database, batch_size=args.batch_size)
+        result = run_plan_only(
+            services, subscribers=args.subscribers, seed=args.seed, stop_at=stop_at
+        )
+    print_plan_only(args, result)
+
+
 def main() -> None:
     args = parse_args()
     count = args.subscribers
@@ -150,14 +162,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
     if args.plan_only:
-        stop_at = time.monotonic() + args.plan_deadline
-        with ExitStack() as stack:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="daily-run-")))
-            services = start_services(
-                stack, folder, database=args.database, batch_size=args.batch_size
-            )
-            result = run_plan_only(services, subscribers=count, seed=args.seed, stop_at=stop_at)
-        print_plan_only(args, result)
+        plan_only(args)
         return
 
     first_day = run_first_day(args, timeout=timeout) if args.history_days else None
