@@ -5,13 +5,14 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import types
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 import bench.daily_run
-from bench.daily_run.day import run_day_through_workers, time_mark_enqueued
+from bench.daily_run.day import RunResult, run_day_through_workers, time_mark_enqueued
 from bench.daily_run.harness import (
     log,
     seed_day,
@@ -20,9 +21,11 @@ from bench.daily_run.harness import (
     subscriber_ids,
     worker_error_lines,
 )
+from bench.daily_run.history import HistoryCounts, seed_history
 from bench.daily_run.machine import wait_for_quiet
+from bench.daily_run.plan_only import print_plan_only, run_plan_only
 from bench.daily_run.raw_limit import measure_raw_limit
-from bench.daily_run.report import print_report
+from bench.daily_run.report import print_history_comparison, print_report
 from bench.daily_run.stages import (
     LibraryProfile,
     StageProfile,
@@ -36,6 +39,8 @@ from service.models import Frequency
 # Bounds: a benchmark, not a load test.
 MAX_SUBSCRIBERS = 200_000
 MAX_PAPERS = 20_000
+MAX_HISTORY_DAYS = 400
+MAX_PLAN_ONLY_SUBSCRIBERS = 1_000_000
 
 
 def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
@@ -75,12 +80,76 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=0.0, help="longest wait for the run (0: from N)"
     )
+    parser.add_argument(
+        "--history-days",
+        type=int,
+        default=0,
+        help="earlier days written to the store first; then a day-1 run of the same size too",
+    )
+    parser.add_argument(
+        "--plan-only",
+        action="store_true",
+        help=f"only plan and enqueue (up to {MAX_PLAN_ONLY_SUBSCRIBERS} subscribers): no sending",
+    )
+    parser.add_argument(
+        "--plan-deadline",
+        type=float,
+        default=270.0,
+        help="with --plan-only: seconds after the start past which seeding and enqueueing stop",
+    )
     args = parser.parse_args()
-    args.subscribers = max(1, min(args.subscribers, MAX_SUBSCRIBERS))
+    args.history_days = max(0, min(args.history_days, MAX_HISTORY_DAYS))
+    most = MAX_PLAN_ONLY_SUBSCRIBERS if args.plan_only else MAX_SUBSCRIBERS
+    args.subscribers = max(1, min(args.subscribers, most))
     args.papers = max(1, min(args.papers, MAX_PAPERS))
     args.batch_size = max(1, min(args.batch_size, 1000))
     args.worker_list = range(max(1, min(args.workers, 8)))
     return args
+
+
+def run_first_day(args: argparse.Namespace, *, timeout: float) -> RunResult:
+    """The same day on a fresh store (no history), with services and workers of its own: what
+    the day after the history is held against."""
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="daily-run-")))
+        services = start_services(stack, folder, database=args.database, batch_size=args.batch_size)
+        seed_day(
+            services.store,
+            papers=args.papers,
+            subscribers=args.subscribers,
+            profile_subscribers=0,
+            profile_weekday=0,
+            seed=args.seed,
+            now=datetime.now(UTC),
+        )
+        workers = start_workers(
+            stack,
+            services,
+            folder,
+            count=len(args.worker_list),
+            concurrency=max(1, args.workers_concurrency),
+        )
+        wait_for_quiet(args.wait_quiet)
+        log(f"day 1: running the day for {args.subscribers} subscribers on a fresh store")
+        run = run_day_through_workers(
+            services, workers=workers, expected=args.subscribers, timeout=timeout
+        )
+        log(f"day 1 done in {run.wall_seconds:.1f} s")
+        for worker in workers:
+            worker.stop(timeout=10.0)
+        return run
+
+
+def plan_only(args: argparse.Namespace) -> None:
+    """--plan-only: the day planned and enqueued, no worker started, the figures printed."""
+    stop_at = time.monotonic() + args.plan_deadline
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="daily-run-")))
+        services = start_services(stack, folder, database=args.database, batch_size=args.batch_size)
+        result = run_plan_only(
+            services, subscribers=args.subscribers, seed=args.seed, stop_at=stop_at
+        )
+    print_plan_only(args, result)
 
 
 def main() -> None:
@@ -91,6 +160,13 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     # Set explicitly: a process started in the background by a script inherits SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    if args.plan_only:
+        plan_only(args)
+        return
+
+    first_day = run_first_day(args, timeout=timeout) if args.history_days else None
+    history: HistoryCounts | None = None
 
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="daily-run-")))
@@ -111,6 +187,15 @@ def main() -> None:
             now=now,
         )
         daily_ids = subscriber_ids(store, frequency=Frequency.DAILY)
+        if args.history_days:
+            history = seed_history(
+                store,
+                daily_ids,
+                days=args.history_days,
+                papers_per_day=args.papers,
+                now=now,
+                seed=args.seed,
+            )
 
         # On an idle machine, before the workers start.
         busy_before = {"stage timing": wait_for_quiet(args.wait_quiet)}
@@ -173,6 +258,8 @@ def main() -> None:
         sink_final=sink_final,
         worker_errors=worker_errors,
     )
+    if first_day is not None and history is not None:
+        print_history_comparison(history, day_after=run, first_day=first_day)
 
 
 if __name__ == "__main__":

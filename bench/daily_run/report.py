@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.daily_run.day import RunResult
 from bench.daily_run.harness import PROJECT_ROOT
+from bench.daily_run.history import HistoryCounts
 from bench.daily_run.raw_limit import RawResult
 from bench.daily_run.stages import LibraryProfile, StageProfile, StageTimes
 from service.models import DeliveryStatus
@@ -376,3 +377,42 @@ def print_ending(sink_final: dict[str, Any] | None, worker_errors: list[str]) ->
         print(f"\nworker log: {len(worker_errors)} error line(s); first ones:")
         for line in worker_errors[:5]:
             print(f"  {line}")
+
+
+def _ratio(after: float, first: float) -> str:
+    return f"{after / first:.2f}" if first > 0 else "n/a"
+
+
+def print_history_comparison(
+    history: HistoryCounts, *, day_after: RunResult, first_day: RunResult
+) -> None:
+    """The day after the history next to a first day of the same size, each on a store of its
+    own in this invocation."""
+    day = history.days + 1
+    print(
+        f"\nhistory: {history.days} earlier days written in {history.seconds:.1f} s: "
+        f"{history.papers} papers, {history.ledger_rows} ledger rows, {history.votes} votes, "
+        f"{history.bounces} bounces"
+    )
+    rows = []
+    for label, run in ((f"day {day}", day_after), ("day 1", first_day)):
+        sent = run.statuses.get(DeliveryStatus.SENT, 0)
+        rate = sent / run.wall_seconds if run.wall_seconds > 0 else 0.0
+        rows.append((label, sent, run.wall_seconds, rate, run.steady_rate, run.plan_seconds))
+        before, after = run.cpu_before, run.cpu_after
+        worker_ms = 1000 * (
+            after.worker_pool + after.worker_main - before.worker_pool - before.worker_main
+        )
+        postgres_ms = 1000 * (after.postgres - before.postgres)
+        print(
+            f"  {label:>8}: {sent} sent in {run.wall_seconds:.1f} s, {rate:.1f} digests/s "
+            f"(steady {run.steady_rate:.1f}), plan {run.plan_seconds:.2f} s, "
+            f"enqueue {run.enqueue_seconds:.2f} s; CPU per digest: workers "
+            f"{worker_ms / max(1, sent):.2f} ms, PostgreSQL {postgres_ms / max(1, sent):.2f} ms; "
+            f"peak RSS of a pool process {run.memory.child_peak_mb:.0f} MB"
+        )
+    (_, _, _, rate_after, steady_after, plan_after) = rows[0]
+    (_, _, _, rate_first, steady_first, plan_first) = rows[1]
+    print(f"day {day} / day 1 rate = {_ratio(rate_after, rate_first)}")
+    print(f"day {day} / day 1 steady rate = {_ratio(steady_after, steady_first)}")
+    print(f"day {day} / day 1 plan time = {_ratio(plan_after, plan_first)}")

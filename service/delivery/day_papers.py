@@ -2,9 +2,11 @@
 ranked from them: the rank step of the digest path."""
 
 import gc
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from types import MappingProxyType
 
 from service.delivery.sections import pick_sections
@@ -36,16 +38,22 @@ class DayPapers:
     recent: Sequence[Paper]
     prepared: PreparedCandidates
 
+    @cached_property
+    def _by_first_seen(self) -> tuple[list[datetime], list[str]]:
+        """When each recent paper was first seen, in order, and its id: a subscriber's older
+        papers are then a prefix, found by bisection instead of a pass over the week's papers
+        for each digest."""
+        dated = sorted((p.first_seen_at, p.id) for p in self.recent if p.first_seen_at is not None)
+        return [seen_at for seen_at, _ in dated], [paper_id for _, paper_id in dated]
+
     def seen_by(self, history: ReadingHistory) -> frozenset[str]:
         """Papers this subscriber has, or had the chance to get: sent, or older than their
         last issue (a paper passed over then is not news now)."""
         since = history.last_sent_at
         if since is None:
             return history.sent_paper_ids
-        older = {
-            p.id for p in self.recent if p.first_seen_at is not None and p.first_seen_at <= since
-        }
-        return history.sent_paper_ids | older
+        seen_times, ids = self._by_first_seen
+        return history.sent_paper_ids.union(ids[: bisect_right(seen_times, since)])
 
 
 def issue_window_end(issue_date: date) -> datetime:

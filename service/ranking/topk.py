@@ -172,6 +172,10 @@ def find_best_papers(
     prune = all(idf > 0.0 for clause in clauses for idf in clause.idfs.values())
     bounds = _QueryBounds(clauses, stems)
     common, holds = _find_stems_held(index, stems, bounds, prune=prune, signals=signals)
+    if excluded:
+        # Out before the line-up: a week's papers are mostly ones the reader was sent or
+        # passed over, and each would otherwise be bounded, queued and tightened for nothing.
+        holds = {paper: held for paper, held in holds.items() if papers[paper].id not in excluded}
     if not holds:
         return []
     line = _line_up(
