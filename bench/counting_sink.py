@@ -32,8 +32,8 @@ class Counts:
     bytes: int = 0
     recipients: int = 0
     sessions: int = 0
-    # Messages and bytes per envelope sender: the digest run and the raw sender use different
-    # MAIL FROM addresses, so one sink can tell their traffic apart.
+    # Messages and bytes per envelope sender (`sender_key`): the digest run and the raw sender
+    # use different MAIL FROM addresses, so one sink can tell their traffic apart.
     by_sender: dict[str, list[int]] = field(default_factory=dict)
 
     def as_json(self) -> str:
@@ -48,6 +48,13 @@ class Counts:
                 "cpu_seconds": usage.ru_utime + usage.ru_stime,
             }
         )
+
+
+def sender_key(address: str) -> str:
+    """The envelope sender less its `+tag`: each digest goes out from its own VERP address
+    (`bounces+TAG@domain`), all of them the digest run's."""
+    local, at, domain = address.rpartition("@")
+    return f"{local.partition('+')[0]}{at}{domain}"
 
 
 class CountingHandler:
@@ -69,7 +76,7 @@ class CountingHandler:
         counts.messages += 1
         counts.bytes += size
         counts.recipients += len(envelope.rcpt_tos)
-        per_sender = counts.by_sender.setdefault(str(envelope.mail_from), [0, 0])
+        per_sender = counts.by_sender.setdefault(sender_key(str(envelope.mail_from)), [0, 0])
         per_sender[0] += 1
         per_sender[1] += size
         return "250 2.0.0 OK"

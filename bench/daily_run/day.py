@@ -161,8 +161,10 @@ def run_day_through_workers(
     transactions_after = postgres_transactions(services.database_url) if database_name else {}
 
     last_change, sent_times = ledger_times(store, issue_date)
-    own_sender_before = sink_before.get("by_sender", {}).get(MAIL_FROM, [0, 0])
-    own_sender_after = sink_after.get("by_sender", {}).get(MAIL_FROM, [0, 0])
+    # Digests go out from VERP addresses at the sender's domain (`counting_sink.sender_key`).
+    digest_sender = f"bounces@{MAIL_FROM.rpartition('@')[2]}"
+    own_sender_before = sink_before.get("by_sender", {}).get(digest_sender, [0, 0])
+    own_sender_after = sink_after.get("by_sender", {}).get(digest_sender, [0, 0])
     our_transactions, other_busy = own_transactions(
         transactions_before, transactions_after, database_name
     )
