@@ -8,7 +8,6 @@ the delivery pipeline's registry, which a worker's port serves summed over its p
 """
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,10 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
-import pytest
 import redis
 import yaml
 from prometheus_client import generate_latest
@@ -34,7 +32,13 @@ from service.observability.job_records import (
 from service.observability.sending import SENDING_REGISTRY
 from service.store import Store
 from tests.support.factories import make_settings
-from tests.support.services import HOST, free_port, real_clock_environment, wait_until
+from tests.support.services import (
+    HOST,
+    fail_or_skip,
+    free_port,
+    real_clock_environment,
+    wait_until,
+)
 from tests.support.web_server import serve
 from workers.celery_app import beat_schedule
 
@@ -44,7 +48,6 @@ PROMETHEUS_CONFIG = MONITORING / "prometheus.yml"
 RULES_FILE = MONITORING / "rules" / "paperwire.yml"
 GRAFANA = MONITORING / "grafana"
 DASHBOARD_FILE = GRAFANA / "dashboards" / "paperwire.json"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 METRICS_TOKEN = "scrape-token-for-prometheus-0123456789"
 
 # What Grafana puts in place of its variables before a query reaches Prometheus: durations of
@@ -53,13 +56,6 @@ GRAFANA_VARIABLES = {"$__rate_interval": "2m", "$__interval": "30s", "$__range":
 
 # Series label values by label, by series name (a histogram's _bucket, _sum and _count apart).
 Series = dict[str, dict[str, set[str]]]
-
-
-def fail_or_skip(message: str) -> NoReturn:
-    """CI must run these tests; a developer without the tool gets a skip."""
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def debian_tool(name: str) -> str:

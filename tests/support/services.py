@@ -643,7 +643,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         server = RedisServer(tmp_path_factory.mktemp("redis"))
         server.start()
     except ServiceError as exc:
-        _fail_or_skip(f"cannot run a private Redis: {exc}")
+        fail_or_skip(f"cannot run a private Redis: {exc}")
     try:
         yield server
     finally:
@@ -708,8 +708,8 @@ def celery_worker_factory(redis_url: str, tmp_path: Path) -> Iterator[CeleryWork
             raise errors[0]
 
 
-def _fail_or_skip(message: str) -> NoReturn:
-    """CI must run these tests; a developer without Redis gets a skip."""
+def fail_or_skip(message: str) -> NoReturn:
+    """CI must run these tests; a developer without the service or tool gets a skip."""
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)

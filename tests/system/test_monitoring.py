@@ -30,10 +30,10 @@ from tests.support.monitoring import (
     dashboard_queries,
     debian_tool,
     exported_series,
-    fail_or_skip,
     serving_metrics,
 )
 from tests.support.promql import grouping_labels, selectors
+from tests.support.services import fail_or_skip
 
 ROOT = MONITORING.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
