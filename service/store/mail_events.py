@@ -27,10 +27,10 @@ from service.models import (
 )
 from service.store.database import Database
 from service.store.rows import add_consent
+from service.store.subscribers import locked_subscriber_or_none
 from service.store.tables import (
     InboundMessageRow,
     MailEventRow,
-    SubscriberRow,
     WebhookReceiptRow,
 )
 
@@ -77,9 +77,7 @@ def write_bounce(
     gone. Shared by the ledger (a refusal while sending) and bounce processing."""
     if kind not in BOUNCE_KINDS:
         raise ValueError(f"{kind} is not a bounce")
-    row = session.scalar(
-        select(SubscriberRow).where(SubscriberRow.id == subscriber_id).with_for_update()
-    )
+    row = locked_subscriber_or_none(session, subscriber_id)
     if row is None:
         return None
     day_start = datetime.combine(at.astimezone(UTC).date(), datetime.min.time(), UTC)
@@ -155,9 +153,7 @@ class MailEventStore(Database):
         """A spam complaint: always recorded, and the subscriber is suppressed at once
         (planning takes confirmed subscribers only). False if the subscriber is gone."""
         with self._session() as session:
-            row = session.scalar(
-                select(SubscriberRow).where(SubscriberRow.id == subscriber_id).with_for_update()
-            )
+            row = locked_subscriber_or_none(session, subscriber_id)
             if row is None:
                 return False
             session.add(

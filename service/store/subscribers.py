@@ -149,9 +149,7 @@ class SubscriberStore(Database):
         superseded (or the subscriber is gone). The preferences asked for with that link
         apply now."""
         with self._session() as session:
-            row = session.scalar(
-                select(SubscriberRow).where(SubscriberRow.id == subscriber_id).with_for_update()
-            )
+            row = locked_subscriber_or_none(session, subscriber_id)
             if row is None or row.confirm_nonce is None or row.confirm_nonce != confirm_nonce:
                 return False
             if row.requested_preferences is not None:
@@ -370,10 +368,15 @@ def write_vote(profile: ProfileRow, paper_id: str, vote: Vote | None) -> Vote | 
     return before
 
 
-def locked_subscriber(session: Session, subscriber_id: int) -> SubscriberRow:
-    row = session.scalar(
+def locked_subscriber_or_none(session: Session, subscriber_id: int) -> SubscriberRow | None:
+    """The subscriber's row, locked until the transaction ends; None if there is none."""
+    return session.scalar(
         select(SubscriberRow).where(SubscriberRow.id == subscriber_id).with_for_update()
     )
+
+
+def locked_subscriber(session: Session, subscriber_id: int) -> SubscriberRow:
+    row = locked_subscriber_or_none(session, subscriber_id)
     if row is None:
         raise UnknownSubscriber(f"no subscriber with id {subscriber_id}")
     return row
