@@ -26,8 +26,7 @@ from service.settings import Settings
 from service.signup.links import archive_list_url, feedback_urls, issue_url, subscriber_url
 from service.signup.return_addresses import (
     BOUNCE_LOCAL_PART,
-    bounce_address,
-    digest_message_id,
+    issue_addresses,
     unsubscribe_address,
 )
 from service.signup.tokens import TokenPurpose
@@ -150,7 +149,9 @@ def compose_digest(
     text = env.get_template("email/digest.txt").render(context)
     html = env.get_template("email/digest.html").render(context)
     recipient = recipient_address(subscriber.email)
-    message_id = digest_message_id(subscriber, digest.issue_date, settings=settings)
+    # VERP: a bounce comes back to an address that names this issue (see
+    # `service.signup.return_addresses`).
+    sender, message_id = issue_addresses(subscriber, digest.issue_date, settings=settings)
 
     headers = MailHeaders()
     headers.add_mailbox(
@@ -164,9 +165,7 @@ def compose_digest(
     headers.add_uri_list("List-Unsubscribe", links.list_unsubscribe)
     headers.add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     return OutgoingMail(
-        # VERP: a bounce comes back to an address that names this issue (see
-        # `service.signup.return_addresses`).
-        sender=bounce_address(subscriber, digest.issue_date, settings=settings),
+        sender=sender,
         recipients=(recipient.addr_spec,),
         message_id=message_id,
         data=multipart_alternative(headers, text=text, html=html),

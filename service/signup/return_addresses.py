@@ -43,13 +43,23 @@ def issue_tag(subscriber: Subscriber, issue_date: date, *, settings: Settings) -
 
 
 def bounce_address(subscriber: Subscriber, issue_date: date, *, settings: Settings) -> str:
-    tag = issue_tag(subscriber, issue_date, settings=settings)
-    return f"{BOUNCE_LOCAL_PART}+{tag}@{settings.bounce_address_domain}"
+    return issue_addresses(subscriber, issue_date, settings=settings)[0]
 
 
 def digest_message_id(subscriber: Subscriber, issue_date: date, *, settings: Settings) -> str:
-    """Built by hand: `make_msgid()` without a domain calls `socket.getfqdn()`, which can stall."""
-    return f"<digest-{issue_tag(subscriber, issue_date, settings=settings)}@{settings.mail_domain}>"
+    return issue_addresses(subscriber, issue_date, settings=settings)[1]
+
+
+def issue_addresses(
+    subscriber: Subscriber, issue_date: date, *, settings: Settings
+) -> tuple[str, str]:
+    """An issue's envelope sender and Message-ID, from one tag. The Message-ID is built by
+    hand: `make_msgid()` without a domain calls `socket.getfqdn()`, which can stall."""
+    tag = issue_tag(subscriber, issue_date, settings=settings)
+    return (
+        f"{BOUNCE_LOCAL_PART}+{tag}@{settings.bounce_address_domain}",
+        f"<digest-{tag}@{settings.mail_domain}>",
+    )
 
 
 def unsubscribe_address(subscriber: Subscriber, *, settings: Settings) -> str:
