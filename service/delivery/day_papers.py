@@ -13,7 +13,6 @@ from service.delivery.sections import pick_sections
 from service.models import Digest, DigestSection, Paper, ReadingHistory, ScoredPaper, Subscriber
 from service.ranking import (
     PreparedCandidates,
-    build_corpus_stats,
     prepare_candidates,
     rank_prepared,
 )
@@ -90,8 +89,9 @@ class DayPapersCache:
 def load_day_papers(store: Store, issue_date: date) -> DayPapers:
     end = issue_window_end(issue_date)
     recent = store.list_papers(seen_since=end - LOOKBACK, seen_before=end)
-    # Term statistics come from everything stored, so a rare term stays rare on a busy day.
-    stats = build_corpus_stats(store.list_papers())
+    # Term statistics come from everything stored, so a rare term stays rare on a busy day;
+    # the store keeps them counted, so reading them costs the same on day 1 and day 365.
+    stats = store.corpus_stats()
     prepared = prepare_candidates(recent, stats=stats, today=issue_date)
     return DayPapers(recent=recent, prepared=prepared)
 

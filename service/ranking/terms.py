@@ -6,6 +6,7 @@ stems each paper once.
 """
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 # A batch of subscribers ranks the same candidates, so each paper is tokenised and stemmed
 # once, not once per subscriber. Sized for a week of new papers with room to spare.
 PAPER_CACHE_SIZE = 8192
+
+# The version of what `analyse_paper_text` makes of a text. Corpus statistics kept in the store
+# were counted by some version of it: bump this whenever stemming, tokenising or stop words
+# change, and the store counts them again.
+ANALYSIS_VERSION = 1
 
 # A heading's term reached through the thesaurus counts half as much as a phrase the reader
 # wrote: the reader said something near it, not it, and their own words should win a tie.
@@ -75,11 +81,15 @@ def analyse_paper(paper: Paper) -> PaperTerms:
 
 
 def paper_text(paper: Paper) -> tuple[str, str]:
+    return ranked_text(paper.title, paper.abstract, paper.keywords)
+
+
+def ranked_text(title: str, abstract: str, keywords: Sequence[str]) -> tuple[str, str]:
     """The two fields a paper is ranked on: its title, and its abstract followed by any
     keywords a source gave (Hugging Face's `ai_keywords`), which weigh like abstract words."""
-    if not paper.keywords:
-        return paper.title, paper.abstract
-    return paper.title, f"{paper.abstract}\n" + ";\n".join(paper.keywords)
+    if not keywords:
+        return title, abstract
+    return title, f"{abstract}\n" + ";\n".join(keywords)
 
 
 # Keyed by the text itself, so an edited title or abstract is never served stale.
@@ -125,23 +135,42 @@ class CorpusStats:
         return math.log(1.0 + (self.doc_count - frequency + 0.5) / (frequency + 0.5))
 
 
+@dataclass
+class CorpusCounts:
+    """What corpus statistics are made of, counted paper by paper: the store keeps these
+    counts, and a paper added or edited changes them by its own terms alone."""
+
+    papers: int = 0
+    title_terms: int = 0
+    abstract_terms: int = 0
+    frequencies: Counter[str] = field(default_factory=Counter)
+
+    def count(self, title: str, abstract: str, *, times: int = 1) -> None:
+        """Count the paper with these ranked fields in (`times=1`) or out (`times=-1`)."""
+        terms = analyse_paper_text(title, abstract)
+        self.papers += times
+        self.title_terms += times * terms.title.length
+        self.abstract_terms += times * terms.abstract.length
+        for stem in terms.stems:
+            self.frequencies[stem] += times
+
+    def stats(self) -> CorpusStats:
+        return CorpusStats(
+            doc_count=self.papers,
+            document_frequencies=MappingProxyType(
+                {stem: papers for stem, papers in self.frequencies.items() if papers > 0}
+            ),
+            avg_title_length=self.title_terms / self.papers if self.papers else 0.0,
+            avg_abstract_length=self.abstract_terms / self.papers if self.papers else 0.0,
+        )
+
+
 def build_corpus_stats(papers: Iterable[Paper]) -> CorpusStats:
     """Collection statistics over every paper given (the whole stored corpus)."""
-    frequencies: dict[str, int] = {}
-    doc_count = title_total = abstract_total = 0
+    counts = CorpusCounts()
     for paper in papers:
-        terms = analyse_paper(paper)
-        doc_count += 1
-        title_total += terms.title.length
-        abstract_total += terms.abstract.length
-        for stem in terms.stems:
-            frequencies[stem] = frequencies.get(stem, 0) + 1
-    return CorpusStats(
-        doc_count=doc_count,
-        document_frequencies=MappingProxyType(frequencies),
-        avg_title_length=title_total / doc_count if doc_count else 0.0,
-        avg_abstract_length=abstract_total / doc_count if doc_count else 0.0,
-    )
+        counts.count(*paper_text(paper))
+    return counts.stats()
 
 
 @dataclass(frozen=True)

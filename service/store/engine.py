@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
+from service.store.corpus import CorpusStore
 from service.store.deliveries import DeliveryStore
 from service.store.ledger import Ledger
 from service.store.mail_events import MailEventStore
@@ -19,7 +20,15 @@ from service.store.profiles import ProfileStore
 from service.store.subscribers import SubscriberStore
 
 
-class Store(PaperStore, SubscriberStore, ProfileStore, NoticeStore, DeliveryStore, MailEventStore):
+class Store(
+    PaperStore,
+    CorpusStore,
+    SubscriberStore,
+    ProfileStore,
+    NoticeStore,
+    DeliveryStore,
+    MailEventStore,
+):
     """Papers, subscribers with their interest profiles, the delivery ledger and what came
     back after sending (bounces, complaints, unsubscribes) in one SQL database."""
 

@@ -9,6 +9,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 
 from service.models import Paper, SignalObservation
+from service.ranking.terms import CorpusCounts, paper_text, ranked_text
+from service.store.corpus import locked_corpus_totals, write_corpus_counts
 from service.store.database import Database
 from service.store.rows import TRENDING_FIELDS, paper_row, refresh_paper_row, signal_row, to_paper
 from service.store.tables import PaperRow, PaperSignalRow
@@ -30,10 +32,12 @@ class PaperStore(Database):
         """Insert new papers; for known ids refresh trending signals and given metadata.
 
         All of it is one transaction, with the signals observed `now`: a failure leaves no
-        paper half-written."""
+        paper half-written, and the corpus statistics (`store.corpus`) change with it."""
         new = updated = 0
         observed: dict[str, Paper] = {}
+        counts = CorpusCounts()
         with self._session() as session:
+            locked_corpus_totals(session)
             for chunk in _chunks(list(papers), 500):
                 ids = [paper.id for paper in chunk]
                 existing = {
@@ -46,9 +50,15 @@ class PaperStore(Database):
                         row = paper_row(paper, now=now)
                         session.add(row)
                         existing[paper.id] = row
+                        counts.count(*paper_text(paper))
                         new += 1
                     else:
+                        before = _ranked_text_of(row)
                         refresh_paper_row(row, paper, now=now)
+                        after = _ranked_text_of(row)
+                        if after != before:
+                            counts.count(*before, times=-1)
+                            counts.count(*after)
                         updated += 1
                     if any(getattr(paper, name) is not None for name in TRENDING_FIELDS):
                         observed[paper.id] = paper
@@ -63,6 +73,7 @@ class PaperStore(Database):
                     )
                 )
                 session.add_all(signal_row(paper, now=now) for paper in observed.values())
+            write_corpus_counts(session, counts)
         return UpsertCounts(new=new, updated=updated)
 
     def paper_signals(self, paper_id: str) -> list[SignalObservation]:
@@ -139,6 +150,10 @@ class PaperStore(Database):
     def count_papers(self) -> int:
         with self._session() as session:
             return session.scalar(select(func.count()).select_from(PaperRow)) or 0
+
+
+def _ranked_text_of(row: PaperRow) -> tuple[str, str]:
+    return ranked_text(row.title, row.abstract, row.keywords)
 
 
 def _chunks(items: Sequence[Paper], size: int) -> Iterator[Sequence[Paper]]:

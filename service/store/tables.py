@@ -88,6 +88,29 @@ class PaperRow(Base):
     github_repo: Mapped[str | None] = mapped_column(Text)
 
 
+class CorpusTermRow(Base):
+    """How many stored papers hold each stem, in title or abstract: the ranker's document
+    frequencies, kept up to date as papers are added and edited (see `store.corpus`)."""
+
+    __tablename__ = "corpus_terms"
+
+    stem: Mapped[str] = mapped_column(Text, primary_key=True)
+    papers: Mapped[int]
+
+
+class CorpusTotalsRow(Base):
+    """The one row of corpus totals beside `corpus_terms`, and the analysis version they were
+    counted with (`ranking.terms.ANALYSIS_VERSION`; 0 until first counted)."""
+
+    __tablename__ = "corpus_totals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis_version: Mapped[int]
+    papers: Mapped[int]
+    title_terms: Mapped[int]
+    abstract_terms: Mapped[int]
+
+
 class PaperSignalRow(Base):
     """Each observation of a paper's trending signals, so trending can mean growth."""
 

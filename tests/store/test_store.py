@@ -51,6 +51,8 @@ def test_migrations_create_every_table(store: Store) -> None:
         "mail_events",
         "inbound_messages",
         "webhook_receipts",
+        "corpus_terms",
+        "corpus_totals",
         "alembic_version",
     }
 
