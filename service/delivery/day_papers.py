@@ -4,7 +4,7 @@ ranked from them: the rank step of the digest path."""
 import gc
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from types import MappingProxyType
@@ -12,6 +12,7 @@ from types import MappingProxyType
 from service.delivery.sections import pick_sections
 from service.models import Digest, DigestSection, Paper, ReadingHistory, ScoredPaper, Subscriber
 from service.ranking import (
+    CorpusStats,
     PreparedCandidates,
     prepare_candidates,
     rank_prepared,
@@ -30,12 +31,26 @@ VOTED_PAPERS_PER_QUERY = 20_000
 NO_VOTED_PAPERS: Mapping[str, Paper] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
+# Candidate sets kept per process, by how many of the week's papers a subscriber's last issue
+# already had the chance to bring: readers sent an issue yesterday share one, readers new this
+# week another, with room for a few sending hours between fetches.
+PREPARED_SETS_KEPT = 8
+
+
+@dataclass(frozen=True, eq=False)
 class DayPapers:
-    """What a day's issues are ranked from: the recent papers, analysed once for everyone."""
+    """What a day's issues are ranked from: the recent papers, analysed once for everyone who
+    can still get them."""
 
     recent: Sequence[Paper]
-    prepared: PreparedCandidates
+    stats: CorpusStats
+    today: date
+    _prepared: dict[int, PreparedCandidates] = field(default_factory=dict, repr=False)
+
+    @property
+    def prepared(self) -> PreparedCandidates:
+        """The whole week's papers, prepared for ranking."""
+        return self._prepared_after(0)
 
     @cached_property
     def _by_first_seen(self) -> tuple[list[datetime], list[str]]:
@@ -48,11 +63,41 @@ class DayPapers:
     def seen_by(self, history: ReadingHistory) -> frozenset[str]:
         """Papers this subscriber has, or had the chance to get: sent, or older than their
         last issue (a paper passed over then is not news now)."""
-        since = history.last_sent_at
-        if since is None:
-            return history.sent_paper_ids
-        seen_times, ids = self._by_first_seen
-        return history.sent_paper_ids.union(ids[: bisect_right(seen_times, since)])
+        _, ids = self._by_first_seen
+        return history.sent_paper_ids.union(ids[: self._passed_over(history)])
+
+    def candidates_for(self, history: ReadingHistory) -> PreparedCandidates:
+        """The papers first seen after this subscriber's last issue (the whole week without
+        one), prepared for ranking. Ranking them ranks exactly as ranking the week with
+        `seen_by` left out would, for the cost of what is new: on day 30 a reader sent an issue
+        yesterday is ranked from a day of papers, not a week."""
+        return self._prepared_after(self._passed_over(history))
+
+    def _passed_over(self, history: ReadingHistory) -> int:
+        """How many of the week's dated papers were first seen up to the last issue."""
+        if history.last_sent_at is None:
+            return 0
+        seen_times, _ = self._by_first_seen
+        return bisect_right(seen_times, history.last_sent_at)
+
+    def _prepared_after(self, passed_over: int) -> PreparedCandidates:
+        prepared = self._prepared.pop(passed_over, None)
+        if prepared is not None:
+            self._prepared[passed_over] = prepared  # the most recently used, kept longest
+            return prepared
+        _, ids = self._by_first_seen
+        left_out = frozenset(ids[:passed_over])
+        prepared = prepare_candidates(
+            [paper for paper in self.recent if paper.id not in left_out],
+            stats=self.stats,
+            today=self.today,
+        )
+        while len(self._prepared) >= PREPARED_SETS_KEPT:
+            del self._prepared[next(iter(self._prepared))]
+        self._prepared[passed_over] = prepared
+        # Kept for the day: out of the cyclic collector's way (see DayPapersCache.get).
+        gc.freeze()
+        return prepared
 
 
 def issue_window_end(issue_date: date) -> datetime:
@@ -92,8 +137,7 @@ def load_day_papers(store: Store, issue_date: date) -> DayPapers:
     # Term statistics come from everything stored, so a rare term stays rare on a busy day;
     # the store keeps them counted, so reading them costs the same on day 1 and day 365.
     stats = store.corpus_stats()
-    prepared = prepare_candidates(recent, stats=stats, today=issue_date)
-    return DayPapers(recent=recent, prepared=prepared)
+    return DayPapers(recent=recent, stats=stats, today=issue_date)
 
 
 def reading_histories(
@@ -138,15 +182,17 @@ def build_digest(
     `voted` holds the papers the subscriber liked and disliked (voted_papers, for a whole
     batch)."""
     profiles = subscriber.profiles
-    # A paper voted on in one profile was seen, like one sent: no section brings it.
-    exclude_ids = day.seen_by(history).union(
+    # A paper voted on in one profile was seen, like one sent: no section brings it. Papers
+    # passed over in earlier issues are not among the candidates at all.
+    candidates = day.candidates_for(history)
+    exclude_ids = history.sent_paper_ids.union(
         *(profile.interests.liked + profile.interests.disliked for profile in profiles)
     )
 
     def rank(number: int, papers: int) -> list[ScoredPaper]:
         interests = profiles[number].interests
         return rank_prepared(
-            day.prepared,
+            candidates,
             interests,
             trending_weight=profiles[number].trending_weight,
             limit=papers,

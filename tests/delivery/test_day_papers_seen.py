@@ -1,11 +1,15 @@
-"""What a subscriber has already had the chance to get from the week's papers: what was sent,
-and whatever was first seen up to their last issue, to the second."""
+"""What a subscriber has already had the chance to get from the week's papers (what was sent,
+and whatever was first seen up to their last issue, to the second), and ranking only the rest."""
 
 from datetime import timedelta
+from pathlib import Path
+
+import pytest
 
 from service.delivery.day_papers import DayPapers
-from service.models import ReadingHistory
-from service.ranking import build_corpus_stats, prepare_candidates
+from service.models import Interests, Paper, ReadingHistory, ScoredPaper
+from service.ranking import PreparedCandidates, build_corpus_stats, rank_prepared
+from service.sources.jsonl import read_papers_file
 from tests.support.factories import NOW, TODAY, make_paper
 
 LAST_SENT = NOW - timedelta(days=1)
@@ -22,7 +26,7 @@ def week_papers() -> DayPapers:
         make_paper(id="undated", first_seen_at=None),
     ]
     stats = build_corpus_stats(papers)
-    return DayPapers(recent=papers, prepared=prepare_candidates(papers, stats=stats, today=TODAY))
+    return DayPapers(recent=papers, stats=stats, today=TODAY)
 
 
 def test_papers_first_seen_up_to_the_last_issue_count_as_seen() -> None:
@@ -43,3 +47,63 @@ def test_without_an_earlier_issue_only_what_was_sent_counts() -> None:
 def test_an_issue_before_every_paper_leaves_them_all_new() -> None:
     history = ReadingHistory(last_sent_at=LAST_SENT - timedelta(days=3))
     assert week_papers().seen_by(history) == frozenset()
+
+
+SAMPLE_PAPERS = Path(__file__).parents[2] / "service" / "sample_data" / "papers.jsonl"
+
+# Interests of every kind a ranking takes: phrases, a sentence, authors followed, topics left
+# out, liked papers, and none (the trending digest).
+INTERESTS = [
+    Interests(keywords=("diffusion models", "video generation")),
+    Interests(text="Agents that learn from trial and error."),
+    Interests(keywords=("language models",), excluded=("reinforcement learning",)),
+    Interests(authors=("Yann LeCun", "Percy Liang"), keywords=("graph neural networks",)),
+    Interests(),
+]
+
+
+def a_week_of_sample_papers() -> list[Paper]:
+    """The sample papers spread over a week, some first seen at the same fetch."""
+    papers = read_papers_file(SAMPLE_PAPERS).papers
+    return [
+        paper.model_copy(update={"first_seen_at": NOW - timedelta(hours=(number % 40) * 4)})
+        for number, paper in enumerate(papers)
+    ]
+
+
+def ranked(
+    interests: Interests,
+    candidates: PreparedCandidates,
+    exclude: frozenset[str],
+    liked: list[Paper],
+) -> list[ScoredPaper]:
+    return rank_prepared(
+        candidates,
+        interests,
+        trending_weight=0.3,
+        limit=15,
+        exclude_ids=exclude | frozenset(interests.liked),
+        liked=liked,
+    )
+
+
+@pytest.mark.parametrize("days_since_last_issue", [None, 1, 3, 8])
+def test_ranking_what_is_new_ranks_as_the_week_with_the_seen_left_out(
+    days_since_last_issue: int | None,
+) -> None:
+    papers = a_week_of_sample_papers()
+    day = DayPapers(recent=papers, stats=build_corpus_stats(papers), today=TODAY)
+    last_sent = (
+        None if days_since_last_issue is None else NOW - timedelta(days=days_since_last_issue)
+    )
+    recent_ids = [paper.id for paper in papers if paper.first_seen_at > NOW - timedelta(hours=30)]
+    history = ReadingHistory(last_sent_at=last_sent, sent_paper_ids=frozenset(recent_ids[::7]))
+    for interests in [*INTERESTS, INTERESTS[0].model_copy(update={"liked": (papers[5].id,)})]:
+        liked = [papers[5]] if interests.liked else []
+        new_only = ranked(interests, day.candidates_for(history), history.sent_paper_ids, liked)
+        whole_week = ranked(interests, day.prepared, day.seen_by(history), liked)
+        assert new_only == whole_week
+        assert new_only or not interests.keywords
+    if days_since_last_issue == 1:
+        # The point of it: a reader sent an issue yesterday is ranked from a day of papers.
+        assert len(day.candidates_for(history).papers) < len(day.prepared.papers) / 3

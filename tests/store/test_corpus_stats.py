@@ -86,7 +86,7 @@ def test_two_imports_at_once_are_both_counted(store: Store) -> None:
         try:
             for start in range(0, len(half), 5):
                 store.upsert_papers(half[start : start + 5], now=NOW)
-        except BaseException as error:  # noqa: BLE001 - reported by the test below
+        except BaseException as error:
             failures.append(error)
 
     threads = [threading.Thread(target=import_half, args=(half,)) for half in halves]
