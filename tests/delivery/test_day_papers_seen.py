@@ -96,7 +96,8 @@ def test_ranking_what_is_new_ranks_as_the_week_with_the_seen_left_out(
     last_sent = (
         None if days_since_last_issue is None else NOW - timedelta(days=days_since_last_issue)
     )
-    recent_ids = [paper.id for paper in papers if paper.first_seen_at > NOW - timedelta(hours=30)]
+    yesterday = NOW - timedelta(hours=30)
+    recent_ids = [paper.id for paper in papers if (paper.first_seen_at or NOW) > yesterday]
     history = ReadingHistory(last_sent_at=last_sent, sent_paper_ids=frozenset(recent_ids[::7]))
     for interests in [*INTERESTS, INTERESTS[0].model_copy(update={"liked": (papers[5].id,)})]:
         liked = [papers[5]] if interests.liked else []
