@@ -84,6 +84,10 @@ class DeliveryStatus(StrEnum):
     REFUSED = "refused"
 
 
+# The ledger keeps at least this many days of issues, whatever the retention: the reading
+# history (never the same paper twice) reads the last 8, the sweep and `stats` the last month.
+SHORTEST_LEDGER_RETENTION_DAYS = 30
+
 # The issues a reader has, or most likely has (one in doubt most likely arrived): those their
 # archive and feed show.
 ARCHIVED_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT)

@@ -18,7 +18,7 @@ from pydantic_settings import (
 )
 
 from service.mail.dkim import load_signing_key
-from service.models import BouncePolicy
+from service.models import SHORTEST_LEDGER_RETENTION_DAYS, BouncePolicy
 from service.setting_files import SettingFilesSource, url_with_password
 
 PLACEHOLDER_SECRET = "change-me"
@@ -253,6 +253,13 @@ class Settings(BaseSettings):
         ge=0,
         description="How long after an attempt of unknown outcome the issue is sent again.",
     )
+    ledger_retention_days: int = Field(
+        400,
+        ge=0,
+        description="Days of issues the delivery ledger keeps (the archive, the feed and "
+        "`stats` show no older ones); beat deletes older ledger rows each night. 0: keep "
+        f"every issue; otherwise at least {SHORTEST_LEDGER_RETENTION_DAYS}.",
+    )
     bounce_domain: str = Field(
         "",
         description="Domain of the envelope sender of each digest (bounces+TOKEN@…) and of "
@@ -392,6 +399,15 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("ledger_retention_days")
+    @classmethod
+    def _keeps_the_reading_history(cls, value: int) -> int:
+        if 0 < value < SHORTEST_LEDGER_RETENTION_DAYS:
+            raise ValueError(
+                f"keep at least {SHORTEST_LEDGER_RETENTION_DAYS} days of issues (0: keep all)"
+            )
         return value
 
     @field_validator("trusted_proxies")

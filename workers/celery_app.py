@@ -61,6 +61,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "task": "paperwire.prune_pending_signups",
             "schedule": crontab(hour=3, minute=30),
         },
+        "prune-deliveries": {
+            "task": "paperwire.prune_deliveries",
+            "schedule": crontab(hour=3, minute=45),
+        },
         # Beat's heartbeat (workers.process_signals); a worker that finds one late drops it.
         "beat-heartbeat": {
             "task": "paperwire.beat_heartbeat",

@@ -22,6 +22,7 @@ from service.delivery.planning import (
     plan_due_issues,
     prune_pending_signups,
 )
+from service.delivery.retention import prune_ledger, retention_cutoff
 from service.models import IssueKey
 from service.settings import Settings, get_settings
 from service.sources.fetch import fetch_papers
@@ -140,6 +141,18 @@ def prune_pending_signups_task() -> int:
     settings = get_settings()
     with task_store(settings) as store:
         return prune_pending_signups(store, now=datetime.now(UTC))
+
+
+@app.task(name="paperwire.prune_deliveries")  # type: ignore[untyped-decorator]
+def prune_deliveries_task() -> int:
+    """Delete ledger rows older than `PAPERWIRE_LEDGER_RETENTION_DAYS`."""
+    settings = get_settings()
+    today = datetime.now(UTC).date()
+    before = retention_cutoff(today, settings.ledger_retention_days)
+    if before is None:
+        return 0
+    with task_store(settings) as store:
+        return prune_ledger(store, before=before, today=today)
 
 
 @app.task(name="paperwire.beat_heartbeat")  # type: ignore[untyped-decorator]

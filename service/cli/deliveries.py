@@ -1,4 +1,4 @@
-"""`paperwire deliveries list|retry` and `paperwire stats`: the delivery ledger.
+"""`paperwire deliveries list|retry|prune` and `paperwire stats`: the delivery ledger.
 
 The delivery pipeline is imported by `deliveries retry --now` alone: the other commands only
 read the ledger."""
@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from service.cli.common import counted, open_store, out, parse_date, shorten
+from service.cli.common import (
+    YesOption,
+    confirm,
+    counted,
+    open_store,
+    out,
+    parse_date,
+    progress_bar,
+    shorten,
+)
 from service.cli.digest import print_run_summary
 from service.models import DeliveryStatus, MailEventKind, SubscriptionStatus, UnsubscribeChannel
 
@@ -60,6 +69,53 @@ def deliveries_list(
         )
     table.title = f"{counted(len(deliveries), 'issue')} of {day}"
     out.print(table)
+
+
+@app.command("prune")
+def deliveries_prune(
+    before: Annotated[
+        str | None,
+        typer.Option(
+            help="YYYY-MM-DD: delete issues dated before it; by default, those older than "
+            "PAPERWIRE_LEDGER_RETENTION_DAYS."
+        ),
+    ] = None,
+    yes: YesOption = False,
+) -> None:
+    """Delete old issues from the ledger (and so from archives, feeds and stats)."""
+    from service.delivery.retention import check_cutoff, prune_ledger, retention_cutoff
+    from service.settings import get_settings
+
+    settings = get_settings()
+    today = parse_date(None)
+    cutoff = (
+        retention_cutoff(today, settings.ledger_retention_days)
+        if before is None
+        else parse_date(before)
+    )
+    if cutoff is None:
+        out.print("PAPERWIRE_LEDGER_RETENTION_DAYS is 0: every issue is kept (name --before)")
+        return
+    check_cutoff(cutoff, today=today)
+    with open_store(settings) as store:
+        total = store.count_deliveries_before(cutoff)
+        if total == 0:
+            out.print(f"no issue dated before {cutoff}")
+            return
+        confirm(
+            f"Delete {counted(total, 'issue')} dated before {cutoff} from the ledger?",
+            doing="deleting issues",
+            yes=yes,
+        )
+        with progress_bar() as progress:
+            task = progress.add_task("deleting issues", total=total)
+            pruned = prune_ledger(
+                store,
+                before=cutoff,
+                today=today,
+                on_pruned=lambda deleted: progress.advance(task, deleted),
+            )
+    out.print(f"{counted(pruned, 'issue')} dated before {cutoff} deleted")
 
 
 @app.command("retry")

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Date,
     bindparam,
     case,
+    delete,
     func,
     literal,
     or_,
@@ -334,6 +335,27 @@ class DeliveryStore(Database):
         with self._session() as session:
             return sorted((row.subscriber_id, row.issue_date) for row in session.execute(query))
 
+    def count_deliveries_before(self, before: date) -> int:
+        """Ledger rows of issues dated before `before` (what `prune_deliveries` would take)."""
+        query = select(func.count()).where(DeliveryRow.issue_date < before, _not_being_sent())
+        with self._session() as session:
+            return session.scalar(query) or 0
+
+    def prune_deliveries(self, *, before: date, limit: int) -> int:
+        """Delete up to `limit` ledger rows of issues dated before `before`, oldest first, in
+        one short transaction; return how many went. An issue being sent stays."""
+        oldest = (
+            select(DeliveryRow.id)
+            .where(DeliveryRow.issue_date < before, _not_being_sent())
+            .order_by(DeliveryRow.issue_date)
+            .limit(limit)
+        )
+        with self._session() as session:
+            ids = list(session.scalars(oldest))
+            if ids:
+                session.execute(delete(DeliveryRow).where(DeliveryRow.id.in_(ids)))
+        return len(ids)
+
     def reading_history(
         self, subscriber_ids: Sequence[int], *, before: date, since: date | None = None
     ) -> dict[int, ReadingHistory]:
@@ -374,6 +396,10 @@ class DeliveryStore(Database):
             )
             for subscriber_id in ids
         }
+
+
+def _not_being_sent() -> ColumnElement[bool]:
+    return DeliveryRow.status != DeliveryStatus.SENDING
 
 
 def _lease_ran_out(now: datetime) -> ColumnElement[bool]:

@@ -140,8 +140,12 @@ def test_beat_fetches_papers_daily_at_the_configured_time_before_planning() -> N
         "enqueue-due-digests",
         "sweep-deliveries",
         "prune-pending-signups",
+        "prune-deliveries",
         "beat-heartbeat",
     }
+    prune = schedule["prune-deliveries"]
+    assert prune["task"] == "paperwire.prune_deliveries" and prune["task"] in app.tasks
+    assert isinstance(prune["schedule"], crontab) and prune["schedule"].hour == {3}
     heartbeat = schedule["beat-heartbeat"]
     assert heartbeat["task"] == "paperwire.beat_heartbeat" and heartbeat["task"] in app.tasks
 
