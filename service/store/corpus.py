@@ -36,7 +36,7 @@ class CorpusStore(Database):
     def corpus_stats(self) -> CorpusStats:
         """The statistics of every stored paper, as `ranking.build_corpus_stats` would count
         them from the papers."""
-        if self._corpus_counts_stale():
+        if self.corpus_counts_stale():
             self.recount_corpus()
         with self._session() as session:
             # A paper import committing between the two reads would leave the totals and the
@@ -73,7 +73,8 @@ class CorpusStore(Database):
                 counts.count(*ranked_text(title, abstract, keywords or ()))
             write_corpus_counts(session, counts)
 
-    def _corpus_counts_stale(self) -> bool:
+    def corpus_counts_stale(self) -> bool:
+        """Whether the kept counts cannot be trusted (see the module's docstring)."""
         with self._session() as session:
             totals = session.scalar(_totals_query())
             stored = session.scalar(select(func.count()).select_from(PaperRow)) or 0

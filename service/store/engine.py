@@ -60,6 +60,10 @@ class Store(
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+        # Once, after 0013 or a change of text analysis: count the stored papers' terms now
+        # rather than in the first digest run.
+        if revision == "head" and self.corpus_counts_stale():
+            self.recount_corpus()
 
     def ping(self) -> None:
         """Raise if the database cannot be reached (health checks)."""

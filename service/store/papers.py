@@ -10,10 +10,10 @@ from sqlalchemy import delete, func, select
 
 from service.models import Paper, SignalObservation
 from service.ranking.terms import CorpusCounts, paper_text, ranked_text
-from service.store.corpus import locked_corpus_totals, write_corpus_counts
+from service.store.corpus import TOTALS_ID, locked_corpus_totals, write_corpus_counts
 from service.store.database import Database
 from service.store.rows import TRENDING_FIELDS, paper_row, refresh_paper_row, signal_row, to_paper
-from service.store.tables import PaperRow, PaperSignalRow
+from service.store.tables import CorpusTotalsRow, PaperRow, PaperSignalRow
 
 # The words of a title: letters and digits, without the underscore (a LIKE wildcard).
 _TITLE_WORD = re.compile(r"[^\W_]+")
@@ -140,12 +140,14 @@ class PaperStore(Database):
             return [to_paper(row) for row in session.scalars(query)]
 
     def papers_version(self) -> tuple[int, datetime | None]:
-        """Changes whenever a paper is added or refreshed: how many there are and the latest
-        refresh. Cheap enough to ask before every batch."""
-        query = select(func.count(), func.max(PaperRow.updated_at))
+        """Changes whenever a paper is added or refreshed: how many there are (as the corpus
+        totals count them) and the latest refresh. Two index probes, cheap enough to ask before
+        every batch however many papers are stored."""
+        counted = select(CorpusTotalsRow.papers).where(CorpusTotalsRow.id == TOTALS_ID)
+        query = select(counted.scalar_subquery(), func.max(PaperRow.updated_at))
         with self.engine.connect() as connection:
             count, latest = connection.execute(query).one()
-        return int(count), latest
+        return int(count or 0), latest
 
     def count_papers(self) -> int:
         with self._session() as session:

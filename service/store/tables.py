@@ -79,7 +79,9 @@ class PaperRow(Base):
     comments: Mapped[int | None]
     github_stars: Mapped[int | None]
     first_seen_at: Mapped[datetime] = mapped_column(index=True)
-    updated_at: Mapped[datetime]
+    # Indexed for `papers_version`, asked before every batch: the latest refresh is then one
+    # index probe, not a pass over every paper ever stored.
+    updated_at: Mapped[datetime] = mapped_column(index=True)
     summary: Mapped[str] = mapped_column(Text, default="")
     keywords: Mapped[list[str]] = mapped_column(default=list)
     categories: Mapped[list[str]] = mapped_column(default=list)

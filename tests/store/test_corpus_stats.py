@@ -34,6 +34,8 @@ def assert_same_stats(kept: CorpusStats, counted: CorpusStats) -> None:
 
 
 def test_an_empty_store_has_empty_statistics(store: Store) -> None:
+    store.upgrade()
+    assert not store.corpus_counts_stale()
     stats = store.corpus_stats()
     assert (stats.doc_count, dict(stats.document_frequencies)) == (0, {})
     assert stats.avg_title_length == 0.0
@@ -135,6 +137,22 @@ def test_counts_from_another_analysis_version_are_counted_again(store: Store) ->
     assert_same_stats(store.corpus_stats(), counted_from_papers(store))
 
 
+def test_the_papers_version_changes_with_every_import(store: Store) -> None:
+    empty = store.papers_version()
+    store.upsert_papers(sample_papers(3), now=NOW)
+    added = store.papers_version()
+    store.upsert_papers(sample_papers(4), now=NOW)
+    another_at_the_same_time = store.papers_version()
+    store.upsert_papers(
+        [sample_papers(1)[0].model_copy(update={"upvotes": 1000})], now=NOW + timedelta(hours=1)
+    )
+    refreshed = store.papers_version()
+    assert empty == (0, None)
+    assert added == (3, NOW)
+    assert another_at_the_same_time == (4, NOW)
+    assert refreshed == (4, NOW + timedelta(hours=1))
+
+
 def test_a_missing_totals_row_is_made_again(store: Store) -> None:
     store.upsert_papers(sample_papers(5), now=NOW)
     with store.engine.begin() as connection:
@@ -157,6 +175,8 @@ def test_migration_0013_counts_the_papers_already_stored(tmp_path: Path) -> None
             )
         )
     old.upgrade()
+    # Counted by the upgrade itself, not left to the first digest run.
+    assert not old.corpus_counts_stale()
     stats = old.corpus_stats()
     counted = counted_from_papers(old)
     old.close()
