@@ -30,6 +30,9 @@ VOTED_PAPERS_PER_QUERY = 20_000
 
 NO_VOTED_PAPERS: Mapping[str, Paper] = MappingProxyType({})
 
+# Voted papers kept per process for the day's later batches: a few MB.
+VOTED_PAPERS_KEPT = 20_000
+
 
 # Candidate sets kept per process, by how many of the week's papers a subscriber's last issue
 # already had the chance to bring: readers sent an issue yesterday share one, readers new this
@@ -46,6 +49,18 @@ class DayPapers:
     stats: CorpusStats
     today: date
     _prepared: dict[int, PreparedCandidates] = field(default_factory=dict, repr=False)
+    # Papers voted on, read for earlier batches (`voted_papers`); dropped with the day, as
+    # they may be refreshed like any other.
+    _voted: dict[str, Paper] = field(default_factory=dict, repr=False)
+
+    @property
+    def voted(self) -> Mapping[str, Paper]:
+        return self._voted
+
+    def keep_voted(self, papers: Mapping[str, Paper]) -> None:
+        if len(self._voted) + len(papers) > VOTED_PAPERS_KEPT:
+            self._voted.clear()
+        self._voted.update(papers)
 
     @property
     def prepared(self) -> PreparedCandidates:
@@ -150,10 +165,14 @@ def reading_histories(
     return store.reading_history(subscriber_ids, before=issue_date, since=since)
 
 
-def voted_papers(store: Store, subscribers: Iterable[Subscriber]) -> dict[str, Paper]:
+def voted_papers(
+    store: Store, subscribers: Iterable[Subscriber], day: "DayPapers | None" = None
+) -> dict[str, Paper]:
     """The stored papers these subscribers' profiles liked or disliked, by id, in one query for
     a batch; ids of papers not stored are left out (their votes still keep them out of
-    digests)."""
+    digests). Given the day's papers, those already read for an earlier batch of the day are
+    not read again: a reader's votes gather over months, and a year of them cost more to read
+    than to rank."""
     ids = sorted(
         {
             paper_id
@@ -162,9 +181,13 @@ def voted_papers(store: Store, subscribers: Iterable[Subscriber]) -> dict[str, P
             for paper_id in (*profile.interests.liked, *profile.interests.disliked)
         }
     )
-    papers: dict[str, Paper] = {}
-    for start in range(0, len(ids), VOTED_PAPERS_PER_QUERY):
-        papers.update(store.get_papers(ids[start : start + VOTED_PAPERS_PER_QUERY]))
+    known = NO_VOTED_PAPERS if day is None else day.voted
+    papers = {paper_id: known[paper_id] for paper_id in ids if paper_id in known}
+    missing = [paper_id for paper_id in ids if paper_id not in known]
+    for start in range(0, len(missing), VOTED_PAPERS_PER_QUERY):
+        papers.update(store.get_papers(missing[start : start + VOTED_PAPERS_PER_QUERY]))
+    if day is not None:
+        day.keep_voted(papers)
     return papers
 
 

@@ -389,7 +389,9 @@ async def _deliver_batch(
                 # for the papers they voted on.
                 histories = reading_histories(store, subscriber_ids, issue_date)
                 voted = voted_papers(
-                    store, (subscribers[id_] for id_ in subscriber_ids if id_ in subscribers)
+                    store,
+                    (subscribers[id_] for id_ in subscriber_ids if id_ in subscribers),
+                    day,
                 )
                 claimed, tried_before = ledger.claim_first_tries(
                     issue_date,

@@ -129,10 +129,17 @@ class CorpusStats:
         default_factory=dict, compare=False, repr=False
     )
 
+    # Each stem's idf once: describing a year of liked papers asks for the same stems often.
+    _idfs: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+
     def idf(self, stem: str) -> float:
         """BM25 inverse document frequency, in the form that never goes negative."""
-        frequency = self.document_frequencies.get(stem, 0)
-        return math.log(1.0 + (self.doc_count - frequency + 0.5) / (frequency + 0.5))
+        idf = self._idfs.get(stem)
+        if idf is None:
+            frequency = self.document_frequencies.get(stem, 0)
+            idf = math.log(1.0 + (self.doc_count - frequency + 0.5) / (frequency + 0.5))
+            self._idfs[stem] = idf
+        return idf
 
 
 @dataclass

@@ -5,12 +5,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from service.delivery.day_papers import DayPapers
-from service.models import Interests, Paper, ReadingHistory, ScoredPaper
+from service.delivery.day_papers import DayPapers, voted_papers
+from service.models import Interests, Paper, ReadingHistory, ScoredPaper, Vote
 from service.ranking import PreparedCandidates, build_corpus_stats, rank_prepared
 from service.sources.jsonl import read_papers_file
-from tests.support.factories import NOW, TODAY, make_paper
+from service.store import Store
+from tests.support.factories import NOW, TODAY, add_subscriber, make_paper
 
 LAST_SENT = NOW - timedelta(days=1)
 
@@ -108,3 +110,22 @@ def test_ranking_what_is_new_ranks_as_the_week_with_the_seen_left_out(
     if days_since_last_issue == 1:
         # The point of it: a reader sent an issue yesterday is ranked from a day of papers.
         assert len(day.candidates_for(history).papers) < len(day.prepared.papers) / 3
+
+
+def test_voted_papers_are_read_once_a_day_per_process(sqlite_store: Store) -> None:
+    liked = make_paper(id="2511.00077", title="A liked paper", first_seen_at=NOW)
+    sqlite_store.upsert_papers([liked, make_paper(id="2511.00078")], now=NOW)
+    alice = add_subscriber(sqlite_store)
+    sqlite_store.set_paper_vote(alice.id, liked.id, Vote.LIKE)
+    sqlite_store.set_paper_vote(alice.id, "2511.00078", Vote.DISLIKE)
+    alice = sqlite_store.get_subscribers([alice.id])[alice.id]
+    day = DayPapers(recent=[], stats=build_corpus_stats([]), today=TODAY)
+
+    assert set(voted_papers(sqlite_store, [alice], day)) == {liked.id, "2511.00078"}
+    with sqlite_store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM papers WHERE id = '2511.00077'"))
+
+    # A later batch of the same day takes them from the day's papers, not the store…
+    assert voted_papers(sqlite_store, [alice], day)[liked.id].title == "A liked paper"
+    # …and without the day's papers, the store answers.
+    assert set(voted_papers(sqlite_store, [alice])) == {"2511.00078"}
