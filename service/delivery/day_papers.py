@@ -160,9 +160,13 @@ def reading_histories(
 ) -> dict[int, ReadingHistory]:
     """What these subscribers were sent that could be a candidate again: papers of issues
     dated within the look-back (a day's margin for issues sent late). An older issue's papers
-    were first seen before the window opened, so they are never candidates now."""
+    were first seen before the window opened, so they are never candidates now; and an older
+    issue, even one re-sent by hand lately, offered none of the window's papers, so it is not
+    the last issue that passed them over."""
     since = issue_date - LOOKBACK - timedelta(days=1)
-    return store.reading_history(subscriber_ids, before=issue_date, since=since)
+    return store.reading_history(
+        subscriber_ids, before=issue_date, since=since, last_sent_since=since
+    )
 
 
 def voted_papers(

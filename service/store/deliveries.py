@@ -357,11 +357,18 @@ class DeliveryStore(Database):
         return len(ids)
 
     def reading_history(
-        self, subscriber_ids: Sequence[int], *, before: date, since: date | None = None
+        self,
+        subscriber_ids: Sequence[int],
+        *,
+        before: date,
+        since: date | None = None,
+        last_sent_since: date | None = None,
     ) -> dict[int, ReadingHistory]:
         """Each subscriber's papers sent so far (in issues dated from `since` on, when given:
         older issues cannot hold today's candidates) and when their latest issue dated before
-        `before` went out; two queries for a whole batch."""
+        `before` (and from `last_sent_since` on, when given) went out; two queries for a whole
+        batch, each reading only the given dates' rows of the ledger's (subscriber, date)
+        index, however long the ledger."""
         ids = list(subscriber_ids)
         sent: dict[int, set[str]] = {subscriber_id: set() for subscriber_id in ids}
         last_sent: dict[int, datetime] = {}
@@ -383,6 +390,8 @@ class DeliveryStore(Database):
             )
             .group_by(DeliveryRow.subscriber_id)
         )
+        if last_sent_since is not None:
+            last_query = last_query.where(DeliveryRow.issue_date >= last_sent_since)
         with self._session() as session:
             for subscriber_id, paper_ids in session.execute(papers_query):
                 sent[subscriber_id].update(paper_ids or ())

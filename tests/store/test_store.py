@@ -257,6 +257,27 @@ def test_sent_papers_are_remembered_per_subscriber(store: Store) -> None:
     assert same_day.last_sent_at is None and same_day.sent_paper_ids == {"p1", "p2"}
 
 
+def test_the_last_issue_is_looked_for_from_a_date_on_when_given(store: Store) -> None:
+    alice = add_subscriber(store)
+    old_day = TODAY - timedelta(days=20)
+    # An old issue sent late (a retry by hand, today): not an issue of the given dates.
+    send_issue(store, alice, old_day, paper_ids=["old"], now=NOW)
+    send_issue(
+        store, alice, TODAY - timedelta(days=2), paper_ids=["p1"], now=NOW - timedelta(days=2)
+    )
+    tomorrow = TODAY + timedelta(days=1)
+    recent = store.reading_history(
+        [alice.id],
+        before=tomorrow,
+        since=TODAY - timedelta(days=9),
+        last_sent_since=TODAY - timedelta(days=9),
+    )[alice.id]
+    assert recent == ReadingHistory(
+        last_sent_at=NOW - timedelta(days=2), sent_paper_ids=frozenset({"p1"})
+    )
+    assert store.reading_history([alice.id], before=tomorrow)[alice.id].last_sent_at == NOW
+
+
 def test_removing_a_subscriber_removes_their_history(store: Store) -> None:
     alice = add_subscriber(store)
     send_issue(store, alice, paper_ids=["p1"])
