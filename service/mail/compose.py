@@ -592,6 +592,11 @@ def _safe_url(url: str | None) -> str | None:
 
 
 def _wrap(text: str) -> str:
+    # Most lines (a why-line, a short title) fit as they are: the same text textwrap would
+    # give back, for none of its splitting. Printable means no tab, newline or Unicode space
+    # that it would replace or drop.
+    if len(text) <= TEXT_WIDTH and text.isprintable() and not text.endswith(" "):
+        return text
     return textwrap.fill(text, TEXT_WIDTH, break_long_words=False, break_on_hyphens=False)
 
 

@@ -59,6 +59,9 @@ class Ledger:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._pending: list[_Write] = []
+        # The issue whose data start this ledger committed last, with its papers and items:
+        # its `record_sent` need not write them again.
+        self._data_started: tuple[int, date, tuple[str, ...], tuple[IssueItem, ...]] | None = None
 
     def claim_first_tries(
         self,
@@ -163,6 +166,7 @@ class Ledger:
         with connection.begin():
             self._write_pending()
             if connection.execute(MARK_DATA_STARTED, params).rowcount == 1:
+                self._data_started = (subscriber_id, issue_date, tuple(paper_ids), tuple(items))
                 return DataStart.STARTED
             if connection.execute(EXPIRE_HELD, params).rowcount == 1:
                 return DataStart.EXPIRED
@@ -196,6 +200,12 @@ class Ledger:
         """Mark a claimed issue sent; its papers, kept on its row, are never sent again, and
         its `items` are what its archived copy shows. No `message_id`: an issue made for the
         feed alone, with no email."""
+        written = (subscriber_id, issue_date, tuple(paper_ids), tuple(items))
+        papers: dict[str, Any] = (
+            {}
+            if written == self._data_started
+            else {"paper_ids": list(paper_ids), "items": items_json(items)}
+        )
         finish = _finish_write(
             subscriber_id,
             issue_date,
@@ -203,10 +213,9 @@ class Ledger:
             status=DeliveryStatus.SENT,
             now=now,
             message_id=message_id,
-            paper_ids=list(paper_ids),
-            items=items_json(items),
             sent_at=now,
             last_error=None,
+            **papers,
         )
         self._pending.append(finish)
 

@@ -1,12 +1,21 @@
 """What a digest shows of each paper: its links (arXiv abstract and PDF, code, discussion),
 its trending figures once, in both parts, and what a digest of many papers weighs."""
 
+import random
 import re
+import textwrap
 from email.message import EmailMessage
 
 import pytest
 
-from service.mail.compose import arxiv_id_of, compose_digest, paper_view, render_digest
+from service.mail import compose
+from service.mail.compose import (
+    TEXT_WIDTH,
+    arxiv_id_of,
+    compose_digest,
+    paper_view,
+    render_digest,
+)
 from service.models import Digest, Interests, Paper
 from service.ranking import build_corpus_stats, rank_papers
 from tests.support.factories import (
@@ -303,3 +312,16 @@ def test_thirty_papers_with_every_link_stay_well_under_gmails_clipping_size() ->
 
     assert len(html.encode()) < 70_000
     assert len(mail.data) < 96_000
+
+
+def test_lines_short_enough_are_wrapped_as_textwrap_would() -> None:
+    chooser = random.Random(7)
+    alphabet = ["a", "Z", "é", "“", " ", " ", "  ", "\t", "\n", "\xa0", "\u2009", "-", "·"]
+    texts = ["", " ", "Why: Matches “diffusion models” · trending", " leading", "trailing "]
+    texts += [
+        "".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 80)))
+        for _ in range(3000)
+    ]
+    for text in texts:
+        expected = textwrap.fill(text, TEXT_WIDTH, break_long_words=False, break_on_hyphens=False)
+        assert compose._wrap(text) == expected, repr(text)

@@ -20,6 +20,7 @@ from service.models import (
     DeliveryStatus,
     Frequency,
     Interests,
+    IssueItem,
     MailEventKind,
     ReadingHistory,
     SubscriptionStatus,
@@ -276,6 +277,33 @@ def test_the_last_issue_is_looked_for_from_a_date_on_when_given(store: Store) ->
         last_sent_at=NOW - timedelta(days=2), sent_paper_ids=frozenset({"p1"})
     )
     assert store.reading_history([alice.id], before=tomorrow)[alice.id].last_sent_at == NOW
+
+
+@pytest.mark.parametrize("sent_papers", [["p1", "p2"], ["p1"]])
+def test_a_sent_issue_keeps_the_papers_it_was_sent_with(
+    store: Store, sent_papers: list[str]
+) -> None:
+    alice = add_subscriber(store)
+    store.plan_issues(Schedule.of(alice), TODAY, now=NOW, expires_at=None)
+    marked_items = [
+        IssueItem(paper_id="p1", why="Why one"),
+        IssueItem(paper_id="p2", why="Why two"),
+    ]
+    sent_items = [item for item in marked_items if item.paper_id in sent_papers]
+    with store.ledger() as ledger:
+        ledger.claim(TODAY, [alice.id], now=NOW, lease=LEASE)
+        started = ledger.mark_data_started(
+            alice.id, TODAY, now=NOW, paper_ids=["p1", "p2"], items=marked_items
+        )
+        assert started is DataStart.STARTED
+        # The same papers are not written twice; other papers (a digest cut short) are.
+        ledger.record_sent(
+            alice.id, TODAY, message_id="<m@x>", paper_ids=sent_papers, items=sent_items, now=NOW
+        )
+    delivery = store.get_delivery(alice.id, TODAY)
+    assert delivery is not None and delivery.status is DeliveryStatus.SENT
+    assert list(delivery.paper_ids) == sent_papers
+    assert [item.why for item in delivery.items] == [item.why for item in sent_items]
 
 
 def test_removing_a_subscriber_removes_their_history(store: Store) -> None:
