@@ -170,7 +170,7 @@ def reading_histories(
 
 
 def voted_papers(
-    store: Store, subscribers: Iterable[Subscriber], day: "DayPapers | None" = None
+    store: Store, subscribers: Iterable[Subscriber], day: DayPapers | None = None
 ) -> dict[str, Paper]:
     """The stored papers these subscribers' profiles liked or disliked, by id, in one query for
     a batch; ids of papers not stored are left out (their votes still keep them out of

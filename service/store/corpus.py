@@ -13,11 +13,10 @@ store, by hand or by a bulk load)."""
 from collections.abc import Sequence
 
 from sqlalchemy import Select, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.ranking.terms import ANALYSIS_VERSION, CorpusCounts, CorpusStats, ranked_text
-from service.store.database import Database
+from service.store.database import Database, insert_with_conflicts
 from service.store.tables import CorpusTermRow, CorpusTotalsRow, PaperRow
 
 TOTALS_ID = 1
@@ -87,10 +86,8 @@ def locked_corpus_totals(session: Session) -> None:
     """Lock the totals row until the transaction ends (making it first if it is missing):
     every change to the counts takes this lock first, so imports and recounts never
     interleave."""
-    dialect = session.get_bind().dialect.name
-    insert_row = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
-        insert_row(CorpusTotalsRow)
+        insert_with_conflicts(session, CorpusTotalsRow)
         .values(id=TOTALS_ID, analysis_version=0, papers=0, title_terms=0, abstract_terms=0)
         .on_conflict_do_nothing(index_elements=["id"])
     )
@@ -116,9 +113,7 @@ def write_corpus_counts(session: Session, counts: CorpusCounts) -> None:
 
 
 def _add_term_counts(session: Session, changed: Sequence[tuple[str, int]]) -> None:
-    dialect = session.get_bind().dialect.name
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = upsert(CorpusTermRow).values(
+    statement = insert_with_conflicts(session, CorpusTermRow).values(
         [{"stem": stem, "papers": papers} for stem, papers in changed]
     )
     session.execute(

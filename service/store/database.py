@@ -2,8 +2,10 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,3 +21,11 @@ class Database:
     def _session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+
+def insert_with_conflicts(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `table` that takes ON CONFLICT clauses, in the session's own dialect
+    (both databases spell them alike)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -21,7 +21,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from service.delivery.schedule import Schedule
 from service.models import (
@@ -31,7 +30,7 @@ from service.models import (
     ReadingHistory,
     SubscriptionStatus,
 )
-from service.store.database import Database
+from service.store.database import Database, insert_with_conflicts
 from service.store.rows import to_delivery
 from service.store.tables import DeliveryRow, SubscriberRow, UtcDateTime
 
@@ -121,9 +120,8 @@ class DeliveryStore(Database):
         ]
         with self._session() as session:
             dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             statement = (
-                insert(DeliveryRow)
+                insert_with_conflicts(session, DeliveryRow)
                 .from_select(columns, on_schedule)
                 .on_conflict_do_nothing(index_elements=["subscriber_id", "issue_date"])
                 .returning(DeliveryRow.subscriber_id)

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 
 from service.models import Paper, SignalObservation
-from service.ranking.terms import CorpusCounts, paper_text, ranked_text
+from service.ranking.terms import CorpusCounts, ranked_text
 from service.store.corpus import TOTALS_ID, locked_corpus_totals, write_corpus_counts
 from service.store.database import Database
 from service.store.rows import TRENDING_FIELDS, paper_row, refresh_paper_row, signal_row, to_paper
@@ -50,7 +50,7 @@ class PaperStore(Database):
                         row = paper_row(paper, now=now)
                         session.add(row)
                         existing[paper.id] = row
-                        counts.count(*paper_text(paper))
+                        counts.count(*_ranked_text_of(row))
                         new += 1
                     else:
                         before = _ranked_text_of(row)
