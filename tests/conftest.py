@@ -81,6 +81,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[Store]:
+    """The PostgreSQL store alone (the one workers started by a test share), emptied."""
+    store = Store(postgres_url)
+    _empty_all_tables(store)
+    yield store
+    store.close()
+
+
+@pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     store = Store(f"sqlite:///{tmp_path / 'paperwire.db'}")
     store.upgrade()

@@ -8,12 +8,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 
 from service.models import Interests
@@ -35,16 +33,6 @@ from tests.support.smtp_sink import SmtpSink
 SUBSCRIBERS = 12
 # Four batches, so that both pool processes have work to sum.
 BATCH_SIZE = 3
-
-
-@pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[Store]:
-    from tests.conftest import _empty_all_tables
-
-    store = Store(postgres_url)
-    _empty_all_tables(store)
-    yield store
-    store.close()
 
 
 def seed_day(store: Store) -> None:

@@ -37,6 +37,7 @@ from tests.support.services import (
     fail_or_skip,
     free_port,
     real_clock_environment,
+    stop_process,
     wait_until,
 )
 from tests.support.web_server import serve
@@ -195,12 +196,7 @@ def prometheus_server(config: dict[str, Any], folder: Path) -> Iterator[Promethe
         wait_until(ready, timeout=30, what="prometheus", log=lambda: log_path.read_text())
         yield PrometheusServer(url)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def without_annotations(rules_text: str) -> str:

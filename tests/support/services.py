@@ -173,6 +173,16 @@ class ServeProcess:
 # Processes
 
 
+def stop_process(process: "subprocess.Popen[bytes]", *, timeout: float = 10.0) -> None:
+    """SIGTERM, so that the process shuts down as in production; SIGKILL after `timeout`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 def group_pids(pgid: int) -> list[int]:
     """Live processes in process group `pgid` (zombies count as gone: they run nothing)."""
     return [pid for pid, _ppid, group, state in _processes() if group == pgid and state != "Z"]
@@ -713,3 +723,15 @@ def fail_or_skip(message: str) -> NoReturn:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def compose_command() -> list[str]:
+    """The first Compose implementation that runs here, in the order the README names them."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    # In CI a missing validator would let a broken compose file through unnoticed.
+    fail_or_skip("no Compose implementation (apt-get install docker-compose)")

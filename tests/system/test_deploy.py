@@ -18,13 +18,13 @@ import pytest
 import yaml
 
 from service.settings import Settings
+from tests.support.services import compose_command
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 STACK = {"redis", "postgres", "migrate", "web", "worker", "beat", "inbound", "mailpit"}
 # Run-once or optional: every other service must say whether it is healthy.
 WITHOUT_HEALTHCHECK = {"migrate", "flower"}
@@ -44,27 +44,9 @@ PINNED_TAG = re.compile(r":v?\d+\.\d+[\w.-]*$")
 LONGEST_BATCH_SECONDS = 160
 
 
-def _compose_command() -> list[str] | None:
-    """The first Compose implementation that runs here, in the order the README names them."""
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    return None
-
-
 @pytest.fixture(scope="module")
 def compose() -> list[str]:
-    command = _compose_command()
-    if command is None:
-        message = "no Compose implementation (apt-get install docker-compose)"
-        # In CI a missing validator would let a broken compose file through unnoticed.
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return command
+    return compose_command()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from service.store import Store
 from tests.support.cli_runner import ISSUE_DATE, PAPERWIRE, Run
 from tests.support.factories import NOW, add_subscriber, make_paper, make_settings, send_issue
 from tests.support.processes import CELERY_SHUTDOWN_LINE, due_now, json_lines, paperwire_worker
-from tests.support.services import celery_client, free_port, wait_until
+from tests.support.services import celery_client, free_port, stop_process, wait_until
 from tests.support.smtp_sink import SmtpSink
 
 SECRET_KEY = "json-logs-test-secret"
@@ -98,12 +98,7 @@ def served(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
         wait_until(answered, timeout=30, what="paperwire serve", log=log_path.read_text)
         yield url, log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def test_the_web_app_logs_one_line_per_request_with_its_route_never_its_path(

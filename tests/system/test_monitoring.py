@@ -33,7 +33,7 @@ from tests.support.monitoring import (
     serving_metrics,
 )
 from tests.support.promql import grouping_labels, selectors
-from tests.support.services import fail_or_skip
+from tests.support.services import compose_command
 
 ROOT = MONITORING.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -254,20 +254,10 @@ def test_the_dashboard_is_json_grafana_provisions_with_a_query_in_every_panel() 
 # -- Compose: the monitoring profile ------------------------------------------------------------
 
 
-def _compose_command() -> list[str]:
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    fail_or_skip("no Compose implementation (apt-get install docker-compose)")
-
-
 def test_compose_config_with_the_monitoring_profile_lists_prometheus_and_grafana(
     tmp_path: Path,
 ) -> None:
-    command = _compose_command()
+    command = compose_command()
     for name in ("docker-compose.yml", "Dockerfile"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copy(ENV_EXAMPLE, tmp_path / ".env")

@@ -58,22 +58,17 @@ def test_redis_redelivers_only_after_the_longest_task_could_have_finished() -> N
 
 @pytest.fixture
 def broker(
-    redis_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, postgres_url: str, pg_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Store, redis.Redis]]:
     """Tasks run here, as beat's would, against a private Redis with no worker taking from it."""
-    from tests.conftest import _empty_all_tables
-
     monkeypatch.setenv("PAPERWIRE_DATABASE_URL", postgres_url)
     monkeypatch.setenv("PAPERWIRE_REDIS_URL", redis_url)
     # Every planned issue is old enough to sweep, the moment it is enqueued.
     monkeypatch.setenv("PAPERWIRE_REQUEUE_AFTER_SECONDS", "0.001")
     get_settings.cache_clear()
-    store = Store(postgres_url)
-    _empty_all_tables(store)
     client = redis.Redis.from_url(redis_url)
-    yield store, client
+    yield pg_store, client
     client.close()
-    store.close()
     get_settings.cache_clear()
 
 

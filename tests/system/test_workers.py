@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -42,17 +42,6 @@ FAST_RECOVERY = {
     "PAPERWIRE_BATCH_SIZE": "50",
     "PAPERWIRE_IN_DOUBT_RESEND_AFTER_SECONDS": "1",
 }
-
-
-@pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[Store]:
-    """The PostgreSQL store the workers share, emptied for each test."""
-    from tests.conftest import _empty_all_tables
-
-    store = Store(postgres_url)
-    _empty_all_tables(store)
-    yield store
-    store.close()
 
 
 @pytest.fixture
