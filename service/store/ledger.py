@@ -3,7 +3,9 @@ with the conditional statements that make them safe to race (`ledger_statements`
 never both win an issue, and only the holder of a claim writes its outcome."""
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -20,9 +22,11 @@ from service.store.ledger_statements import (
     FAIL_TRIED_TOO_OFTEN,
     MARK_DATA_STARTED,
     MARK_LOST_IN_DOUBT,
+    PREVIOUS,
     RECORD_IN_DOUBT,
     RENEW_LEASES,
     STILL_CLAIMABLE,
+    data_start_after_outcome,
     finish_statement,
 )
 from service.store.mail_events import write_bounce
@@ -43,6 +47,22 @@ class DataStart(StrEnum):
 _Write = Callable[[Connection], object]
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """The outcome of a claimed issue (`finish_statement` of `columns`, with `params`); the
+    write says False if the issue was not being sent (only the holder of the claim may record
+    its outcome)."""
+
+    columns: frozenset[str]
+    params: dict[str, Any]
+
+    def __call__(self, connection: Connection) -> bool:
+        return bool(connection.execute(finish_statement(self.columns), self.params).rowcount == 1)
+
+    def of(self, subscriber_id: int, issue_date: date) -> bool:
+        return bool(self.params["sid"] == subscriber_id and self.params["day"] == issue_date)
+
+
 class Ledger:
     """Claims and outcomes of issues, as one sender records them on one connection.
 
@@ -50,7 +70,10 @@ class Ledger:
     mark that the next message is going out (`mark_data_started`), and goes in the same
     transaction, so a message costs one commit, not three. A sender lost in between leaves
     that issue `sending` with its data started, which the next claim turns into `in_doubt`:
-    it is never sent twice.
+    it is never sent twice. On PostgreSQL that mark and the one outcome before it are a single
+    statement, in the connection's autocommit mode: one round trip, where a transaction of
+    two statements costs four (BEGIN, two UPDATEs, COMMIT), and each round trip wakes the
+    server and the sender once more.
 
     Claims take only issues that planning put in the ledger (`service.delivery.planning`);
     an issue with no row, never planned or gone with its subscriber, is nobody's to send.
@@ -59,6 +82,12 @@ class Ledger:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._pending: list[_Write] = []
+        # PostgreSQL runs an UPDATE in a WITH; there the connection is in autocommit mode
+        # between transactions, so that one statement is one round trip.
+        self._one_statement_starts = connection.dialect.name == "postgresql"
+        self._isolation_level = connection.default_isolation_level
+        if self._one_statement_starts:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
         # The issue whose data start this ledger committed last, with its papers and items:
         # its `record_sent` need not write them again.
         self._data_started: tuple[int, date, tuple[str, ...], tuple[IssueItem, ...]] | None = None
@@ -92,7 +121,7 @@ class Ledger:
             in_doubt_resend_after=in_doubt_resend_after,
         )
         connection = self._connection
-        with connection.begin():
+        with self._transaction():
             self._write_pending()
             self._settle_lost_and_late(params)
             claimed = {
@@ -133,7 +162,7 @@ class Ledger:
             in_doubt_resends=in_doubt_resends,
             in_doubt_resend_after=in_doubt_resend_after,
         )
-        with self._connection.begin():
+        with self._transaction():
             self._write_pending()
             self._settle_lost_and_late(params)
             claimed = self._connection.execute(CLAIM, params)
@@ -158,19 +187,45 @@ class Ledger:
             "sid": subscriber_id,
             "day": issue_date,
             "now": now,
-            "paper_ids": list(paper_ids),
-            "items": items_json(items),
+            "sent_paper_ids": list(paper_ids),
+            "sent_items": items_json(items),
             "attempt": attempt,
         }
-        connection = self._connection
-        with connection.begin():
-            self._write_pending()
-            if connection.execute(MARK_DATA_STARTED, params).rowcount == 1:
-                self._data_started = (subscriber_id, issue_date, tuple(paper_ids), tuple(items))
-                return DataStart.STARTED
-            if connection.execute(EXPIRE_HELD, params).rowcount == 1:
+        started = self._start_in_one_statement(params)
+        if started is None:
+            started = self._start_in_transaction(params)
+        if started:
+            self._data_started = (subscriber_id, issue_date, tuple(paper_ids), tuple(items))
+            return DataStart.STARTED
+        with self._transaction():
+            if self._connection.execute(EXPIRE_HELD, params).rowcount == 1:
                 return DataStart.EXPIRED
-            return DataStart.CLAIM_LOST
+        return DataStart.CLAIM_LOST
+
+    def _start_in_one_statement(self, params: dict[str, Any]) -> bool | None:
+        """Whether the data start, written with the one outcome pending if any as a single
+        statement, took; None on SQLite, or when other writes are pending, or when the
+        outcome is of this same issue (one statement must not write a row twice)."""
+        if not self._one_statement_starts or len(self._pending) > 1:
+            return None
+        statement = MARK_DATA_STARTED
+        if self._pending:
+            outcome = self._pending[0]
+            if not isinstance(outcome, _Outcome) or outcome.of(params["sid"], params["day"]):
+                return None
+            statement = data_start_after_outcome(outcome.columns)
+            params = {
+                **params,
+                **{PREVIOUS + name: value for name, value in outcome.params.items()},
+            }
+        self._pending = []
+        with self._connection.begin():  # in autocommit mode: no BEGIN or COMMIT is sent
+            return bool(self._connection.execute(statement, params).rowcount == 1)
+
+    def _start_in_transaction(self, params: dict[str, Any]) -> bool:
+        with self._transaction():
+            self._write_pending()
+            return bool(self._connection.execute(MARK_DATA_STARTED, params).rowcount == 1)
 
     def renew_leases(
         self, issue_date: date, subscriber_ids: Sequence[int], *, now: datetime, lease: timedelta
@@ -182,7 +237,7 @@ class Ledger:
             "now": now,
             "lease_until": now + lease,
         }
-        with self._connection.begin():
+        with self._transaction():
             self._write_pending()
             self._connection.execute(RENEW_LEASES, params)
 
@@ -314,8 +369,23 @@ class Ledger:
     def flush(self) -> None:
         """Commit the outcomes still pending."""
         if self._pending:
-            with self._connection.begin():
+            with self._transaction():
                 self._write_pending()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """A transaction on the ledger's connection, out of autocommit mode for its length."""
+        connection = self._connection
+        if not self._one_statement_starts:
+            with connection.begin():
+                yield
+            return
+        connection.execution_options(isolation_level=self._isolation_level)
+        try:
+            with connection.begin():
+                yield
+        finally:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
 
     def _write_pending(self) -> None:
         pending, self._pending = self._pending, []
@@ -361,17 +431,10 @@ def _finish_write(
     status: DeliveryStatus,
     now: datetime,
     **values: Any,
-) -> Callable[[Connection], bool]:
-    """The outcome of a claimed issue; its write says False if the issue was not being sent
-    (only the holder of the claim may record its outcome)."""
-    statement = finish_statement(frozenset(values))
+) -> _Outcome:
     params = {f"v_{name}": value for name, value in values.items()}
     params.update(sid=subscriber_id, day=issue_date, status=status.value, now=now, attempt=attempt)
-
-    def write(connection: Connection) -> bool:
-        return bool(connection.execute(statement, params).rowcount == 1)
-
-    return write
+    return _Outcome(frozenset(values), params)
 
 
 def _enhanced_code(reply: str) -> str | None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.elements import BindParameter
 
 from service.models import DeliveryStatus
 from service.store.tables import DeliveryRow, UtcDateTime
@@ -119,28 +120,42 @@ CLAIM_FIRST_TRIES = (
     .returning(DeliveryRow.subscriber_id, DeliveryRow.attempts)
 )
 STILL_CLAIMABLE = select(DeliveryRow.subscriber_id).where(CLAIMABLE)
-ONE_ISSUE = (DeliveryRow.subscriber_id == bindparam("sid")) & (
-    DeliveryRow.issue_date == bindparam("day")
-)
-# Only the holder of a claim may write to its issue: the claim's attempt number fences off a
-# sender whose lease ran out and whose issue another sender has claimed since. (No attempt
-# given: whoever holds it, for an operator's or a test's direct write.)
-HELD = (DeliveryRow.status == DeliveryStatus.SENDING) & (
-    func.coalesce(bindparam("attempt", type_=Integer()), DeliveryRow.attempts)
-    == DeliveryRow.attempts
-)
+
+
+def one_issue(prefix: str = "") -> ColumnElement[bool]:
+    """The issue named by the parameters `sid` and `day` (each after `prefix`)."""
+    return (DeliveryRow.subscriber_id == bindparam(f"{prefix}sid")) & (
+        DeliveryRow.issue_date == bindparam(f"{prefix}day")
+    )
+
+
+def held(prefix: str = "") -> ColumnElement[bool]:
+    """Only the holder of a claim may write to its issue: the claim's attempt number (the
+    parameter `attempt`, after `prefix`) fences off a sender whose lease ran out and whose issue
+    another sender has claimed since. (No attempt given: whoever holds it, for an operator's
+    or a test's direct write.)"""
+    return (DeliveryRow.status == DeliveryStatus.SENDING) & (
+        func.coalesce(bindparam(f"{prefix}attempt", type_=Integer()), DeliveryRow.attempts)
+        == DeliveryRow.attempts
+    )
+
+
+ONE_ISSUE = one_issue()
+HELD = held()
 # With the papers going out (and their why-lines, for the archive): if the sender is then lost,
 # the issue is in doubt and its papers count as sent, so the next issue does not repeat them.
 # The give-up time is checked here, message by message: a batch that runs long sends nothing
 # after it.
 BEFORE_DEADLINE = DeliveryRow.expires_at.is_(None) | (DeliveryRow.expires_at > bindparam("now"))
+# Its parameters are not named like columns (`sent_paper_ids`, not `paper_ids`): SQLAlchemy
+# would add those to the SET of an UPDATE in its WITH (data_start_after_outcome).
 MARK_DATA_STARTED = (
     update(DeliveryRow)
     .where(ONE_ISSUE, HELD, BEFORE_DEADLINE)
     .values(
         data_started_at=bindparam("now"),
-        paper_ids=bindparam("paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
-        items=bindparam("items", type_=DeliveryRow.__table__.c["items"].type),
+        paper_ids=bindparam("sent_paper_ids", type_=DeliveryRow.__table__.c.paper_ids.type),
+        items=bindparam("sent_items", type_=DeliveryRow.__table__.c["items"].type),
     )
 )
 EXPIRE_HELD = (
@@ -177,27 +192,45 @@ RENEW_LEASES = (
 )
 
 
+# The parameters of the earlier issue's outcome in DATA_START_AFTER_OUTCOME are named with this
+# prefix: `p_sid`, `p_day`, `p_attempt`, `p_status`, `p_now`, `p_v_…`.
+PREVIOUS = "p_"
+
+
 @lru_cache(maxsize=32)
-def finish_statement(columns: frozenset[str]) -> Update:
-    """UPDATE of a claimed issue's outcome setting `columns`; built once per set of columns."""
+def finish_statement(columns: frozenset[str], prefix: str = "") -> Update:
+    """UPDATE of a claimed issue's outcome setting `columns`; built once per set of columns.
+    Its parameters are `sid`, `day`, `attempt`, `status`, `now` and `v_COLUMN`, each after
+    `prefix`."""
     table_columns = DeliveryRow.__table__.c
+    status: BindParameter[str] = bindparam(f"{prefix}status")
     return (
         update(DeliveryRow)
-        .where(ONE_ISSUE, HELD)
+        .where(one_issue(prefix), held(prefix))
         .values(
             status=case(
                 (
-                    (bindparam("status") == DeliveryStatus.FAILED.value)
-                    & (DeliveryRow.in_doubt_count > 0),
+                    (status == DeliveryStatus.FAILED.value) & (DeliveryRow.in_doubt_count > 0),
                     literal(DeliveryStatus.IN_DOUBT.value),
                 ),
-                else_=bindparam("status"),
+                else_=status,
             ),
             lease_expires_at=None,
-            updated_at=bindparam("now"),
+            updated_at=bindparam(f"{prefix}now"),
             **{
-                name: bindparam(f"v_{name}", type_=table_columns[name].type)
+                name: bindparam(f"{prefix}v_{name}", type_=table_columns[name].type)
                 for name in sorted(columns)
             },
         )
     )
+
+
+@lru_cache(maxsize=32)
+def data_start_after_outcome(columns: frozenset[str]) -> Update:
+    """MARK_DATA_STARTED with the outcome of the issue sent before it (`finish_statement` of
+    `columns`, its parameters named after PREVIOUS) in the same statement, as an UPDATE in a
+    WITH: on PostgreSQL one round trip and one commit for both, where a transaction of two
+    statements takes four. PostgreSQL runs such an UPDATE once and to completion, and both
+    see one snapshot, so they must be of two different issues."""
+    previous = finish_statement(columns, PREVIOUS).returning(DeliveryRow.id).cte("previous_outcome")
+    return MARK_DATA_STARTED.add_cte(previous)

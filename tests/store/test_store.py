@@ -5,10 +5,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import make_url
 
 from service.delivery.planning import due_subscribers, plan_day
@@ -406,6 +407,64 @@ def test_an_outcome_waits_for_the_next_write_and_a_lost_sender_leaves_it_in_doub
     tomorrow = TODAY + timedelta(days=1)
     history = store.reading_history([second.id], before=tomorrow)[second.id]
     assert history.sent_paper_ids == {"p2"}
+
+
+def test_an_issue_whose_outcome_is_waiting_cannot_start_going_out_again(store: Store) -> None:
+    """Its outcome and a second data start would be one statement on PostgreSQL, where two
+    writes of one row in a statement leave either; the outcome must win."""
+    subscriber = add_subscriber(store)
+    plan_day(store, TODAY, now=NOW)
+    with store.ledger() as ledger:
+        claimed, _ = ledger.claim_first_tries(TODAY, [subscriber.id], now=NOW, lease=LEASE)
+        attempt = claimed[subscriber.id]
+        assert ledger.mark_data_started(subscriber.id, TODAY, now=NOW, attempt=attempt)
+        ledger.record_sent(
+            subscriber.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW, attempt=attempt
+        )
+        again = ledger.mark_data_started(
+            subscriber.id, TODAY, now=NOW, paper_ids=["p2"], attempt=attempt
+        )
+        assert again is DataStart.CLAIM_LOST
+    delivery = store.get_delivery(subscriber.id, TODAY)
+    assert delivery is not None and delivery.status is DeliveryStatus.SENT
+    assert list(delivery.paper_ids) == ["p1"]
+
+
+def test_on_postgresql_a_data_start_and_the_outcome_before_it_are_one_statement(
+    pg_store: Store,
+) -> None:
+    """One round trip per message: no BEGIN or COMMIT around it (autocommit), one UPDATE
+    for both; a batch's claim is still one transaction of several statements."""
+    store = pg_store
+    first, second = add_subscriber(store, "first@example.org"), add_subscriber(store)
+    plan_day(store, TODAY, now=NOW)
+    statements: list[tuple[str, bool]] = []
+
+    def seen(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append((statement.split()[0], connection.connection.dbapi_connection.autocommit))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        with store.ledger() as ledger:
+            claimed, _ = ledger.claim_first_tries(
+                TODAY, [first.id, second.id], now=NOW, lease=LEASE
+            )
+            assert statements and all(not autocommit for _, autocommit in statements)
+            statements.clear()
+            assert ledger.mark_data_started(first.id, TODAY, now=NOW, attempt=claimed[first.id])
+            ledger.record_sent(first.id, TODAY, message_id="<m@x>", paper_ids=["p1"], now=NOW)
+            started = ledger.mark_data_started(
+                second.id, TODAY, now=NOW, paper_ids=["p2"], attempt=claimed[second.id]
+            )
+            assert started is DataStart.STARTED
+            assert statements == [("UPDATE", True), ("WITH", True)]
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    done = store.get_delivery(first.id, TODAY)
+    assert done is not None and (done.status, done.message_id) == (DeliveryStatus.SENT, "<m@x>")
+    going = store.get_delivery(second.id, TODAY)
+    assert going is not None and going.status is DeliveryStatus.SENDING
+    assert list(going.paper_ids) == ["p2"]
 
 
 def test_a_sender_whose_lease_ran_out_can_no_longer_write_to_the_issue(store: Store) -> None:
