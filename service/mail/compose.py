@@ -13,6 +13,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from jinja2.filters import do_indent
+
 from service.mail.wire import MailHeaders, OutgoingMail, multipart_alternative
 from service.models import (
     Digest,
@@ -41,6 +43,7 @@ PREHEADER_CHARS = 140
 FEW_MATCHES = 3
 # Text lines are wrapped at 68 characters and indented by 4 under the list numbers.
 TEXT_WIDTH = 68
+TEXT_INDENT = 4
 # The text part's link lines line their URLs up after the longest label, "Discussion: ".
 TEXT_LINK_LABEL_WIDTH = 12
 
@@ -88,6 +91,8 @@ class PaperView:
     snippet: str
     # Abstract and PDF (arXiv papers), Code, Discussion (the Hugging Face page): each if known.
     links: tuple[PaperLink, ...]
+    # The text part's lines, wrapped, and laid out as it shows them: indented by
+    # TEXT_INDENT after the first line (see text_block).
     text_title: str
     text_meta: str
     text_snippet: str
@@ -374,11 +379,28 @@ def _feedback_urls(
     return urls
 
 
+# A dot-atom local part at an ASCII host name: what nearly every address is, and what the
+# header parser would give back unchanged (tests/mail/test_emails.py compares the two).
+_PLAIN_ADDRESS = re.compile(
+    r"(?P<username>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
+)
+
+
 def recipient_address(email: str) -> Address:
     """`email` as a header address, or ValueError if it cannot be sent to safely."""
+    if plain := _PLAIN_ADDRESS.fullmatch(email):
+        # Parsing costs a tenth of a digest's rendering; a plain address needs none.
+        return Address(username=plain["username"], domain=plain["domain"])
+    return _parsed_recipient_address(email)
+
+
+def _parsed_recipient_address(email: str) -> Address:
     try:
         address = Address(addr_spec=email)
-    except (ValueError, HeaderParseError) as exc:
+    except (ValueError, HeaderParseError, IndexError, AttributeError) as exc:
+        # The stdlib's parser fails on some malformed addresses ("a@", "a@[") with an
+        # IndexError or AttributeError instead of an error of its own.
         raise ValueError(f"cannot address mail to {email!r}: {exc}") from exc
     if not address.username or not address.domain:
         raise ValueError(f"cannot address mail to {email!r}: no domain")
@@ -415,13 +437,22 @@ def paper_view(paper: Paper) -> PaperView:
         counts=counts,
         snippet=snippet,
         links=links,
-        text_title=_wrap(title),
-        text_meta=_wrap(" · ".join(part for part in (meta, counts) if part)),
-        text_snippet=_wrap(snippet),
-        text_links="\n".join(
-            f"{link.label + ':':<{TEXT_LINK_LABEL_WIDTH}}{link.url}" for link in text_links
+        text_title=text_block(title),
+        text_meta=text_block(" · ".join(part for part in (meta, counts) if part)),
+        text_snippet=text_block(snippet),
+        text_links=do_indent(
+            "\n".join(
+                f"{link.label + ':':<{TEXT_LINK_LABEL_WIDTH}}{link.url}" for link in text_links
+            ),
+            TEXT_INDENT,
         ),
     )
+
+
+def text_block(text: str) -> str:
+    """`text` wrapped, its lines after the first indented as the text part's list items are:
+    done once per paper or why-line, not by the template for every digest."""
+    return do_indent(_wrap(text), TEXT_INDENT)
 
 
 # An arXiv abstract page given as a paper's URL, for an imported paper whose id is not its
@@ -541,10 +572,11 @@ def shown_why(why: str) -> str:
     return _TRENDING_FIGURES.sub(r"\1", clean_text(why))
 
 
+@lru_cache(maxsize=4096)
 def _why_lines(why: str) -> tuple[str, str]:
     # Reasons repeat across subscribers ("Matches …"), so wrap each one once.
     cleaned = shown_why(why)
-    return cleaned, _wrap(f"Why: {cleaned}") if cleaned else ""
+    return cleaned, text_block(f"Why: {cleaned}") if cleaned else ""
 
 
 def _authors_line(paper: Paper) -> str:

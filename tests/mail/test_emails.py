@@ -1,6 +1,8 @@
 """Rendering digest emails: the text and HTML parts, headers, and hostile paper data."""
 
+import random
 import re
+import string
 from datetime import timedelta
 from email import policy
 from email.headerregistry import Address
@@ -14,6 +16,7 @@ import pytest
 from jinja2 import Environment
 
 from service.mail.compose import (
+    _parsed_recipient_address,
     abstract_snippet,
     compose_digest,
     digest_context,
@@ -333,11 +336,60 @@ def test_an_unbreakable_overlong_line_falls_back_to_quoted_printable() -> None:
         "alice@example.org>, <evil@x.test",
         '"alice\\\r\nBcc: evil"@x.test',
         '"alice\x00"@example.org',
+        # The stdlib's parser fails on these with an IndexError and an AttributeError.
+        "alice@",
+        "alice@[",
     ],
 )
 def test_an_address_that_could_inject_headers_is_refused(email: str) -> None:
     with pytest.raises(ValueError, match="cannot address"):
         compose(make_digest(email=email))
+
+
+def test_a_plain_address_is_taken_as_the_header_parser_would_take_it() -> None:
+    """Plain addresses skip the parser: every address, plain or not, must come out as the
+    parser gives it, or be refused alike."""
+    chooser = random.Random(5)
+    alphabet = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-.@ \"(),:;<>[]\\é"
+    emails = [
+        "alice@example.org",
+        "Alice.Smith+news@Mail.Example.ORG",
+        "a@b.c",
+        "o'brien@example.ie",
+        "x_y-z@sub-domain.example.co.uk",
+        "-dash@-host.example",
+        "a..b@example.org",
+        ".a@example.org",
+        "a.@example.org",
+        "a@example..org",
+        "a@localhost",
+        "a@example.org.",
+        '"quoted"@example.org',
+        "a@[127.0.0.1]",
+        "",
+        "@example.org",
+        "a@",
+    ]
+    emails += [
+        "".join(chooser.choice(alphabet) for _ in range(chooser.randint(1, 12)))
+        + chooser.choice(["@", "@@", "", "."])
+        + "".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 12)))
+        for _ in range(3000)
+    ]
+    for email in emails:
+        try:
+            parsed = _parsed_recipient_address(email)
+        except ValueError as exc:
+            with pytest.raises(ValueError, match="cannot address"):
+                recipient_address(email)
+            assert str(exc).startswith("cannot address")
+            continue
+        taken = recipient_address(email)
+        assert (taken.username, taken.domain, str(taken)) == (
+            parsed.username,
+            parsed.domain,
+            str(parsed),
+        ), email
 
 
 def test_an_internationalised_domain_is_sent_as_idna() -> None:
