@@ -21,9 +21,9 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from bench.daily_run.harness import bench_database, insert_subscribers, interest_drawer
+from bench.daily_run.harness import bench_database, seed_day
 from service.delivery.planning import plan_day
-from service.models import Frequency, IssueItem
+from service.models import IssueItem
 from service.store import Ledger, Store
 
 ROUNDS = 3
@@ -45,14 +45,13 @@ def main() -> None:
         store = Store(url)
         store.upgrade()
         now = datetime.now(UTC)
-        insert_subscribers(
+        seed_day(
             store,
-            count,
-            first_number=0,
-            draw=interest_drawer(7),
-            delivery_hour=now.hour,
-            frequency=Frequency.DAILY,
-            weekday=0,
+            papers=10,
+            subscribers=count,
+            profile_subscribers=0,
+            profile_weekday=0,
+            seed=7,
             now=now,
         )
         for round_number in range(ROUNDS):
