@@ -108,11 +108,7 @@ def _analyse_field(text: str) -> FieldTerms:
     positions: dict[str, list[int]] = {}
     stems = analyse_text(text)
     for position, stem in enumerate(stems):
-        found = positions.get(stem)
-        if found is None:
-            positions[stem] = [position]
-        else:
-            found.append(position)
+        positions.setdefault(stem, []).append(position)
     return FieldTerms(
         positions=MappingProxyType({stem: tuple(found) for stem, found in positions.items()}),
         length=len(stems),
