@@ -21,6 +21,8 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import Connection
+
 from bench.daily_run.harness import bench_database, seed_day
 from service.delivery.planning import plan_day
 from service.models import IssueItem
@@ -82,11 +84,11 @@ def _time_round(
     now = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
     plan_day(store, day, now=now)
     ids = [subscriber.id for subscriber in store.list_subscribers()]
-    with store.ledger() as ledger:
+    with store.engine.connect() as connection:
+        backend = _backend_pid(connection)
+        # Both ways are exercised by tests/store/test_store.py.
+        ledger = Ledger(connection, one_statement_starts=one_statement)
         claimed, _ = ledger.claim_first_tries(day, ids, now=now, lease=LEASE)
-        # The way each message's writes go; both are exercised by tests/store/test_store.py.
-        ledger._one_statement_starts = one_statement
-        backend = _backend_pid(ledger)
         cpu, backend_cpu, wall = time.process_time(), _cpu_seconds(backend), time.perf_counter()
         for subscriber_id in ids:
             attempt = claimed[subscriber_id]
@@ -110,8 +112,7 @@ def _time_round(
     return cpu * per_message, backend_cpu * per_message, wall * per_message
 
 
-def _backend_pid(ledger: Ledger) -> int:
-    connection = ledger._connection
+def _backend_pid(connection: Connection) -> int:
     pid: int = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
     connection.commit()
     return pid

@@ -79,13 +79,16 @@ class Ledger:
     an issue with no row, never planned or gone with its subscriber, is nobody's to send.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, one_statement_starts: bool = True) -> None:
+        """`one_statement_starts=False` writes every data start in a transaction, as on
+        SQLite, for comparison (`bench.ledger_writes`)."""
         self._connection = connection
         self._pending: list[_Write] = []
         # PostgreSQL runs an UPDATE in a WITH; there the connection is in autocommit mode
         # between transactions, so that one statement is one round trip.
-        self._one_statement_starts = connection.dialect.name == "postgresql"
-        self._isolation_level = connection.default_isolation_level
+        self._one_statement_starts = (
+            one_statement_starts and connection.dialect.name == "postgresql"
+        )
         if self._one_statement_starts:
             connection.execution_options(isolation_level="AUTOCOMMIT")
         # The issue whose data start this ledger committed last, with its papers and items:
@@ -380,7 +383,7 @@ class Ledger:
             with connection.begin():
                 yield
             return
-        connection.execution_options(isolation_level=self._isolation_level)
+        connection.execution_options(isolation_level=connection.default_isolation_level)
         try:
             with connection.begin():
                 yield

@@ -192,7 +192,7 @@ RENEW_LEASES = (
 )
 
 
-# The parameters of the earlier issue's outcome in DATA_START_AFTER_OUTCOME are named with this
+# The parameters of the earlier issue's outcome in data_start_after_outcome are named with this
 # prefix: `p_sid`, `p_day`, `p_attempt`, `p_status`, `p_now`, `p_v_…`.
 PREVIOUS = "p_"
 
